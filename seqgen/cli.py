@@ -1,0 +1,283 @@
+"""The `seqgen` command line. Commands parse, call one library function, and print.
+
+Data (generated text, paths written, reports) goes to stdout; progress and messages to stderr.
+Torch is imported inside the commands so that `seqgen --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import CELLS, DEVICES, ModelConfig, TrainConfig, default
+from .errors import SeqgenError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+SAMPLE_DEFAULTS = {"length": 500, "temperature": 0.8}
+
+
+class CliError(click.ClickException):
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Group(click.Group):
+    """Turns the library's user-facing errors into one `Error: ...` line and an exit status."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SeqgenError as e:
+            raise CliError(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            raise CliError("interrupted", 130) from None
+        except BrokenPipeError:
+            raise  # handled in main(): the reader went away, which is not an error worth a message
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise CliError(f"{where}{e.strerror or e}") from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            if os.environ.get("SEQGEN_DEBUG"):
+                raise
+            raise CliError(
+                f"internal error: {type(e).__name__}: {e} (set SEQGEN_DEBUG=1 for the traceback, "
+                "and please report it)", 70,
+            ) from None
+
+
+@click.group(cls=Group, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="seqgen")
+def cli():
+    """Train recurrent language models on text and generate from them.
+
+    \b
+    Quick start:
+      seqgen train                            # train on the built-in corpus (python-docs)
+      seqgen sample checkpoints/python-docs-lstm --prime "The "
+
+    Every option can also be set from the environment as SEQGEN_<COMMAND>_<OPTION>, for
+    example SEQGEN_TRAIN_BATCH_SIZE=32 or SEQGEN_SAMPLE_TEMPERATURE=0.5.
+    """
+
+
+def _model_default(name):
+    return default(ModelConfig, name)
+
+
+def _train_default(name):
+    return default(TrainConfig, name)
+
+
+MODEL_OPTIONS = ("cell", "layers", "hidden", "embed", "dropout", "residual")
+TRAIN_OPTIONS = tuple(f for f in TrainConfig.__dataclass_fields__)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("corpus", required=False)
+@click.option("--cell", type=click.Choice(CELLS), default=_model_default("cell"),
+              help="Recurrent cell; irnn is a ReLU RNN with identity-initialised recurrent weights.")
+@click.option("--layers", type=click.IntRange(1, 64), default=_model_default("layers"), help="Stacked recurrent layers.")
+@click.option("--hidden", type=click.IntRange(1, 65536), default=_model_default("hidden"), help="Hidden units per layer.")
+@click.option("--embed", type=click.IntRange(1, 65536), default=_model_default("embed"), help="Embedding size.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_model_default("dropout"),
+              help="Dropout on each layer's output.")
+@click.option("--residual/--no-residual", default=_model_default("residual"),
+              help="Skip connections around every layer after the first.")
+@click.option("--seq-len", type=click.IntRange(1), default=_train_default("seq_len"),
+              help="Time steps per window of truncated backpropagation.")
+@click.option("--batch-size", type=click.IntRange(1), default=_train_default("batch_size"),
+              help="Parallel contiguous streams per batch.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_train_default("lr"), help="Peak learning rate (AdamW).")
+@click.option("--weight-decay", type=click.FloatRange(0), default=_train_default("weight_decay"),
+              help="AdamW weight decay on weight matrices.")
+@click.option("--warmup-steps", type=click.IntRange(0), default=_train_default("warmup_steps"),
+              help="Linear warmup steps before the cosine decay.")
+@click.option("--min-lr-ratio", type=click.FloatRange(0, 1), default=_train_default("min_lr_ratio"),
+              help="The cosine decay ends at this fraction of --lr.")
+@click.option("--clip", type=click.FloatRange(0), default=_train_default("clip"),
+              help="Clip the global gradient norm to this (0: no clipping).")
+@click.option("--max-steps", type=click.IntRange(1), default=_train_default("max_steps"), help="Stop after this many steps.")
+@click.option("--epochs", type=click.IntRange(1), default=_train_default("epochs"), help="Stop after this many passes over the corpus.")
+@click.option("--time-budget", type=click.FloatRange(0, min_open=True), default=_train_default("time_budget"),
+              metavar="SECONDS", help="Stop when this much wall-clock time is spent, then evaluate and save.")
+@click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True), default=_train_default("val_fraction"),
+              help="Tail of the corpus held out for validation.")
+@click.option("--eval-every", type=click.IntRange(1), default=_train_default("eval_every"),
+              help="Evaluate, log and checkpoint every N steps.")
+@click.option("--patience", type=click.IntRange(1), default=_train_default("patience"),
+              help="Stop early after N evaluations without a better validation loss.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory  [default: checkpoints/<corpus>-<cell>-<date>-<time>]")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Start over in an --out that already holds a run.")
+@click.option("--seed", type=int, default=_train_default("seed"), help="Seed for initialisation and data order.")
+@click.option("--device", type=click.Choice(DEVICES), default=_train_default("device"), help="Where to train.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads  [default: torch's choice]")
+@click.option("--progress/--no-progress", default=None, help="Progress bar  [default: when stderr is a terminal]")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on stderr but errors.")
+@click.pass_context
+def train(ctx, corpus, out, resume, force, progress, quiet, **options):
+    """Train a model on CORPUS: a text file, a directory of text files, or a built-in corpus name
+    (see `seqgen corpus list`; default python-docs).
+
+    Training stops at the first of --epochs, --max-steps, --time-budget and --patience, then the
+    run directory holds best.safetensors (lowest validation loss), last.safetensors (resumable)
+    and metrics.csv. The path of the best checkpoint is printed on stdout.
+
+    \b
+    Examples:
+      seqgen train                                    # built-in corpus, default model
+      seqgen train poems.txt --time-budget 600        # your text, ten minutes
+      seqgen train shakespeare.txt --cell gru --layers 3 --hidden 256 --out checkpoints/gru
+      seqgen train --out checkpoints/gru --resume     # continue an interrupted run
+    """
+    from . import commands
+
+    explicit = {k for k, v in options.items()
+                if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
+    best = commands.train(
+        corpus, out, resume=resume, force=force, options=options, explicit=explicit,
+        bar=sys.stderr.isatty() if progress is None else progress, quiet=quiet,
+    )
+    click.echo(best)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-p", "--prime", default=None, help="Text the samples start from (included in the output).")
+@click.option("--prime-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Read the prime from this UTF-8 file.")
+@click.option("-n", "--length", type=click.IntRange(1), default=SAMPLE_DEFAULTS["length"],
+              help="Tokens (characters) to generate after the prime.")
+@click.option("-t", "--temperature", type=click.FloatRange(0), default=SAMPLE_DEFAULTS["temperature"],
+              help="Sharpen (<1) or flatten (>1) the distribution; 0 is greedy argmax decoding.")
+@click.option("--top-k", type=click.IntRange(1), default=None, help="Sample only from the K most likely tokens.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Sample only from the smallest set of tokens with this much probability (nucleus).")
+@click.option("-k", "--num-samples", type=click.IntRange(1, 100_000), default=1,
+              help="Samples to generate, together as one batch.")
+@click.option("--stop", default=None, help="End a sample once it ends with this string (kept in the output).")
+@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same samples.  [default: random]")
+@click.option("-o", "--out", default=None,
+              help="'-' for stdout; a directory for one file per sample (sample_001.txt, ...); or a file for one sample.  [default: -]")
+@click.option("--continuation-only", is_flag=True, help="Leave the prime out of the output.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where to run the model.")
+def sample(checkpoint, prime, prime_file, length, temperature, top_k, top_p, num_samples, stop, seed,
+           out, continuation_only, force, device):
+    """Generate text from CHECKPOINT (a .safetensors file, or a run directory meaning its best
+    checkpoint).
+
+    With one sample on stdout the text streams as it is generated. Several samples on stdout are
+    each preceded by a `==> sample N <==` line; with --out DIR the paths written are printed.
+
+    \b
+    Examples:
+      seqgen sample checkpoints/python-docs-lstm
+      seqgen sample run/ --prime "ROMEO:" --length 1000 --temperature 0.6 --seed 7
+      seqgen sample run/ -k 20 --stop $'\\n\\n' --out samples/
+    """
+    from . import commands
+
+    if prime is not None and prime_file is not None:
+        raise CliError("give --prime or --prime-file, not both", 2)
+    if prime_file is not None:
+        from .corpora import read_text
+
+        prime = read_text(prime_file)
+    commands.sample(
+        checkpoint, prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
+        num_samples=num_samples, stop=stop, seed=seed, out=out, continuation_only=continuation_only,
+        force=force, device=device,
+    )
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def info(checkpoint, as_json):
+    """Summarise CHECKPOINT: layers, output shapes and parameter counts, then the tokenizer,
+    corpus, training configuration and results.
+
+    \b
+    Example:
+      seqgen info checkpoints/python-docs-lstm
+    """
+    from . import commands
+
+    click.echo(commands.info(checkpoint, as_json=as_json))
+
+
+@cli.command("eval", context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("text")
+@click.option("--batch-size", type=click.IntRange(1), default=64, help="Parallel streams while scoring.")
+@click.option("--seq-len", type=click.IntRange(1), default=None, help="Window length  [default: the training --seq-len]")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", help="Where to run the model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_(checkpoint, text, batch_size, seq_len, device, as_json):
+    """Score CHECKPOINT on TEXT (a file, a directory of files, or a built-in corpus name): loss in
+    nats per token, bits per character and perplexity.
+
+    \b
+    Example:
+      seqgen eval checkpoints/shakespeare valid.txt
+    """
+    from . import commands
+
+    click.echo(commands.evaluate(checkpoint, text, batch_size=batch_size, seq_len=seq_len, device=device, as_json=as_json))
+
+
+@cli.group(cls=Group, context_settings=CONTEXT)
+def corpus():
+    """Built-in corpora: list them, download the ones that are not shipped."""
+
+
+@corpus.command("list", context_settings=CONTEXT)
+def corpus_list():
+    """Show the built-in corpora with their size, provenance and licence.
+
+    \b
+    Example:
+      seqgen corpus list
+    """
+    from .corpora import BUILTINS
+
+    for b in BUILTINS.values():
+        where = "ships with Python" if b.load else ("downloaded" if b.available else "download on first use")
+        click.echo(f"{b.name}\t{b.approx_size}\t{where}\n  {b.description}\n"
+                   f"  source: {b.provenance}\n  licence: {b.licence}")
+
+
+@corpus.command("download", context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--url", default=None, help="Fetch from this mirror instead (the checksum is still verified).")
+def corpus_download(name, url):
+    """Download built-in corpus NAME into the cache, verifying its SHA-256; prints the path.
+
+    \b
+    Example:
+      seqgen corpus download tinyshakespeare
+    """
+    from .corpora import BUILTINS, download
+
+    if name not in BUILTINS:
+        raise CliError(f"no built-in corpus {name!r} (built-in: {', '.join(BUILTINS)})")
+    click.echo(download(BUILTINS[name], url=url))
+
+
+def main():
+    try:
+        cli.main(prog_name="seqgen", auto_envvar_prefix="SEQGEN")
+    except BrokenPipeError:
+        # `seqgen sample ... | head`: the reader left; exit quietly like other Unix tools.
+        sys.stderr.close()
+        sys.exit(141)
+

@@ -1,0 +1,58 @@
+"""Every default lives here; the CLI reads its defaults from these dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+CELLS = ("lstm", "gru", "rnn", "irnn")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    cell: str = "lstm"
+    layers: int = 2
+    hidden: int = 512
+    embed: int = 64
+    dropout: float = 0.0
+    residual: bool = False
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+
+
+@dataclass
+class TrainConfig:
+    seq_len: int = 128
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    clip: float = 1.0
+    max_steps: int | None = None
+    epochs: int | None = 20
+    time_budget: float | None = None
+    val_fraction: float = 0.05
+    eval_every: int = 250
+    patience: int | None = None
+    seed: int = 1337
+    device: str = "auto"
+    threads: int | None = None
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a config, ignoring keys this version does not know (forward compatible reads)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def default(cls, name: str):
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)

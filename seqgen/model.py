@@ -1,0 +1,116 @@
+"""RNNLM: embedding -> stacked recurrent layers -> linear head. No I/O here.
+
+Dimensions, named once:  B batch, T time steps, V vocabulary, E embedding, H hidden,
+L layers, S state tensors per layer (2 for an LSTM's h and c, 1 for the others).
+
+The recurrent state is one tensor of shape (L, S, B, H). Everything outside this file treats it as
+opaque: it is carried between batches, detached, indexed on dim 2 (the batch) and saved, never
+inspected, so no caller branches on the cell type.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+BATCH_DIM = 2  # of the state tensor
+
+
+def _make_layer(cell: str, n_in: int, hidden: int) -> nn.RNNBase:
+    if cell == "lstm":
+        return nn.LSTM(n_in, hidden, batch_first=True)
+    if cell == "gru":
+        return nn.GRU(n_in, hidden, batch_first=True)
+    layer = nn.RNN(n_in, hidden, batch_first=True, nonlinearity="relu" if cell == "irnn" else "tanh")
+    if cell == "irnn":
+        # Le, Jaitly & Hinton (2015): a ReLU RNN trains well when its recurrent weights start as the
+        # identity and its biases at zero, so the state is copied forward until learning changes it.
+        with torch.no_grad():
+            nn.init.eye_(layer.weight_hh_l0)
+            layer.bias_hh_l0.zero_()
+            layer.bias_ih_l0.zero_()
+    return layer
+
+
+# One step of each cell on (B, n_in) inputs, using the same weights as the layer's sequence kernel.
+_CELL_STEP = {
+    "gru": torch.gru_cell,
+    "rnn": torch.rnn_tanh_cell,
+    "irnn": torch.rnn_relu_cell,
+}
+
+
+class RNNLM(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.state_size = 2 if c.cell == "lstm" else 1
+        self.embed = nn.Embedding(c.vocab_size, c.embed)
+        self.rnns = nn.ModuleList(
+            _make_layer(c.cell, c.embed if i == 0 else c.hidden, c.hidden) for i in range(c.layers)
+        )
+        self.drop = nn.Dropout(c.dropout)
+        self.head = nn.Linear(c.hidden, c.vocab_size)
+
+    def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
+        c = self.config
+        device = device or self.head.weight.device
+        return torch.zeros(c.layers, self.state_size, batch_size, c.hidden, device=device)
+
+    def _residual(self, i: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Skip connections join stacked layers of equal width (the first layer's input is E wide).
+        return y + x if self.config.residual and i > 0 else y
+
+    def forward(self, ids: torch.Tensor, state: torch.Tensor | None = None):
+        """ids (B, T) -> logits (B, T, V), state (L, S, B, H) after the last step."""
+        if state is None:
+            state = self.initial_state(ids.shape[0])
+        x = self.embed(ids)  # (B, T, E)
+        new_state = []
+        for i, rnn in enumerate(self.rnns):
+            s = state[i]  # (S, B, H)
+            if self.state_size == 2:
+                y, (h, c) = rnn(x, (s[0:1].contiguous(), s[1:2].contiguous()))
+                new_state.append(torch.cat([h, c]))
+            else:
+                y, h = rnn(x, s.contiguous())
+                new_state.append(h)
+            x = self._residual(i, x, self.drop(y))  # (B, T, H)
+        return self.head(x), torch.stack(new_state)
+
+    def step(self, ids: torch.Tensor, state: torch.Tensor):
+        """One token per stream: ids (B,) -> logits (B, V), state (L, S, B, H).
+
+        Uses the cells' single-step kernels, which on a CPU are much faster for T = 1 than the
+        sequence kernels; `forward` over a sequence and `step` token by token agree.
+        """
+        x = self.embed(ids)  # (B, E)
+        new_state = []
+        for i, rnn in enumerate(self.rnns):
+            weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+            if self.state_size == 2:
+                h, c = torch.lstm_cell(x, (state[i, 0], state[i, 1]), *weights)
+                new_state.append(torch.stack([h, c]))
+            else:
+                h = _CELL_STEP[self.config.cell](x, state[i, 0], *weights)
+                new_state.append(h.unsqueeze(0))
+            x = self._residual(i, x, self.drop(h))  # (B, H)
+        return self.head(x), torch.stack(new_state)
+
+
+def layer_table(model: RNNLM) -> list[tuple[str, str, str, int]]:
+    """(name, type, output shape, parameter count) for each layer, in the order data flows."""
+    c = model.config
+    rows = [("embed", "Embedding", f"(B, T, {c.embed})", model.embed)]
+    rows += [(f"rnns.{i}", type(r).__name__, f"(B, T, {c.hidden})", r) for i, r in enumerate(model.rnns)]
+    rows += [("head", "Linear", f"(B, T, {c.vocab_size})", model.head)]
+    return [(name, kind, shape, sum(p.numel() for p in m.parameters())) for name, kind, shape, m in rows]
+
+
+def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy in nats: logits (B, T, V), targets (B, T)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

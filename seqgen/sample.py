@@ -1,0 +1,91 @@
+"""Batched incremental generation: K samples advance together, one `model.step` per token.
+
+Decoding is modality-agnostic: it sees ids only. The prime is read once with `forward`, its final
+state copied to every sample, then each step filters the logits (temperature, top-k, top-p) and
+draws the next id from a seeded generator, so the same seed gives the same samples.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from .model import BATCH_DIM, RNNLM
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Mask (with -inf) all but the k most likely ids and the smallest nucleus of mass >= p.
+
+    logits (K, V) -> (K, V). The most likely id always survives.
+    """
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (K, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop an id when the ids ranked above it already reach p.
+        drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def generate(
+    model: RNNLM,
+    prime: Sequence[int],
+    length: int,
+    *,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop: Sequence[int] = (),
+    on_step: Callable[[torch.Tensor], None] | None = None,
+) -> list[list[int]]:
+    """Generate up to `length` ids after `prime` (at least one id) for each of `num_samples`.
+
+    temperature 0 is greedy decoding. A sample ends early once its output ends with `stop`
+    (which is kept in the returned ids). `on_step` receives each new (K,) batch of ids as it is made.
+    """
+    if len(prime) == 0:
+        raise ValueError("generation needs a prime of at least one token")
+    model.eval()
+    device = model.head.weight.device
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed if seed is not None else torch.seed())
+
+    prime_ids = torch.as_tensor(list(map(int, prime)), dtype=torch.long, device=device)
+    logits, state = model(prime_ids[None, :-1], None) if len(prime) > 1 else (None, None)
+    state = model.initial_state(1) if state is None else state  # (L, S, 1, H)
+    state = state.repeat_interleave(num_samples, dim=BATCH_DIM)  # (L, S, K, H)
+    token = prime_ids[-1:].expand(num_samples).contiguous()  # (K,)
+
+    out = torch.empty(num_samples, length, dtype=torch.long, device=device)
+    finished = torch.zeros(num_samples, dtype=torch.bool, device=device)
+    stop_ids = torch.as_tensor(list(map(int, stop)), dtype=torch.long, device=device)
+    ends = torch.full((num_samples,), length, dtype=torch.long)
+    steps = 0
+    for t in range(length):
+        logits, state = model.step(token, state)  # (K, V)
+        if temperature == 0:
+            token = logits.argmax(-1)
+        else:
+            probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        out[:, t] = token
+        steps = t + 1
+        if on_step is not None:
+            on_step(token)
+        if len(stop_ids) and t + 1 >= len(stop_ids):
+            hit = (out[:, t + 1 - len(stop_ids) : t + 1] == stop_ids).all(-1) & ~finished
+            if hit.any():
+                ends[hit.cpu()] = t + 1
+                finished |= hit
+                if finished.all():
+                    break
+    rows = out[:, :steps].tolist()
+    return [row[: min(int(end), steps)] for row, end in zip(rows, ends)]

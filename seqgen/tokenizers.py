@@ -1,0 +1,96 @@
+"""Tokenizers: the only code that knows what a token means.
+
+A tokenizer turns a corpus into integer ids and back, and saves itself as a JSON-able dict with a
+`kind` so a checkpoint can rebuild it with `tokenizer_from_dict`. The model, trainer and sampler
+only ever see ids.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from .errors import SeqgenError
+
+
+class Tokenizer(Protocol):
+    kind: str
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text) -> np.ndarray: ...
+
+    def decode(self, ids) -> str: ...
+
+    def to_dict(self) -> dict: ...
+
+
+def id_dtype(vocab_size: int):
+    """The smallest unsigned dtype that holds every id: corpora stay 1-2 bytes per token."""
+    return np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.uint32
+
+
+def _codepoints(text: str) -> np.ndarray:
+    # UTF-32 is one fixed-width unit per character, so numpy can look at the text without a loop.
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+class CharTokenizer:
+    """One token per Unicode character; the vocabulary is the sorted set of the corpus' characters."""
+
+    kind = "char"
+
+    def __init__(self, chars: list[str]):
+        if not chars or any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
+            raise SeqgenError("a character vocabulary must list distinct single characters")
+        self.chars = sorted(chars)
+        points = _codepoints("".join(self.chars))
+        # A dense code point -> id table (at most 4.4 MB for the whole of Unicode); -1 marks unknown.
+        self._table = np.full(int(points.max()) + 1, -1, dtype=np.int32)
+        self._table[points] = np.arange(len(points), dtype=np.int32)
+        self._index = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def fit(cls, text: str) -> CharTokenizer:
+        if not text:
+            raise SeqgenError("cannot build a vocabulary from empty text")
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def unknown(self, text: str) -> list[str]:
+        """The characters of `text` that are not in the vocabulary, sorted."""
+        return sorted(set(text) - self._index.keys())
+
+    def encode(self, text: str) -> np.ndarray:
+        points = _codepoints(text)
+        ids = self._table[np.minimum(points, len(self._table) - 1)]
+        if (ids < 0).any() or int(points.max(initial=0)) >= len(self._table):
+            missing = "".join(self.unknown(text))
+            raise SeqgenError(f"characters not in the model's vocabulary: {missing!r}")
+        return ids.astype(id_dtype(self.vocab_size))
+
+    def decode(self, ids) -> str:
+        chars = self.chars
+        return "".join(chars[i] for i in np.asarray(ids, dtype=np.int64).ravel().tolist())
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": "".join(self.chars)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CharTokenizer:
+        return cls(list(data["chars"]))
+
+
+TOKENIZERS = {CharTokenizer.kind: CharTokenizer}
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    kind = data.get("kind")
+    if kind not in TOKENIZERS:
+        raise SeqgenError(f"unknown tokenizer kind {kind!r}; this seqgen knows {', '.join(TOKENIZERS)}")
+    return TOKENIZERS[kind].from_dict(data)

@@ -1,0 +1,378 @@
+"""The training loop.
+
+Truncated BPTT over contiguous streams with the state carried between batches, AdamW, linear
+warmup then cosine decay, global gradient-norm clipping. Every `eval_every` steps (and at the end)
+it scores the held-out tail of the corpus, appends a row to metrics.csv, writes `last` (resumable:
+optimizer, RNG and carried state included) and, when validation improved, `best` (weights only).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint
+from .atomic import atomic_write_text
+from .config import ModelConfig, TrainConfig, from_dict, to_dict
+from .corpora import Corpus
+from .data import Streams, as_tensor, check_trainable, eval_streams, split
+from .errors import SeqgenError
+from .model import RNNLM, sequence_loss
+from .progress import Reporter
+from .tokenizers import CharTokenizer
+
+METRICS = "metrics.csv"
+METRIC_FIELDS = ["step", "epoch", "tokens", "elapsed_s", "lr", "loss", "val_loss", "val_bpc"]
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint so a resumed run picks up exactly here."""
+
+    step: int = 0
+    epoch: int = 1  # the epoch in progress, from 1
+    batch: int = 0  # batches of that epoch already trained
+    tokens: int = 0
+    elapsed: float = 0.0  # wall-clock seconds of training, summed over resumed sessions
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    stale_evals: int = 0  # evaluations since the best one, for --patience
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SeqgenError("--device cuda: no CUDA GPU is available to this PyTorch build")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise SeqgenError("--device mps: Apple's Metal backend is not available here")
+    return torch.device(name)
+
+
+def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
+    """Linear warmup over `warmup_steps`, then cosine decay to `min_lr_ratio * lr` as `done` -> 1.
+
+    `done` is the fraction of the run completed by whichever limit binds first (steps, epochs or
+    the time budget), so a time-budgeted run reaches the low learning rate just as time runs out.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+
+@torch.no_grad()
+def evaluate(model: RNNLM, ids: torch.Tensor, batch_size: int, seq_len: int) -> tuple[float, int]:
+    """(mean loss in nats per token, tokens scored) over `ids`, state carried across windows."""
+    was_training = model.training
+    model.eval()
+    device = model.head.weight.device
+    streams = eval_streams(ids, batch_size, seq_len)
+    state = model.initial_state(streams.data.shape[0])
+    total, count = 0.0, 0
+    for j in range(streams.num_windows):
+        x, y = (t.to(device) for t in streams.batch(j))
+        logits, state = model(x, state)  # (B, T, V)
+        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        count += y.numel()
+    model.train(was_training)
+    if count == 0:
+        raise SeqgenError("nothing to evaluate: the text is shorter than two tokens")
+    return total / count, count
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT aborts at once."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in EXIT_CODES:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def corpus_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Trainer:
+    def __init__(
+        self,
+        corpus: Corpus,
+        model_config: ModelConfig,
+        config: TrainConfig,
+        run_dir: Path,
+        *,
+        tokenizer: CharTokenizer | None = None,
+        resume_from: checkpoint.Checkpoint | None = None,
+        reporter: Reporter | None = None,
+    ):
+        self.corpus, self.cfg, self.run_dir = corpus, config, Path(run_dir)
+        self.reporter = reporter or Reporter(quiet=True)
+        self.tokenizer = tokenizer or CharTokenizer.fit(corpus.text)
+        self.device = pick_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+
+        ids = as_tensor(self.tokenizer.encode(corpus.text))
+        self.train_ids, self.val_ids = split(ids, config.val_fraction)
+        check_trainable(len(self.train_ids), config.batch_size, config.seq_len)
+        if len(self.val_ids) < 2:
+            raise SeqgenError("the validation split is under two tokens; raise --val-fraction")
+
+        self.model_config = dataclasses.replace(model_config, vocab_size=self.tokenizer.vocab_size)
+        self.model = RNNLM(self.model_config).to(self.device)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+        )
+        self.progress = Progress()
+        self.carry = None  # the recurrent state carried into the next batch
+        if resume_from is not None:
+            self._restore(resume_from)
+
+    # -- schedule -----------------------------------------------------------------------------
+    def batches_per_epoch(self) -> int:
+        return len(Streams(self.train_ids, self.cfg.batch_size, self.cfg.seq_len))
+
+    def _done_fraction(self) -> float:
+        cfg, p = self.cfg, self.progress
+        fractions = [0.0]
+        if cfg.max_steps:
+            fractions.append(p.step / cfg.max_steps)
+        if cfg.epochs:
+            fractions.append(p.step / (cfg.epochs * self.batches_per_epoch()))
+        if cfg.time_budget:
+            fractions.append(p.elapsed / cfg.time_budget)
+        return max(fractions)
+
+    def _epoch_streams(self, epoch: int) -> Streams:
+        # Each epoch starts the streams at a different offset, so windows do not always begin at
+        # the same characters; the offset depends only on (seed, epoch), which keeps resume exact.
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        offset = 0 if epoch == 1 else int(torch.randint(self.cfg.seq_len, (1,), generator=g))
+        return Streams(self.train_ids, self.cfg.batch_size, self.cfg.seq_len, offset)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, stop_at_step: int | None = None) -> Path:
+        """Train until a limit is reached; returns the path of the best checkpoint.
+
+        `stop_at_step` stops early as if interrupted (the run stays resumable); tests use it.
+        """
+        cfg, p, model = self.cfg, self.progress, self.model
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._log_start()
+        model.train()
+        nb = self.batches_per_epoch()
+        started, elapsed_before = time.monotonic(), p.elapsed
+        window_loss, window_steps, window_start = torch.zeros((), device=self.device), 0, time.monotonic()
+        stopped_by = None
+        with _StopOnSignal() as signals:
+            while stopped_by is None:
+                if cfg.epochs and p.epoch > cfg.epochs:
+                    stopped_by = "epochs"
+                    break
+                streams = self._epoch_streams(p.epoch)
+                if p.batch == 0 or self.carry is None:
+                    self.carry = model.initial_state(cfg.batch_size)
+                self.reporter.start_epoch(p.epoch, cfg.epochs, nb, p.batch)
+                while p.batch < nb:
+                    x, y = (t.to(self.device, non_blocking=True) for t in streams.batch(p.batch))
+                    lr = learning_rate(cfg, p.step, self._done_fraction())
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    logits, state = model(x, self.carry.detach())  # (B, T, V)
+                    loss = sequence_loss(logits, y)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                    self.optimizer.step()
+                    self.carry = state.detach()
+                    p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + y.numel()
+                    p.elapsed = elapsed_before + time.monotonic() - started
+                    window_loss += loss.detach()
+                    window_steps += 1
+                    self.reporter.step(loss.item() if self.reporter.bar_enabled else 0.0, lr)
+
+                    stopped_by = self._limit_reached(signals, stop_at_step)
+                    if p.step % cfg.eval_every == 0 or stopped_by:
+                        train_loss = (window_loss / window_steps).item()
+                        seconds = time.monotonic() - window_start
+                        self._evaluate_and_save(train_loss, lr, seconds / window_steps, nb)
+                        window_loss.zero_()
+                        window_steps, window_start = 0, time.monotonic()
+                        if stopped_by is None and cfg.patience and p.stale_evals >= cfg.patience:
+                            stopped_by = "patience"
+                    if stopped_by:
+                        break
+                else:
+                    p.epoch, p.batch = p.epoch + 1, 0
+        self.reporter.close()
+        return self._finish(stopped_by, signals.signum)
+
+    def _limit_reached(self, signals: _StopOnSignal, stop_at_step: int | None) -> str | None:
+        cfg, p = self.cfg, self.progress
+        if signals.signum is not None:
+            return "signal"
+        if stop_at_step is not None and p.step >= stop_at_step:
+            return "signal"
+        if cfg.max_steps and p.step >= cfg.max_steps:
+            return "max_steps"
+        if cfg.time_budget and p.elapsed >= cfg.time_budget:
+            return "time_budget"
+        return None
+
+    def _evaluate_and_save(self, train_loss: float, lr: float, seconds_per_step: float, nb: int) -> None:
+        cfg, p = self.cfg, self.progress
+        if not math.isfinite(train_loss):
+            raise SeqgenError(
+                f"the training loss became {train_loss} by step {p.step}; the last good checkpoint "
+                f"is kept in {self.run_dir} (try a lower --lr or --clip)"
+            )
+        val_loss, _ = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.seq_len)
+        improved = p.best_val_loss is None or val_loss < p.best_val_loss
+        if improved:
+            p.best_val_loss, p.best_step, p.stale_evals = val_loss, p.step, 0
+        else:
+            p.stale_evals += 1
+        row = {"step": p.step, "epoch": p.epoch, "tokens": p.tokens, "elapsed_s": round(p.elapsed, 2),
+               "lr": f"{lr:.4g}", "loss": round(train_loss, 5), "val_loss": round(val_loss, 5),
+               "val_bpc": round(val_loss / math.log(2), 5)}
+        self._append_metrics(row)
+        meta = self._meta(row)
+        weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        if improved:
+            checkpoint.save(self.run_dir / checkpoint.BEST, meta, weights)
+        checkpoint.save(self.run_dir / checkpoint.LAST, {**meta, **self._resume_meta()},
+                        {**weights, **self._resume_tensors()})
+        self.reporter.evaluation(
+            epoch=p.epoch, epochs=cfg.epochs, batch=p.batch, batches=nb, seconds=p.elapsed,
+            ms_per_step=1000 * seconds_per_step, loss=train_loss, val_loss=val_loss,
+        )
+
+    def _finish(self, stopped_by: str | None, signum) -> Path:
+        p = self.progress
+        if stopped_by == "signal" and signum is not None:
+            name = signal.Signals(signum).name
+            raise SeqgenError(
+                f"{name}: stopped at step {p.step} and saved {self.run_dir / checkpoint.LAST}; "
+                f"resume with: seqgen train {self.corpus.spec} --out {self.run_dir} --resume",
+                exit_code=EXIT_CODES[signum],
+            )
+        reason = {
+            "epochs": lambda: f"{self.cfg.epochs} epochs done",
+            "max_steps": lambda: f"{self.cfg.max_steps} steps done",
+            "time_budget": lambda: f"time budget of {self.cfg.time_budget:g}s spent",
+            "patience": lambda: f"no improvement in {self.cfg.patience} evaluations",
+        }.get(stopped_by, lambda: "stopped on request")()
+        self.reporter.log(
+            f"Finished ({reason}): {p.step} steps in {p.elapsed:.0f}s; best val_loss {p.best_val_loss:.4f} "
+            f"({p.best_val_loss / math.log(2):.3f} bpc) at step {p.best_step}"
+        )
+        return self.run_dir / checkpoint.BEST
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _meta(self, metrics: dict) -> dict:
+        return {
+            "model": to_dict(self.model_config),
+            "tokenizer": self.tokenizer.to_dict(),
+            "train": to_dict(self.cfg),
+            "corpus": {**self.corpus.describe(), "sha256": corpus_sha256(self.corpus.text)},
+            "progress": dataclasses.asdict(self.progress),
+            "metrics": metrics,
+        }
+
+    def _resume_meta(self) -> dict:
+        groups = self.optimizer.state_dict()["param_groups"]
+        return {"resumable": True, "optimizer": {"param_groups": groups}}
+
+    def _resume_tensors(self) -> dict[str, torch.Tensor]:
+        state = self.optimizer.state_dict()["state"]
+        tensors = {f"optim.{i}.{k}": v for i, s in state.items() for k, v in s.items()}
+        tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        tensors["carry"] = self.carry
+        return tensors
+
+    def _restore(self, ckpt: checkpoint.Checkpoint) -> None:
+        if not ckpt.meta.get("resumable"):
+            raise SeqgenError(f"{ckpt.path}: not a resumable checkpoint (use the run's {checkpoint.LAST})")
+        self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt.group("model.").items()})
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, tensor in ckpt.group("optim.").items():
+            index, name = key.split(".", 1)
+            state.setdefault(int(index), {})[name] = tensor
+        self.optimizer.load_state_dict({"state": state, "param_groups": ckpt.meta["optimizer"]["param_groups"]})
+        self.progress = from_dict(Progress, ckpt.meta["progress"])
+        torch.set_rng_state(ckpt.tensors["rng.torch"])
+        if self.device.type == "cuda" and "rng.cuda" in ckpt.tensors:
+            torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"], self.device)
+        self.carry = ckpt.tensors["carry"].to(self.device)
+        self._truncate_metrics(self.progress.step)
+
+    def _log_start(self) -> None:
+        m, c, p = self.model_config, self.cfg, self.progress
+        params = sum(t.numel() for t in self.model.parameters())
+        action = f"Resuming at step {p.step}" if p.step else "Training"
+        self.reporter.log(
+            f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
+            f"{m.vocab_size}, on {self.device.type}; {len(self.train_ids):,} train / "
+            f"{len(self.val_ids):,} valid tokens; batch {c.batch_size} x {c.seq_len}, "
+            f"{self.batches_per_epoch()} steps/epoch -> {self.run_dir}"
+        )
+
+    def _append_metrics(self, row: dict) -> None:
+        path = self.run_dir / METRICS
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _truncate_metrics(self, step: int) -> None:
+        # A run killed after its last checkpoint may have logged evaluations that resume repeats.
+        path = self.run_dir / METRICS
+        if not path.exists():
+            return
+        rows = [r for r in csv.DictReader(path.open(newline="")) if int(r["step"]) <= step]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, out.getvalue())
