@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from seqgen.config import ModelConfig, TrainConfig
+from seqgen.corpora import Corpus
+from seqgen.train import Trainer
+
+# Tiny models run fastest (and deterministically) on one thread; it also keeps the suite from
+# competing with itself for the cores.
+torch.set_num_threads(1)
+
+TEXT = (
+    "It was the best of times, it was the worst of times, it was the age of wisdom, "
+    "it was the age of foolishness, it was the epoch of belief, it was the epoch of "
+    "incredulity, it was the season of Light, it was the season of Darkness.\n"
+    "Ça va? Très bien — naïve café, 東京, ✓ 🎵\n"
+)
+
+
+@pytest.fixture(scope="session")
+def corpus_text() -> str:
+    return TEXT * 12
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory, corpus_text):
+    path = tmp_path_factory.mktemp("corpus") / "dickens.txt"
+    path.write_text(corpus_text, encoding="utf-8")
+    return path
+
+
+TINY_MODEL = dict(layers=2, hidden=32, embed=16)
+TINY_TRAIN = dict(seq_len=32, batch_size=8, lr=1e-2, warmup_steps=5, eval_every=10, max_steps=40, threads=1)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, corpus_text):
+    """A tiny LSTM trained for 40 steps, shared by the tests that only read it."""
+    run = tmp_path_factory.mktemp("run")
+    Trainer(Corpus("dickens", corpus_text, "dickens", "test"), ModelConfig(vocab_size=0, **TINY_MODEL),
+            TrainConfig(**TINY_TRAIN), run).run()
+    return run

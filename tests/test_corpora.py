@@ -1,0 +1,120 @@
+import hashlib
+import http.server
+import threading
+from functools import partial
+
+import pytest
+from click.testing import CliRunner
+
+from seqgen import corpora
+from seqgen.cli import cli
+from seqgen.corpora import BUILTINS, Builtin, download, load_corpus
+from seqgen.errors import SeqgenError
+
+
+def test_file_and_bom(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes("\ufeffHello, wörld\n".encode("utf-8"))
+    corpus = load_corpus(path)
+    assert corpus.text == "Hello, wörld\n"  # the byte-order mark is not part of the text
+    assert corpus.name == "a"
+
+
+def test_directory_is_read_recursively_in_order_skipping_hidden(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b.txt").write_text("second")
+    (tmp_path / "a.txt").write_text("first\n")
+    (tmp_path / "sub" / "c.md").write_text("third\n")
+    (tmp_path / ".hidden").write_text("never")
+    assert load_corpus(tmp_path).text == "first\nsecond\nthird\n"
+
+
+def test_builtin_default_corpus_works_offline():
+    corpus = load_corpus(None)
+    assert corpus.name == corpora.DEFAULT_CORPUS
+    assert len(corpus.text) > 200_000 and "assert" in corpus.text
+    assert BUILTINS[corpus.name].licence
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "empty"),
+        (b"  \n\n", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        ("caf\u00e9 latin-1".encode("latin-1"), "not valid UTF-8 .*offset 3"),
+    ],
+)
+def test_bad_files_give_clear_errors(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(SeqgenError, match=message):
+        load_corpus(path)
+
+
+def test_unknown_name_lists_the_builtins():
+    with pytest.raises(SeqgenError, match="built-in: python-docs, tinyshakespeare"):
+        load_corpus("no-such-thing")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving tmp_path/www."""
+    root = tmp_path / "www"
+    root.mkdir()
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = partial(Quiet, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def fake_builtin(server, tmp_path, monkeypatch):
+    root, base = server
+    data = "To be, or not to be\n".encode()
+    (root / "input.txt").write_bytes(data)
+    monkeypatch.setenv("SEQGEN_CACHE_DIR", str(tmp_path / "cache"))
+    builtin = Builtin("fake", "test", "test", "test", "1 kB", url=f"{base}/input.txt",
+                      sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(BUILTINS, "fake", builtin)
+    return builtin
+
+
+def test_download_verifies_and_caches(fake_builtin):
+    assert not fake_builtin.available
+    path = download(fake_builtin)
+    assert path.read_text() == "To be, or not to be\n"
+    assert load_corpus("fake").text == "To be, or not to be\n"
+    assert fake_builtin.available
+
+
+def test_download_on_first_use(fake_builtin):
+    assert load_corpus("fake").text.startswith("To be")
+
+
+def test_checksum_mismatch_saves_nothing(fake_builtin, monkeypatch):
+    monkeypatch.setitem(BUILTINS, "fake", Builtin(**{**fake_builtin.__dict__, "sha256": "0" * 64}))
+    with pytest.raises(SeqgenError, match="SHA-256"):
+        download(BUILTINS["fake"])
+    assert not list(fake_builtin.cache_path.parent.glob("*"))
+
+
+def test_unreachable_server_is_a_clear_error(fake_builtin, server):
+    with pytest.raises(SeqgenError, match="could not download fake"):
+        download(fake_builtin, url=f"{server[1]}/missing.txt")
+
+
+def test_cli_download_and_list(fake_builtin):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["corpus", "download", "fake"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(fake_builtin.cache_path)
+    listing = runner.invoke(cli, ["corpus", "list"]).output
+    assert "python-docs" in listing and "tinyshakespeare" in listing and "licence" in listing

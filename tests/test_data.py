@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from seqgen.data import Streams, check_trainable, eval_streams, split
+from seqgen.errors import SeqgenError
+
+
+def test_streams_are_contiguous_across_batches():
+    ids = torch.arange(1000)
+    streams = Streams(ids, batch_size=4, seq_len=10)
+    x0, y0 = streams.batch(0)
+    x1, _ = streams.batch(1)
+    assert x0.shape == (4, 10)
+    assert torch.equal(y0[:, :-1], x0[:, 1:])  # targets are the inputs shifted by one
+    assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # each row continues where it stopped
+    assert torch.equal(x0[:, 0], torch.tensor([0, 250, 500, 750]))
+    assert len(streams) == (250 - 1) // 10
+
+
+def test_every_token_but_the_first_of_a_stream_is_a_target_once():
+    ids = torch.arange(103)
+    streams = eval_streams(ids, batch_size=2, seq_len=8)
+    targets = torch.cat([streams.batch(j)[1].flatten() for j in range(streams.num_windows)])
+    width = streams.data.shape[1]
+    expected = set(range(103 - 103 % streams.data.shape[0])) - set(range(0, 103, width))
+    assert sorted(targets.tolist()) == sorted(expected)
+
+
+def test_split_holds_out_the_tail():
+    train, val = split(torch.arange(100), 0.1)
+    assert train.tolist() == list(range(90)) and val.tolist() == list(range(90, 100))
+
+
+def test_too_small_corpora_are_refused_with_advice():
+    with pytest.raises(SeqgenError, match="longer than the training text"):
+        check_trainable(100, 1, 100)
+    with pytest.raises(SeqgenError, match="--batch-size 3 or less"):
+        check_trainable(100, 64, 32)
+    check_trainable(100, 3, 32)
