@@ -52,7 +52,7 @@ class Group(click.Group):
             ) from None
 
 
-@click.group(cls=Group, context_settings=CONTEXT)
+@click.group(cls=Group, context_settings={**CONTEXT, "auto_envvar_prefix": "SEQGEN"})
 @click.version_option(__version__, "-V", "--version", prog_name="seqgen")
 def cli():
     """Train recurrent language models on text and generate from them.
@@ -275,7 +275,7 @@ def corpus_download(name, url):
 
 def main():
     try:
-        cli.main(prog_name="seqgen", auto_envvar_prefix="SEQGEN")
+        cli.main(prog_name="seqgen")
     except BrokenPipeError:
         # `seqgen sample ... | head`: the reader left; exit quietly like other Unix tools.
         sys.stderr.close()

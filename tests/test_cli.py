@@ -1,0 +1,157 @@
+"""The CLI end to end: in-process through CliRunner, and as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from seqgen import __version__, checkpoint
+from seqgen.cli import cli
+
+TINY = ["--layers", "1", "--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "8",
+        "--max-steps", "30", "--eval-every", "10", "--lr", "0.01", "--threads", "1"]
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, corpus_file):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = invoke("train", corpus_file, "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out / "best.safetensors")  # data on stdout: the checkpoint
+    return out
+
+
+def test_train_writes_the_run_directory(run):
+    assert (run / "best.safetensors").exists() and (run / "last.safetensors").exists()
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "step,epoch,tokens,elapsed_s,lr,loss,val_loss,val_bpc"
+    assert [r.split(",")[0] for r in rows[1:]] == ["10", "20", "30"]
+    losses = [float(r.split(",")[6]) for r in rows[1:]]
+    assert losses[-1] < losses[0]  # it learns
+
+
+def test_train_logs_keras_style_lines_on_stderr(tmp_path, corpus_file):
+    result = invoke("train", corpus_file, "--out", tmp_path / "r", *TINY, "--no-progress")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Epoch")]
+    assert len(lines) == 3
+    assert " - loss: " in lines[0] and " - val_loss: " in lines[0] and " - val_bpc: " in lines[0]
+    assert "ms/step" in lines[0]
+    quiet = invoke("train", corpus_file, "--out", tmp_path / "q", *TINY, "--quiet")
+    assert quiet.stderr == "" and quiet.exit_code == 0
+
+
+def test_sample_is_reproducible_and_includes_the_prime(run):
+    a = invoke("sample", run, "--prime", "It was", "--length", "50", "--seed", "3")
+    b = invoke("sample", run, "--prime", "It was", "--length", "50", "--seed", "3")
+    assert a.exit_code == 0, a.output
+    assert a.stdout == b.stdout
+    assert a.stdout.startswith("It was")
+    assert len(a.stdout.rstrip("\n")) >= 50 + len("It was") - 1
+    cont = invoke("sample", run, "--prime", "It was", "--length", "50", "--seed", "3", "--continuation-only")
+    assert a.stdout.startswith("It was" + cont.stdout.rstrip("\n"))
+
+
+def test_several_samples_on_stdout_are_separated(run):
+    result = invoke("sample", run, "-k", "3", "-n", "20", "--seed", "1")
+    headers = [line for line in result.stdout.splitlines() if line.startswith("==> sample")]
+    assert headers == ["==> sample 1 <==", "==> sample 2 <==", "==> sample 3 <=="]
+
+
+def test_sample_to_a_directory_and_refusing_to_overwrite(run, tmp_path):
+    out = tmp_path / "samples"
+    result = invoke("sample", run, "-k", "3", "-n", "20", "--seed", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == ["sample_001.txt", "sample_002.txt", "sample_003.txt"]
+    assert result.stdout.split() == [str(f) for f in files]
+    before = files[0].read_text()
+    again = invoke("sample", run, "-k", "3", "-n", "20", "--seed", "2", "--out", out)
+    assert again.exit_code == 1 and "already exist" in again.stderr
+    assert files[0].read_text() == before  # nothing overwritten
+    forced = invoke("sample", run, "-k", "3", "-n", "20", "--seed", "2", "--out", out, "--force")
+    assert forced.exit_code == 0 and files[0].read_text() != before
+    single = invoke("sample", run, "-n", "20", "--seed", "2", "--out", tmp_path / "one.txt")
+    assert (tmp_path / "one.txt").read_text() and single.stdout.strip() == str(tmp_path / "one.txt")
+
+
+def test_stop_string(run):
+    full = invoke("sample", run, "-n", "300", "--seed", "4", "--prime", "I").stdout
+    stop = full[20:22]
+    cut = invoke("sample", run, "-n", "300", "--seed", "4", "--prime", "I", "--stop", stop).stdout.rstrip("\n")
+    assert cut.endswith(stop) and full.startswith(cut) and len(cut) < len(full)
+    assert cut.count(stop) == 1 or cut.find(stop) == len(cut) - len(stop)
+
+
+def test_info_counts_what_torch_counts(run):
+    result = invoke("info", run)
+    assert result.exit_code == 0, result.output
+    model, _, _ = checkpoint.load(run)
+    total = sum(p.numel() for p in model.parameters())
+    assert f"Total params: {total:,}" in result.stdout
+    for name, module in [("embed", model.embed), ("rnns.0", model.rnns[0]), ("head", model.head)]:
+        line = next(line for line in result.stdout.splitlines() if line.startswith(name + " "))
+        assert line.split()[-1] == f"{sum(p.numel() for p in module.parameters()):,}"
+    assert "Best validation: loss" in result.stdout and "bits/char" in result.stdout
+    assert "vocabulary" in result.stdout and "dickens" in result.stdout
+    report = json.loads(invoke("info", run, "--json").stdout)
+    assert report["total_params"] == total and report["progress"]["step"] == 30
+
+
+def test_eval_reports_loss_bpc_and_perplexity(run, corpus_file):
+    result = invoke("eval", run, corpus_file, "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["bpc"] == pytest.approx(scores["loss"] / 0.6931471805599453)
+    assert scores["perplexity"] == pytest.approx(torch.tensor(scores["loss"]).exp().item(), rel=1e-5)
+    text = invoke("eval", run, corpus_file).stdout
+    assert text.startswith("loss: ") and "bpc: " in text and "perplexity: " in text
+
+
+def test_resume_continues_the_run(tmp_path, corpus_file):
+    out = tmp_path / "r"
+    invoke("train", corpus_file, "--out", out, *TINY, "--max-steps", "10")
+    result = invoke("train", corpus_file, "--out", out, "--resume", "--max-steps", "20", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert checkpoint.read(out / "last.safetensors").meta["progress"]["step"] == 20
+    refused = invoke("train", corpus_file, "--out", out, *TINY)
+    assert refused.exit_code == 1 and "--resume" in refused.stderr
+    changed = invoke("train", corpus_file, "--out", out, "--resume", "--hidden", "64")
+    assert changed.exit_code == 1 and "--hidden cannot change" in changed.stderr
+
+
+def test_options_from_environment_variables(run):
+    result = invoke("sample", run, "--seed", "1", "--continuation-only", env={"SEQGEN_SAMPLE_LENGTH": "7"})
+    assert len(result.stdout.rstrip("\n")) <= 7 and result.exit_code == 0
+
+
+def test_version_and_help_with_examples():
+    assert invoke("--version").stdout.strip() == f"seqgen, version {__version__}"
+    for command in (["train"], ["sample"], ["info"], ["eval"], ["corpus", "list"], ["corpus", "download"]):
+        result = invoke(*command, "--help")
+        assert result.exit_code == 0 and "Example" in result.stdout, command
+
+
+def test_real_subprocess_train_sample_info_eval(tmp_path, corpus_file):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    seqgen = [sys.executable, "-m", "seqgen"]
+
+    def run_cli(*args):
+        return subprocess.run([*seqgen, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+    trained = run_cli("train", corpus_file, "--out", tmp_path / "run", *TINY)
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stdout.strip() == str(tmp_path / "run" / "best.safetensors")
+    sampled = run_cli("sample", tmp_path / "run", "--prime", "It", "-n", "40", "--seed", "1")
+    assert sampled.returncode == 0 and sampled.stdout.startswith("It")
+    assert run_cli("info", tmp_path / "run").stdout.startswith("Model:")
+    assert run_cli("eval", tmp_path / "run", corpus_file).stdout.startswith("loss:")
+    bad = run_cli("sample", tmp_path / "run", "--temperature", "-1")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
