@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import math
+import shlex
 import signal
 import time
 from dataclasses import dataclass
@@ -196,20 +197,17 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._log_start()
         model.train()
-        nb = self.batches_per_epoch()
         started, elapsed_before = time.monotonic(), p.elapsed
         window_loss, window_steps, window_start = torch.zeros((), device=self.device), 0, time.monotonic()
         stopped_by = None
         with _StopOnSignal() as signals:
-            while stopped_by is None:
-                if cfg.epochs and p.epoch > cfg.epochs:
-                    stopped_by = "epochs"
-                    break
+            while stopped_by is None and not (cfg.epochs and p.epoch > cfg.epochs):
                 streams = self._epoch_streams(p.epoch)
+                nb = len(streams)
                 if p.batch == 0 or self.carry is None:
                     self.carry = model.initial_state(cfg.batch_size)
                 self.reporter.start_epoch(p.epoch, cfg.epochs, nb, p.batch)
-                while p.batch < nb:
+                while p.batch < nb and stopped_by is None:
                     x, y = (t.to(self.device, non_blocking=True) for t in streams.batch(p.batch))
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
@@ -228,7 +226,7 @@ class Trainer:
                     window_steps += 1
                     self.reporter.step(loss.item() if self.reporter.bar_enabled else 0.0, lr)
 
-                    stopped_by = self._limit_reached(signals, stop_at_step)
+                    stopped_by = self._limit_reached(signals, stop_at_step, epoch_done=p.batch == nb)
                     if p.step % cfg.eval_every == 0 or stopped_by:
                         train_loss = (window_loss / window_steps).item()
                         seconds = time.monotonic() - window_start
@@ -237,19 +235,17 @@ class Trainer:
                         window_steps, window_start = 0, time.monotonic()
                         if stopped_by is None and cfg.patience and p.stale_evals >= cfg.patience:
                             stopped_by = "patience"
-                    if stopped_by:
-                        break
-                else:
+                if p.batch == nb:
                     p.epoch, p.batch = p.epoch + 1, 0
         self.reporter.close()
         return self._finish(stopped_by, signals.signum)
 
-    def _limit_reached(self, signals: _StopOnSignal, stop_at_step: int | None) -> str | None:
+    def _limit_reached(self, signals: _StopOnSignal, stop_at_step: int | None, epoch_done: bool) -> str | None:
         cfg, p = self.cfg, self.progress
-        if signals.signum is not None:
+        if signals.signum is not None or (stop_at_step is not None and p.step >= stop_at_step):
             return "signal"
-        if stop_at_step is not None and p.step >= stop_at_step:
-            return "signal"
+        if cfg.epochs and epoch_done and p.epoch >= cfg.epochs:
+            return "epochs"
         if cfg.max_steps and p.step >= cfg.max_steps:
             return "max_steps"
         if cfg.time_budget and p.elapsed >= cfg.time_budget:
@@ -290,7 +286,7 @@ class Trainer:
             name = signal.Signals(signum).name
             raise SeqgenError(
                 f"{name}: stopped at step {p.step} and saved {self.run_dir / checkpoint.LAST}; "
-                f"resume with: seqgen train {self.corpus.spec} --out {self.run_dir} --resume",
+                f"resume with: seqgen train {shlex.quote(self.corpus.spec)} --out {shlex.quote(str(self.run_dir))} --resume",
                 exit_code=EXIT_CODES[signum],
             )
         reason = {
@@ -299,10 +295,9 @@ class Trainer:
             "time_budget": lambda: f"time budget of {self.cfg.time_budget:g}s spent",
             "patience": lambda: f"no improvement in {self.cfg.patience} evaluations",
         }.get(stopped_by, lambda: "stopped on request")()
-        self.reporter.log(
-            f"Finished ({reason}): {p.step} steps in {p.elapsed:.0f}s; best val_loss {p.best_val_loss:.4f} "
-            f"({p.best_val_loss / math.log(2):.3f} bpc) at step {p.best_step}"
-        )
+        best = "" if p.best_val_loss is None else (
+            f"; best val_loss {p.best_val_loss:.4f} ({p.best_val_loss / math.log(2):.3f} bpc) at step {p.best_step}")
+        self.reporter.log(f"Finished ({reason}): {p.step} steps in {p.elapsed:.0f}s{best}")
         return self.run_dir / checkpoint.BEST
 
     # -- checkpoints --------------------------------------------------------------------------

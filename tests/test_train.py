@@ -1,0 +1,60 @@
+import csv
+import math
+
+import pytest
+
+from seqgen import checkpoint
+from seqgen.config import ModelConfig, TrainConfig
+from seqgen.corpora import Corpus
+from seqgen.train import Trainer, learning_rate
+
+from .conftest import TINY_MODEL, TINY_TRAIN
+
+
+def test_warmup_then_cosine_to_the_floor():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 9, 0.0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 50, 0.5) == pytest.approx(0.55)
+    assert learning_rate(cfg, 99, 1.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 99, 1.7) == pytest.approx(0.1)  # past the end it stays at the floor
+
+
+def test_the_schedule_follows_the_limit_that_binds_first(corpus_text, tmp_path):
+    corpus = Corpus("d", corpus_text, "d", "test")
+    trainer = Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL),
+                      TrainConfig(**{**TINY_TRAIN, "max_steps": 100, "epochs": 1000, "time_budget": 50.0}), tmp_path)
+    trainer.progress.step, trainer.progress.elapsed = 10, 40.0
+    assert trainer._done_fraction() == pytest.approx(0.8)  # time: 40 of 50 s
+    trainer.progress.elapsed = 1.0
+    assert trainer._done_fraction() == pytest.approx(0.1)  # steps: 10 of 100
+
+
+def rows(run):
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_epoch_limit_ends_with_an_evaluation(corpus_text, tmp_path):
+    corpus = Corpus("d", corpus_text, "d", "test")
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": None, "epochs": 2, "eval_every": 10_000})
+    trainer = Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), config, tmp_path)
+    trainer.run()
+    (row,) = rows(tmp_path)
+    steps = int(row["step"])
+    assert 2 * (trainer.batches_per_epoch() - 1) <= steps <= 2 * trainer.batches_per_epoch()
+    meta = checkpoint.read(tmp_path / checkpoint.LAST).meta
+    assert meta["progress"]["epoch"] == 2 and meta["progress"]["best_step"] == steps  # epoch 2 complete
+    assert math.isfinite(float(row["val_loss"]))
+
+
+def test_patience_stops_when_validation_stops_improving(corpus_text, tmp_path):
+    corpus = Corpus("d", corpus_text, "d", "test")
+    # A learning rate this high makes validation worse after the first evaluations.
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 400, "eval_every": 5, "lr": 0.5, "warmup_steps": 0, "patience": 2})
+    Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), config, tmp_path).run()
+    history = [float(r["val_loss"]) for r in rows(tmp_path)]
+    assert len(history) < 400 // 5
+    best = history.index(min(history))
+    assert len(history) - 1 - best == 2  # stopped after exactly two evaluations without a new best
+    assert checkpoint.read(tmp_path / checkpoint.BEST).meta["progress"]["best_val_loss"] == pytest.approx(min(history), abs=1e-5)
