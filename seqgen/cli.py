@@ -108,7 +108,7 @@ TRAIN_OPTIONS = tuple(f for f in TrainConfig.__dataclass_fields__)
 @click.option("--time-budget", type=click.FloatRange(0, min_open=True), default=_train_default("time_budget"),
               metavar="SECONDS", help="Stop when this much wall-clock time is spent, then evaluate and save.")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True), default=_train_default("val_fraction"),
-              help="Tail of the corpus held out for validation.")
+              help="Share of the corpus held out for validation, as 20 evenly spaced pieces.")
 @click.option("--eval-every", type=click.IntRange(1), default=_train_default("eval_every"),
               help="Evaluate, log and checkpoint every N steps.")
 @click.option("--patience", type=click.IntRange(1), default=_train_default("patience"),

@@ -24,10 +24,26 @@ def as_tensor(ids: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(ids))
 
 
-def split(ids: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The last `val_fraction` of the ids (a contiguous tail) is held out for validation."""
-    n_val = int(len(ids) * val_fraction)
-    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+VAL_BLOCKS = 20
+
+
+def split(ids: torch.Tensor, val_fraction: float, blocks: int = VAL_BLOCKS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hold out `val_fraction` of the ids as `blocks` evenly spaced contiguous pieces.
+
+    The validation set samples the whole corpus (not just its last file or chapter), and every
+    region of the corpus still contributes training text. Each piece is the tail of one of
+    `blocks` equal segments:   [train....|val][train....|val] ...
+    """
+    n = len(ids)
+    n_val = int(n * val_fraction)
+    blocks = max(1, min(blocks, n_val // 256))  # pieces of at least 256 tokens
+    segment, piece = n // blocks, n_val // blocks
+    train, val = [], []
+    for b in range(blocks):
+        start, end = b * segment, n if b == blocks - 1 else (b + 1) * segment
+        train.append(ids[start : end - piece])
+        val.append(ids[end - piece : end])
+    return torch.cat(train), torch.cat(val)
 
 
 class Streams:

@@ -26,9 +26,16 @@ def test_every_token_but_the_first_of_a_stream_is_a_target_once():
     assert sorted(targets.tolist()) == sorted(expected)
 
 
-def test_split_holds_out_the_tail():
-    train, val = split(torch.arange(100), 0.1)
-    assert train.tolist() == list(range(90)) and val.tolist() == list(range(90, 100))
+def test_split_holds_out_evenly_spaced_pieces():
+    ids = torch.arange(200_000)
+    train, val = split(ids, 0.05, blocks=20)
+    assert len(val) == 10_000 and len(train) == 190_000
+    assert sorted(train.tolist() + val.tolist()) == ids.tolist()  # a partition
+    pieces = val.view(20, 500)
+    assert all((piece.diff() == 1).all() for piece in pieces)  # each piece is contiguous
+    assert pieces[:, -1].tolist() == [10_000 * (b + 1) - 1 for b in range(20)]  # one per segment
+    small_train, small_val = split(torch.arange(1000), 0.1)  # too short for 20 pieces: one tail
+    assert small_val.tolist() == list(range(900, 1000)) and len(small_train) == 900
 
 
 def test_too_small_corpora_are_refused_with_advice():
