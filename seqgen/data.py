@@ -32,7 +32,7 @@ def split(ids: torch.Tensor, val_fraction: float, blocks: int = VAL_BLOCKS) -> t
 
     The validation set samples the whole corpus (not just its last file or chapter), and every
     region of the corpus still contributes training text. Each piece is the tail of one of
-    `blocks` equal segments:   [train....|val][train....|val] ...
+    `blocks` equal segments, taken from its start:   [val|train....][val|train....] ...
     """
     n = len(ids)
     n_val = int(n * val_fraction)
@@ -41,8 +41,8 @@ def split(ids: torch.Tensor, val_fraction: float, blocks: int = VAL_BLOCKS) -> t
     train, val = [], []
     for b in range(blocks):
         start, end = b * segment, n if b == blocks - 1 else (b + 1) * segment
-        train.append(ids[start : end - piece])
-        val.append(ids[end - piece : end])
+        val.append(ids[start : start + piece])
+        train.append(ids[start + piece : end])
     return torch.cat(train), torch.cat(val)
 
 

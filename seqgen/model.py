@@ -21,7 +21,13 @@ BATCH_DIM = 2  # of the state tensor
 
 def _make_layer(cell: str, n_in: int, hidden: int) -> nn.RNNBase:
     if cell == "lstm":
-        return nn.LSTM(n_in, hidden, batch_first=True)
+        layer = nn.LSTM(n_in, hidden, batch_first=True)
+        with torch.no_grad():
+            # Forget gates start open (bias 1, gate order i, f, g, o), so the state is remembered
+            # from the first step: Gers et al. (2000), Jozefowicz et al. (2015).
+            layer.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)
+            layer.bias_hh_l0[hidden : 2 * hidden].zero_()
+        return layer
     if cell == "gru":
         return nn.GRU(n_in, hidden, batch_first=True)
     layer = nn.RNN(n_in, hidden, batch_first=True, nonlinearity="relu" if cell == "irnn" else "tanh")

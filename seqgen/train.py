@@ -159,6 +159,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr,
+            betas=(0.9, 0.99),  # a shorter second-moment memory suits the short, high-lr runs we default to
         )
         self.progress = Progress()
         self.carry = None  # the recurrent state carried into the next batch

@@ -33,9 +33,9 @@ def test_split_holds_out_evenly_spaced_pieces():
     assert sorted(train.tolist() + val.tolist()) == ids.tolist()  # a partition
     pieces = val.view(20, 500)
     assert all((piece.diff() == 1).all() for piece in pieces)  # each piece is contiguous
-    assert pieces[:, -1].tolist() == [10_000 * (b + 1) - 1 for b in range(20)]  # one per segment
-    small_train, small_val = split(torch.arange(1000), 0.1)  # too short for 20 pieces: one tail
-    assert small_val.tolist() == list(range(900, 1000)) and len(small_train) == 900
+    assert pieces[:, 0].tolist() == [10_000 * b for b in range(20)]  # one per segment
+    small_train, small_val = split(torch.arange(1000), 0.1)  # too short for 20 pieces: one
+    assert small_val.tolist() == list(range(100)) and small_train.tolist() == list(range(100, 1000))
 
 
 def test_too_small_corpora_are_refused_with_advice():
