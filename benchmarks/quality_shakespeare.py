@@ -51,7 +51,7 @@ def run_seqgen(train: Path, valid: Path, budget: float, workdir: Path, extra: li
     seqgen("train", str(train), "--time-budget", str(budget), "--out", str(out), *extra)
     wall = time.monotonic() - started
     scores = json.loads(seqgen("eval", str(out), str(valid), "--json"))
-    meta = json.loads(seqgen("info", str(out), "--json"))
+    meta = json.loads(seqgen("info", str(out / "last.safetensors"), "--json"))
     return {"name": "seqgen defaults" + (" " + " ".join(extra) if extra else ""), "valid_loss": scores["loss"],
             "steps": meta["progress"]["step"], "tokens": meta["progress"]["tokens"], "wall_s": wall,
             "params": meta["total_params"]}
@@ -156,9 +156,9 @@ def main() -> None:
         lines.append(f"| {r['name']} | {r['valid_loss']:.4f} | {r['valid_loss'] / math.log(2):.3f} | {r['steps']:,} "
                      f"| {r['tokens'] / args.budget:,.0f} | {r['params']:,} |")
     if len(results) == 2:
-        lines += ["", f"seqgen's loss is {results[1]['valid_loss'] - results[0]['valid_loss']:+.4f} nats/char "
-                      "better than the textbook loop's in the same run." if results[0]['valid_loss'] < results[1]['valid_loss']
-                  else f"seqgen's loss is {results[0]['valid_loss'] - results[1]['valid_loss']:.4f} nats/char worse than the textbook loop's."]
+        diff = results[1]["valid_loss"] - results[0]["valid_loss"]
+        lines += ["", f"In the same run seqgen's valid loss is {abs(diff):.4f} nats/char "
+                      f"{'lower' if diff > 0 else 'higher'} than the textbook loop's."]
     report = "\n".join(lines) + "\n"
     print(report)
     with args.results.open("a", encoding="utf-8") as f:

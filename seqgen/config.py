@@ -30,7 +30,7 @@ class TrainConfig:
     # short runs optimizer steps are scarce, so small batches and one wide layer win.
     seq_len: int = 64
     batch_size: int = 16
-    lr: float = 6e-3
+    lr: float = 1e-2
     weight_decay: float = 0.0
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,8 +45,11 @@ def test_train_logs_keras_style_lines_on_stderr(tmp_path, corpus_file):
     assert len(lines) == 3
     assert " - loss: " in lines[0] and " - val_loss: " in lines[0] and " - val_bpc: " in lines[0]
     assert "ms/step" in lines[0]
+    assert "it/s" not in result.stderr and "step/s" not in result.stderr  # no bar when asked
     quiet = invoke("train", corpus_file, "--out", tmp_path / "q", *TINY, "--quiet")
     assert quiet.stderr == "" and quiet.exit_code == 0
+    bar = invoke("train", corpus_file, "--out", tmp_path / "b", *TINY, "--progress")
+    assert "Epoch 1/10:" in bar.stderr and "step/s" in bar.stderr  # tqdm's bar, forced on
 
 
 def test_sample_is_reproducible_and_includes_the_prime(run):
@@ -155,3 +159,6 @@ def test_real_subprocess_train_sample_info_eval(tmp_path, corpus_file):
     assert run_cli("eval", tmp_path / "run", corpus_file).stdout.startswith("loss:")
     bad = run_cli("sample", tmp_path / "run", "--temperature", "-1")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    shim = subprocess.run([sys.executable, "cli.py", "--version"], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert shim.returncode == 0 and shim.stdout.startswith("seqgen, version")
