@@ -1,3 +1,3 @@
-"""seqgen: train recurrent sequence models on text (and MIDI) and generate from them."""
+"""seqgen: train recurrent sequence models on text and generate from them."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""`python -m seqgen` (and `torchrun -m seqgen`) run the CLI."""
+"""`python -m seqgen` runs the CLI."""
 from .cli import main
 
 main()

@@ -6,6 +6,7 @@ Torch is imported inside the commands so that `seqgen --help` stays instant.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -75,8 +76,14 @@ def _train_default(name):
     return default(TrainConfig, name)
 
 
-MODEL_OPTIONS = ("cell", "layers", "hidden", "embed", "dropout", "residual")
-TRAIN_OPTIONS = tuple(f for f in TrainConfig.__dataclass_fields__)
+class FloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (which compare false with every bound)."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if not math.isfinite(value):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return value
 
 
 @cli.command(context_settings=CONTEXT)
@@ -86,7 +93,7 @@ TRAIN_OPTIONS = tuple(f for f in TrainConfig.__dataclass_fields__)
 @click.option("--layers", type=click.IntRange(1, 64), default=_model_default("layers"), help="Stacked recurrent layers.")
 @click.option("--hidden", type=click.IntRange(1, 65536), default=_model_default("hidden"), help="Hidden units per layer.")
 @click.option("--embed", type=click.IntRange(1, 65536), default=_model_default("embed"), help="Embedding size.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_model_default("dropout"),
+@click.option("--dropout", type=FloatRange(0, 1, max_open=True), default=_model_default("dropout"),
               help="Dropout on each layer's output.")
 @click.option("--residual/--no-residual", default=_model_default("residual"),
               help="Skip connections around every layer after the first.")
@@ -94,20 +101,20 @@ TRAIN_OPTIONS = tuple(f for f in TrainConfig.__dataclass_fields__)
               help="Time steps per window of truncated backpropagation.")
 @click.option("--batch-size", type=click.IntRange(1), default=_train_default("batch_size"),
               help="Parallel contiguous streams per batch.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_train_default("lr"), help="Peak learning rate (AdamW).")
-@click.option("--weight-decay", type=click.FloatRange(0), default=_train_default("weight_decay"),
+@click.option("--lr", type=FloatRange(0, min_open=True), default=_train_default("lr"), help="Peak learning rate (AdamW).")
+@click.option("--weight-decay", type=FloatRange(0), default=_train_default("weight_decay"),
               help="AdamW weight decay on weight matrices.")
 @click.option("--warmup-steps", type=click.IntRange(0), default=_train_default("warmup_steps"),
               help="Linear warmup steps before the cosine decay.")
-@click.option("--min-lr-ratio", type=click.FloatRange(0, 1), default=_train_default("min_lr_ratio"),
+@click.option("--min-lr-ratio", type=FloatRange(0, 1), default=_train_default("min_lr_ratio"),
               help="The cosine decay ends at this fraction of --lr.")
-@click.option("--clip", type=click.FloatRange(0), default=_train_default("clip"),
+@click.option("--clip", type=FloatRange(0), default=_train_default("clip"),
               help="Clip the global gradient norm to this (0: no clipping).")
 @click.option("--max-steps", type=click.IntRange(1), default=_train_default("max_steps"), help="Stop after this many steps.")
 @click.option("--epochs", type=click.IntRange(1), default=_train_default("epochs"), help="Stop after this many passes over the corpus.")
-@click.option("--time-budget", type=click.FloatRange(0, min_open=True), default=_train_default("time_budget"),
+@click.option("--time-budget", type=FloatRange(0, min_open=True), default=_train_default("time_budget"),
               metavar="SECONDS", help="Stop when this much wall-clock time is spent, then evaluate and save.")
-@click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True), default=_train_default("val_fraction"),
+@click.option("--val-fraction", type=FloatRange(0, 0.5, min_open=True), default=_train_default("val_fraction"),
               help="Share of the corpus held out for validation, as 20 evenly spaced pieces.")
 @click.option("--eval-every", type=click.IntRange(1), default=_train_default("eval_every"),
               help="Evaluate, log and checkpoint every N steps.")
@@ -156,10 +163,10 @@ def train(ctx, corpus, out, resume, force, progress, quiet, **options):
               help="Read the prime from this UTF-8 file.")
 @click.option("-n", "--length", type=click.IntRange(1), default=SAMPLE_DEFAULTS["length"],
               help="Tokens (characters) to generate after the prime.")
-@click.option("-t", "--temperature", type=click.FloatRange(0), default=SAMPLE_DEFAULTS["temperature"],
+@click.option("-t", "--temperature", type=FloatRange(0), default=SAMPLE_DEFAULTS["temperature"],
               help="Sharpen (<1) or flatten (>1) the distribution; 0 is greedy argmax decoding.")
 @click.option("--top-k", type=click.IntRange(1), default=None, help="Sample only from the K most likely tokens.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--top-p", type=FloatRange(0, 1, min_open=True), default=None,
               help="Sample only from the smallest set of tokens with this much probability (nucleus).")
 @click.option("-k", "--num-samples", type=click.IntRange(1, 100_000), default=1,
               help="Samples to generate, together as one batch.")

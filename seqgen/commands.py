@@ -22,6 +22,8 @@ from .train import METRICS, Trainer, corpus_sha256, evaluate as evaluate_ids, pi
 
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
+# The data layout a resumed run depends on: changing these would not continue the same run.
+FIXED_ON_RESUME = ("seq_len", "batch_size", "val_fraction", "seed")
 
 
 def train(corpus_spec, out, *, resume, force, options, explicit, bar, quiet) -> Path:
@@ -41,8 +43,9 @@ def train(corpus_spec, out, *, resume, force, options, explicit, bar, quiet) -> 
                 )
         trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
                           out, reporter=reporter)
-        if force:  # the old run's checkpoints are replaced as the new run saves; its log goes now
-            (out / METRICS).unlink(missing_ok=True)
+        if force:  # start over: nothing of the old run may be mistaken for the new one's
+            for name in (checkpoint.BEST, checkpoint.LAST, METRICS):
+                (out / name).unlink(missing_ok=True)
     return trainer.run()
 
 
@@ -59,6 +62,12 @@ def _resumed_trainer(corpus_spec, out, model_options, train_options, explicit, r
             raise SeqgenError(
                 f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved_model.get(name)})"
             )
+    saved_train = ckpt.meta["train"]
+    for name in sorted(explicit & set(FIXED_ON_RESUME)):
+        if saved_train.get(name) != train_options[name]:
+            raise SeqgenError(
+                f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved_train.get(name)})"
+            )
     # The run keeps its own settings; options given now (say a larger --max-steps) override them.
     config = from_dict(TrainConfig, {**ckpt.meta["train"], **{k: train_options[k] for k in explicit & set(train_options)}})
     corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"])
@@ -69,7 +78,12 @@ def _resumed_trainer(corpus_spec, out, model_options, train_options, explicit, r
 
 
 def _default_run_dir(corpus_name: str, cell: str) -> Path:
-    return Path("checkpoints") / f"{corpus_name}-{cell}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path("checkpoints") / f"{corpus_name}-{cell}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():  # a second run started within the same second gets its own directory
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def _encode_option(tokenizer, text: str, option: str):

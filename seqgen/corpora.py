@@ -7,6 +7,7 @@ downloaded once, checked against a SHA-256 and cached under the seqgen cache dir
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -170,7 +171,7 @@ def download(builtin: Builtin, url: str | None = None, timeout: float = 60.0) ->
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data = response.read()
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, ValueError, OSError) as e:
         reason = getattr(e, "reason", None) or e
         raise SeqgenError(f"could not download {builtin.name} from {url}: {reason}") from None
     digest = hashlib.sha256(data).hexdigest()

@@ -19,7 +19,7 @@ from .errors import SeqgenError
 
 def as_tensor(ids: np.ndarray) -> torch.Tensor:
     """Compact ids (uint8/uint16) as a CPU tensor without copying; batches widen to int64 lazily."""
-    if ids.dtype == np.uint16:  # torch has no uint16 arithmetic; int32 still beats int64 by 2x
+    if ids.dtype in (np.uint16, np.uint32):  # torch lacks arithmetic on these; int32 is still compact
         ids = ids.astype(np.int32)
     return torch.from_numpy(np.ascontiguousarray(ids))
 
@@ -72,8 +72,9 @@ def check_trainable(n_train: int, batch_size: int, seq_len: int) -> None:
         raise SeqgenError(
             f"--seq-len {seq_len} is longer than the training text ({n_train} tokens); lower it"
         )
-    if n_train < batch_size * (seq_len + 1):
-        largest = n_train // (seq_len + 1)
+    # Epochs after the first start up to seq_len - 1 tokens in, and must still fill a batch.
+    if n_train < batch_size * (seq_len + 1) + seq_len - 1:
+        largest = (n_train - seq_len + 1) // (seq_len + 1)
         raise SeqgenError(
             f"the training text ({n_train} tokens) is smaller than one batch of "
             f"{batch_size} x {seq_len + 1}; use --batch-size {largest} or less, or a smaller --seq-len"

@@ -48,8 +48,8 @@ def generate(
 ) -> list[list[int]]:
     """Generate up to `length` ids after `prime` (at least one id) for each of `num_samples`.
 
-    temperature 0 is greedy decoding. A sample ends early once its output ends with `stop`
-    (which is kept in the returned ids). `on_step` receives each new (K,) batch of ids as it is made.
+    temperature 0 is greedy decoding. A sample ends early once the prime followed by its output
+    ends with `stop` (which is kept in the returned ids). `on_step` receives each new (K,) batch of ids as it is made.
     """
     if len(prime) == 0:
         raise ValueError("generation needs a prime of at least one token")
@@ -64,9 +64,14 @@ def generate(
     state = state.repeat_interleave(num_samples, dim=BATCH_DIM)  # (L, S, K, H)
     token = prime_ids[-1:].expand(num_samples).contiguous()  # (K,)
 
-    out = torch.empty(num_samples, length, dtype=torch.long, device=device)
-    finished = torch.zeros(num_samples, dtype=torch.bool, device=device)
     stop_ids = torch.as_tensor(list(map(int, stop)), dtype=torch.long, device=device)
+    # The output buffer starts with the prime's last len(stop) - 1 ids (or -1 padding), so a stop
+    # sequence that begins inside the prime is still found:  [prime tail | generated ...]
+    lead = max(len(stop_ids) - 1, 0)
+    out = torch.full((num_samples, lead + length), -1, dtype=torch.long, device=device)
+    tail = prime_ids[max(len(prime_ids) - lead, 0) :]
+    out[:, lead - len(tail) : lead] = tail
+    finished = torch.zeros(num_samples, dtype=torch.bool, device=device)
     ends = torch.full((num_samples,), length, dtype=torch.long)
     steps = 0
     for t in range(length):
@@ -74,18 +79,21 @@ def generate(
         if temperature == 0:
             token = logits.argmax(-1)
         else:
-            probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+            # Shift by the max before dividing: a tiny temperature then gives a one-hot
+            # distribution instead of inf / inf = nan.
+            scaled = (logits - logits.amax(-1, keepdim=True)) / temperature
+            probs = filter_logits(scaled, top_k, top_p).softmax(-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        out[:, t] = token
+        out[:, lead + t] = token
         steps = t + 1
         if on_step is not None:
-            on_step(token)
-        if len(stop_ids) and t + 1 >= len(stop_ids):
-            hit = (out[:, t + 1 - len(stop_ids) : t + 1] == stop_ids).all(-1) & ~finished
+            on_step(token.cpu())
+        if len(stop_ids):
+            hit = (out[:, t : lead + t + 1] == stop_ids).all(-1) & ~finished
             if hit.any():
                 ends[hit.cpu()] = t + 1
                 finished |= hit
                 if finished.all():
                     break
-    rows = out[:, :steps].tolist()
+    rows = out[:, lead : lead + steps].tolist()
     return [row[: min(int(end), steps)] for row, end in zip(rows, ends)]

@@ -141,6 +141,7 @@ class Trainer:
         self.corpus, self.cfg, self.run_dir = corpus, config, Path(run_dir)
         self.reporter = reporter or Reporter(quiet=True)
         self.tokenizer = tokenizer or CharTokenizer.fit(corpus.text)
+        self.corpus_meta = {**corpus.describe(), "sha256": corpus_sha256(corpus.text)}
         self.device = pick_device(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -200,9 +201,13 @@ class Trainer:
         model.train()
         started, elapsed_before = time.monotonic(), p.elapsed
         window_loss, window_steps, window_start = torch.zeros((), device=self.device), 0, time.monotonic()
-        stopped_by = None
+        # A resumed run may already be at a limit: then it only reports, without another step.
+        stopped_by = self._limit_reached(None, stop_at_step, epoch_done=False)
         with _StopOnSignal() as signals:
-            while stopped_by is None and not (cfg.epochs and p.epoch > cfg.epochs):
+            while stopped_by is None:
+                if cfg.epochs and p.epoch > cfg.epochs:
+                    stopped_by = "epochs"
+                    break
                 streams = self._epoch_streams(p.epoch)
                 nb = len(streams)
                 if p.batch == 0 or self.carry is None:
@@ -236,14 +241,14 @@ class Trainer:
                         window_steps, window_start = 0, time.monotonic()
                         if stopped_by is None and cfg.patience and p.stale_evals >= cfg.patience:
                             stopped_by = "patience"
-                if p.batch == nb:
+                if p.batch >= nb:
                     p.epoch, p.batch = p.epoch + 1, 0
         self.reporter.close()
         return self._finish(stopped_by, signals.signum)
 
-    def _limit_reached(self, signals: _StopOnSignal, stop_at_step: int | None, epoch_done: bool) -> str | None:
+    def _limit_reached(self, signals: _StopOnSignal | None, stop_at_step: int | None, epoch_done: bool) -> str | None:
         cfg, p = self.cfg, self.progress
-        if signals.signum is not None or (stop_at_step is not None and p.step >= stop_at_step):
+        if (signals and signals.signum is not None) or (stop_at_step is not None and p.step >= stop_at_step):
             return "signal"
         if cfg.epochs and epoch_done and p.epoch >= cfg.epochs:
             return "epochs"
@@ -307,7 +312,7 @@ class Trainer:
             "model": to_dict(self.model_config),
             "tokenizer": self.tokenizer.to_dict(),
             "train": to_dict(self.cfg),
-            "corpus": {**self.corpus.describe(), "sha256": corpus_sha256(self.corpus.text)},
+            "corpus": self.corpus_meta,
             "progress": dataclasses.asdict(self.progress),
             "metrics": metrics,
         }
@@ -366,7 +371,8 @@ class Trainer:
         path = self.run_dir / METRICS
         if not path.exists():
             return
-        rows = [r for r in csv.DictReader(path.open(newline="")) if int(r["step"]) <= step]
+        with path.open(newline="") as f:  # a row cut short by a kill has no valid step: dropped
+            rows = [r for r in csv.DictReader(f) if (r.get("step") or "").isdigit() and int(r["step"]) <= step]
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS)
         writer.writeheader()

@@ -7,6 +7,7 @@ import re
 import shutil
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from seqgen.cli import cli
@@ -27,9 +28,14 @@ ROWS = [
     ("resume without --out", ["train", "{corpus}", "--resume"], 1, r"--resume needs --out"),
     ("resume an empty dir", ["train", "{corpus}", "--resume", "--out", "{tmp}/emptydir"], 1, r"no last.safetensors"),
     ("run dir in use", ["train", "{corpus}", "--out", "{run}"], 1, r"already holds a run"),
-    ("cuda absent", ["train", "{corpus}", "--device", "cuda"], 1, r"no CUDA GPU"),
+    pytest.param("cuda absent", ["train", "{corpus}", "--device", "cuda"], 1, r"no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    ("resume with new --seq-len", ["train", "{corpus}", "--resume", "--out", "{run}", "--seq-len", "16"], 1,
+     r"--seq-len cannot change when resuming"),
+    ("nan lr", ["train", "{corpus}", "--lr", "nan"], 2, r"not a finite number"),
     ("negative temperature", ["sample", "{run}", "--temperature", "-0.5"], 2, r"--temperature"),
     ("top-p zero", ["sample", "{run}", "--top-p", "0"], 2, r"--top-p"),
+    ("nan temperature", ["sample", "{run}", "--temperature", "nan"], 2, r"not a finite number"),
     ("zero length", ["sample", "{run}", "--length", "0"], 2, r"--length"),
     ("unknown prime chars", ["sample", "{run}", "--prime", "It was ∑≈"], 1, r"--prime has characters not in the model's vocabulary: '∑≈'"),
     ("prime and prime file", ["sample", "{run}", "--prime", "a", "--prime-file", "{corpus}"], 2, r"not both"),
@@ -43,6 +49,7 @@ ROWS = [
     ("eval unknown chars", ["eval", "{run}", "{tmp}/greek.txt"], 1, r"characters not in the model's vocabulary: 'αβγ'"),
     ("eval missing file", ["eval", "{run}", "{tmp}/nope.txt"], 1, r"no such file"),
     ("unknown corpus download", ["corpus", "download", "wikipedia"], 1, r"no built-in corpus 'wikipedia'"),
+    ("download from a non-URL", ["corpus", "download", "tinyshakespeare", "--url", "not a url"], 1, r"could not download"),
 ]
 
 
@@ -72,7 +79,7 @@ def snapshot(root):
     return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("name,args,code,pattern", ROWS, ids=[r[0] for r in ROWS])
+@pytest.mark.parametrize("name,args,code,pattern", ROWS)
 def test_bad_input(files, corpus_file, name, args, code, pattern, monkeypatch):
     tmp, run = files
     monkeypatch.chdir(tmp)  # a default run directory, if one were made, would land here
@@ -80,6 +87,7 @@ def test_bad_input(files, corpus_file, name, args, code, pattern, monkeypatch):
     before = snapshot(tmp)
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == code, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception  # not an escaped exception
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1, result.stderr  # usage errors may add Usage/Try lines before it

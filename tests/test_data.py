@@ -41,6 +41,17 @@ def test_split_holds_out_evenly_spaced_pieces():
 def test_too_small_corpora_are_refused_with_advice():
     with pytest.raises(SeqgenError, match="longer than the training text"):
         check_trainable(100, 1, 100)
-    with pytest.raises(SeqgenError, match="--batch-size 3 or less"):
+    with pytest.raises(SeqgenError, match="--batch-size 2 or less"):
         check_trainable(100, 64, 32)
-    check_trainable(100, 3, 32)
+    check_trainable(100, 2, 32)
+
+
+@pytest.mark.parametrize("n", range(20, 90))
+def test_every_epoch_offset_fills_a_batch_when_the_corpus_is_accepted(n):
+    batch_size, seq_len = 3, 7
+    try:
+        check_trainable(n, batch_size, seq_len)
+    except SeqgenError:
+        assert len(Streams(torch.arange(n), batch_size, seq_len, offset=seq_len - 1)) == 0 or n < 3 * 8
+        return
+    assert all(len(Streams(torch.arange(n), batch_size, seq_len, offset)) >= 1 for offset in range(seq_len))

@@ -82,3 +82,13 @@ def test_single_token_prime_and_streaming(model):
     seen = []
     out = generate(model, [0], 10, num_samples=3, seed=1, on_step=lambda tok: seen.append(tok.tolist()))
     assert [list(col) for col in zip(*seen)] == out
+
+
+def test_a_stop_sequence_may_begin_in_the_prime(model):
+    first = generate(model, [1, 2], 1, seed=5)[0][0]
+    out = generate(model, [1, 2], 50, seed=5, stop=[2, first])
+    assert out == [[first]]  # prime ends with 2, the first generated id completes the stop
+
+
+def test_tiny_temperatures_are_greedy_not_nan(model):
+    assert generate(model, [1], 20, temperature=1e-30, seed=1) == generate(model, [1], 20, temperature=0)
