@@ -18,7 +18,7 @@ from .model import layer_table
 from .progress import Reporter
 from .sample import generate
 from .tokenizers import tokenizer_from_dict
-from .train import METRICS, Trainer, corpus_sha256, evaluate as evaluate_ids, pick_device
+from .train import METRICS, Trainer, evaluate as evaluate_ids, pick_device
 
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
@@ -56,25 +56,21 @@ def _resumed_trainer(corpus_spec, out, model_options, train_options, explicit, r
     if not last.exists():
         raise SeqgenError(f"{out}: no {checkpoint.LAST} to resume from")
     ckpt = checkpoint.read(last)
-    saved_model = ckpt.meta["model"]
-    for name in sorted(explicit & set(model_options)):
-        if saved_model.get(name) != model_options[name]:
+    saved = {**ckpt.meta["train"], **ckpt.meta["model"]}
+    given = {**model_options, **train_options}
+    for name in sorted(explicit & (set(model_options) | set(FIXED_ON_RESUME))):
+        if saved.get(name) != given[name]:
             raise SeqgenError(
-                f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved_model.get(name)})"
-            )
-    saved_train = ckpt.meta["train"]
-    for name in sorted(explicit & set(FIXED_ON_RESUME)):
-        if saved_train.get(name) != train_options[name]:
-            raise SeqgenError(
-                f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved_train.get(name)})"
+                f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved.get(name)})"
             )
     # The run keeps its own settings; options given now (say a larger --max-steps) override them.
     config = from_dict(TrainConfig, {**ckpt.meta["train"], **{k: train_options[k] for k in explicit & set(train_options)}})
     corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"])
-    if corpus_sha256(corpus.text) != ckpt.meta["corpus"].get("sha256"):
+    trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
+                      tokenizer=tokenizer_from_dict(ckpt.meta["tokenizer"]), resume_from=ckpt, reporter=reporter)
+    if trainer.corpus_meta["sha256"] != ckpt.meta["corpus"].get("sha256"):
         reporter.log("Warning: this corpus differs from the one the run started on")
-    return Trainer(corpus, from_dict(ModelConfig, saved_model), config, Path(out),
-                   tokenizer=tokenizer_from_dict(ckpt.meta["tokenizer"]), resume_from=ckpt, reporter=reporter)
+    return trainer
 
 
 def _default_run_dir(corpus_name: str, cell: str) -> Path:

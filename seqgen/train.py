@@ -150,6 +150,8 @@ class Trainer:
         ids = as_tensor(self.tokenizer.encode(corpus.text))
         self.train_ids, self.val_ids = split(ids, config.val_fraction)
         check_trainable(len(self.train_ids), config.batch_size, config.seq_len)
+        # Epoch 1's count (later epochs start at an offset and may hold one batch fewer).
+        self.batches_per_epoch = len(Streams(self.train_ids, config.batch_size, config.seq_len))
         if len(self.val_ids) < 2:
             raise SeqgenError("the validation split is under two tokens; raise --val-fraction")
 
@@ -168,16 +170,13 @@ class Trainer:
             self._restore(resume_from)
 
     # -- schedule -----------------------------------------------------------------------------
-    def batches_per_epoch(self) -> int:
-        return len(Streams(self.train_ids, self.cfg.batch_size, self.cfg.seq_len))
-
     def _done_fraction(self) -> float:
         cfg, p = self.cfg, self.progress
         fractions = [0.0]
         if cfg.max_steps:
             fractions.append(p.step / cfg.max_steps)
         if cfg.epochs:
-            fractions.append(p.step / (cfg.epochs * self.batches_per_epoch()))
+            fractions.append(p.step / (cfg.epochs * self.batches_per_epoch))
         if cfg.time_budget:
             fractions.append(p.elapsed / cfg.time_budget)
         return max(fractions)
@@ -354,7 +353,7 @@ class Trainer:
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
             f"{m.vocab_size}, on {self.device.type}; {len(self.train_ids):,} train / "
             f"{len(self.val_ids):,} valid tokens; batch {c.batch_size} x {c.seq_len}, "
-            f"{self.batches_per_epoch()} steps/epoch -> {self.run_dir}"
+            f"{self.batches_per_epoch} steps/epoch -> {self.run_dir}"
         )
 
     def _append_metrics(self, row: dict) -> None:

@@ -42,7 +42,7 @@ def test_epoch_limit_ends_with_an_evaluation(corpus_text, tmp_path):
     trainer.run()
     (row,) = rows(tmp_path)
     steps = int(row["step"])
-    assert 2 * (trainer.batches_per_epoch() - 1) <= steps <= 2 * trainer.batches_per_epoch()
+    assert 2 * (trainer.batches_per_epoch - 1) <= steps <= 2 * trainer.batches_per_epoch
     meta = checkpoint.read(tmp_path / checkpoint.LAST).meta
     assert meta["progress"]["epoch"] == 2 and meta["progress"]["best_step"] == steps  # epoch 2 complete
     assert math.isfinite(float(row["val_loss"]))
