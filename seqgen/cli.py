@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import CELLS, DEVICES, ModelConfig, TrainConfig, default
+from .config import CELLS, DEVICES, KINDS, MidiConfig, ModelConfig, TrainConfig, default
 from .errors import SeqgenError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
@@ -76,6 +76,10 @@ def _train_default(name):
     return default(TrainConfig, name)
 
 
+def _midi_default(name):
+    return default(MidiConfig, name)
+
+
 class FloatRange(click.FloatRange):
     """click.FloatRange that also refuses nan and inf (which compare false with every bound)."""
 
@@ -125,14 +129,32 @@ class FloatRange(click.FloatRange):
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Start over in an --out that already holds a run.")
 @click.option("--seed", type=int, default=_train_default("seed"), help="Seed for initialisation and data order.")
+@click.option("--kind", type=click.Choice(KINDS), default=None,
+              help="Read CORPUS as text or MIDI  [default: MIDI for .mid/.midi files and folders holding them]")
+@click.option("--strict", is_flag=True, help="MIDI: stop at the first unreadable file instead of skipping it.")
+@click.option("--transpose", type=click.IntRange(0, 24), default=_train_default("transpose"),
+              help="MIDI augmentation: move each piece by up to this many semitones, anew each epoch.")
+@click.option("--stretch", type=FloatRange(0, 0.5), default=_train_default("stretch"),
+              help="MIDI augmentation: play each piece up to this fraction faster or slower.")
+@click.option("--resolution", type=FloatRange(0.001, 1), default=_midi_default("resolution"), metavar="SECONDS",
+              help="MIDI: the TIME_SHIFT step.")
+@click.option("--max-shift", type=FloatRange(0.001, 100), default=_midi_default("max_shift"), metavar="SECONDS",
+              help="MIDI: the longest TIME_SHIFT event; longer gaps repeat it.")
+@click.option("--velocity-bins", type=click.IntRange(1, 127), default=_midi_default("velocity_bins"),
+              help="MIDI: loudness levels.")
+@click.option("--keep-drums/--no-keep-drums", default=_midi_default("keep_drums"),
+              help="MIDI: keep drum tracks (merged into the one performance).")
+@click.option("--max-note", type=FloatRange(0, min_open=True), default=_midi_default("max_note"), metavar="SECONDS",
+              help="MIDI: end notes held longer than this (in the data and in samples).")
 @click.option("--device", type=click.Choice(DEVICES), default=_train_default("device"), help="Where to train.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads  [default: torch's choice]")
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on stderr but errors.")
 @click.pass_context
-def train(ctx, corpus, out, resume, force, progress, quiet, **options):
-    """Train a model on CORPUS: a text file, a directory of text files, or a built-in corpus name
-    (see `seqgen corpus list`; default python-docs).
+def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, **options):
+    """Train a model on CORPUS: a text file, a directory of text files, a MIDI file or a directory
+    of MIDI files (searched recursively), or a built-in corpus name (see `seqgen corpus list`;
+    default python-docs).
 
     Training stops at the first of --epochs, --max-steps, --time-budget and --patience, then the
     run directory holds best.safetensors (lowest validation loss), last.safetensors (resumable)
@@ -144,25 +166,47 @@ def train(ctx, corpus, out, resume, force, progress, quiet, **options):
       seqgen train poems.txt --time-budget 600        # your text, ten minutes
       seqgen train shakespeare.txt --cell gru --layers 3 --hidden 256 --out checkpoints/gru
       seqgen train --out checkpoints/gru --resume     # continue an interrupted run
+      seqgen train bach-chorales --time-budget 600    # built-in MIDI corpus: a music model
+      seqgen train ~/midi/ --transpose 5 --out checkpoints/piano
     """
     from . import commands
 
     explicit = {k for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
     best = commands.train(
-        corpus, out, resume=resume, force=force, options=options, explicit=explicit,
+        corpus, out, kind=kind, strict=strict, resume=resume, force=force, options=options, explicit=explicit,
         bar=sys.stderr.isatty() if progress is None else progress, quiet=quiet,
     )
     click.echo(best)
 
 
+def _pitches(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        pitches = [int(p) for p in value.replace(" ", "").split(",") if p]
+    except ValueError:
+        raise click.BadParameter("give MIDI pitch numbers separated by commas, e.g. 60,64,67") from None
+    if not pitches or any(not 0 <= p <= 127 for p in pitches):
+        raise click.BadParameter("give MIDI pitch numbers from 0 to 127, e.g. 60,64,67")
+    return pitches
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("-p", "--prime", default=None, help="Text the samples start from (included in the output).")
+@click.option("-p", "--prime", default=None, help="Text: what the samples start from (included in the output).")
 @click.option("--prime-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Read the prime from this UTF-8 file.")
-@click.option("-n", "--length", type=click.IntRange(1), default=SAMPLE_DEFAULTS["length"],
-              help="Tokens (characters) to generate after the prime.")
+              help="Text: read the prime from this UTF-8 file.")
+@click.option("--primer", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="MIDI: continue this .mid file (included in the output).")
+@click.option("--primer-seconds", type=FloatRange(0, min_open=True), default=None,
+              help="MIDI: use only the first SECONDS of --primer  [default: all of it]")
+@click.option("--primer-pitches", callback=_pitches, default=None, metavar="P,P,...",
+              help="MIDI: start from these pitches struck together, e.g. 60,64,67 (C major).")
+@click.option("-n", "--length", type=click.IntRange(1), default=None,
+              help="Tokens to generate: characters, or MIDI events  [default: 500 characters; MIDI: see --seconds]")
+@click.option("--seconds", type=FloatRange(0, min_open=True), default=None,
+              help="MIDI: generate this many seconds of music  [default: 30 unless --length is given]")
 @click.option("-t", "--temperature", type=FloatRange(0), default=SAMPLE_DEFAULTS["temperature"],
               help="Sharpen (<1) or flatten (>1) the distribution; 0 is greedy argmax decoding.")
 @click.option("--top-k", type=click.IntRange(1), default=None, help="Sample only from the K most likely tokens.")
@@ -170,40 +214,50 @@ def train(ctx, corpus, out, resume, force, progress, quiet, **options):
               help="Sample only from the smallest set of tokens with this much probability (nucleus).")
 @click.option("-k", "--num-samples", type=click.IntRange(1, 100_000), default=1,
               help="Samples to generate, together as one batch.")
-@click.option("--stop", default=None, help="End a sample once it ends with this string (kept in the output).")
+@click.option("--stop", default=None, help="Text: end a sample once it ends with this string (kept in the output).")
 @click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same samples.  [default: random]")
 @click.option("-o", "--out", default=None,
-              help="'-' for stdout; a directory for one file per sample (sample_001.txt, ...); or a file for one sample.  [default: -]")
-@click.option("--continuation-only", is_flag=True, help="Leave the prime out of the output.")
+              help="'-' for stdout; a directory for one file per sample (sample_001.txt or .mid, ...); "
+                   "or a file for one sample.  [default: -]")
+@click.option("--continuation-only", is_flag=True, help="Leave the prime (or primer) out of the output.")
+@click.option("--program", type=click.IntRange(0, 127), default=0,
+              help="MIDI: the General MIDI instrument of the output (0 = piano, 19 = church organ, 52 = choir).")
+@click.option("--tempo", type=FloatRange(1, 1000), default=120.0,
+              help="MIDI: the tempo written in the file (notation only: timing is in seconds).")
+@click.option("--plot", is_flag=True, help="MIDI: also write a piano-roll PNG beside each .mid (needs matplotlib).")
+@click.option("--wav", is_flag=True, help="MIDI: also render a .wav beside each .mid (FluidSynth if installed).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where to run the model.")
-def sample(checkpoint, prime, prime_file, length, temperature, top_k, top_p, num_samples, stop, seed,
-           out, continuation_only, force, device):
-    """Generate text from CHECKPOINT (a .safetensors file, or a run directory meaning its best
-    checkpoint).
+def sample(checkpoint, prime, prime_file, **options):
+    """Generate from CHECKPOINT (a .safetensors file, or a run directory meaning its best
+    checkpoint): text from a text model, .mid files from a MIDI model.
 
-    With one sample on stdout the text streams as it is generated. Several samples on stdout are
-    each preceded by a `==> sample N <==` line; with --out DIR the paths written are printed.
+    Text: one sample on stdout streams as it is generated; several on stdout are each preceded by
+    a `==> sample N <==` line. MIDI: one sample may go to stdout when it is redirected to a file;
+    otherwise give --out. With --out DIR the paths written are printed.
 
     \b
     Examples:
       seqgen sample checkpoints/python-docs-lstm
       seqgen sample run/ --prime "ROMEO:" --length 1000 --temperature 0.6 --seed 7
       seqgen sample run/ -k 20 --stop $'\\n\\n' --out samples/
+      seqgen sample bach-run/ -k 8 --seconds 30 --out music/ --plot
+      seqgen sample bach-run/ --primer chorale.mid --primer-seconds 5 --out continued.mid
+      seqgen sample bach-run/ --primer-pitches 60,64,67 --temperature 0.9 > chord.mid
     """
     from . import commands
 
     if prime is not None and prime_file is not None:
         raise CliError("give --prime or --prime-file, not both", 2)
+    if options["primer"] is not None and options["primer_pitches"] is not None:
+        raise CliError("give --primer or --primer-pitches, not both", 2)
+    if options["primer_seconds"] is not None and options["primer"] is None:
+        raise CliError("--primer-seconds needs --primer", 2)
     if prime_file is not None:
         from .corpora import read_text
 
         prime = read_text(prime_file)
-    commands.sample(
-        checkpoint, prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
-        num_samples=num_samples, stop=stop, seed=seed, out=out, continuation_only=continuation_only,
-        force=force, device=device,
-    )
+    commands.sample(checkpoint, prime=prime, **options)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from . import checkpoint
-from .atomic import atomic_write_text
-from .config import ModelConfig, TrainConfig, from_dict
+from .atomic import atomic_write_bytes, atomic_write_text
+from .config import MidiConfig, ModelConfig, TrainConfig, from_dict
 from .corpora import load_corpus
-from .data import as_tensor
+from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
 from .model import layer_table
 from .progress import Reporter
@@ -22,19 +22,26 @@ from .train import METRICS, Trainer, evaluate as evaluate_ids, pick_device
 
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
+MIDI_FIELDS = tuple(MidiConfig.__dataclass_fields__)
+SAMPLE_LENGTH = 500  # characters, when no --length is given
+MIDI_SECONDS = 30.0  # what `seqgen sample` makes from a MIDI model when no --length or --seconds is given
 # The data layout a resumed run depends on: changing these would not continue the same run.
 FIXED_ON_RESUME = ("seq_len", "batch_size", "val_fraction", "seed")
 
 
-def train(corpus_spec, out, *, resume, force, options, explicit, bar, quiet) -> Path:
+def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, bar, quiet) -> Path:
     """Start (or with `resume`, continue) a run; returns the best checkpoint's path."""
     reporter = Reporter(bar=bar, quiet=quiet)
     model_options = {k: options[k] for k in MODEL_FIELDS}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
+    midi_options = {k: options[k] for k in MIDI_FIELDS}
     if resume:
-        trainer = _resumed_trainer(corpus_spec, out, model_options, train_options, explicit, reporter)
+        trainer = _resumed_trainer(corpus_spec, out, kind, strict, options, explicit, reporter)
     else:
-        corpus = load_corpus(corpus_spec)
+        corpus = load_corpus(corpus_spec, kind)
+        if corpus.kind == "text" and explicit & set(MIDI_FIELDS):
+            flag = "--" + sorted(explicit & set(MIDI_FIELDS))[0].replace("_", "-")
+            raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
         out = Path(out) if out else _default_run_dir(corpus.name, model_options["cell"])
         if (out / checkpoint.BEST).exists() or (out / checkpoint.LAST).exists():
             if not force:
@@ -42,32 +49,34 @@ def train(corpus_spec, out, *, resume, force, options, explicit, bar, quiet) -> 
                     f"{out} already holds a run; continue it with --resume, or start over with --force"
                 )
         trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
-                          out, reporter=reporter)
+                          out, tokenizer=new_tokenizer(corpus, MidiConfig(**midi_options)), reporter=reporter,
+                          strict=strict)
         if force:  # start over: nothing of the old run may be mistaken for the new one's
             for name in (checkpoint.BEST, checkpoint.LAST, METRICS):
                 (out / name).unlink(missing_ok=True)
     return trainer.run()
 
 
-def _resumed_trainer(corpus_spec, out, model_options, train_options, explicit, reporter) -> Trainer:
+def _resumed_trainer(corpus_spec, out, kind, strict, options, explicit, reporter) -> Trainer:
     if out is None:
         raise SeqgenError("--resume needs --out RUN_DIR: the run directory to continue")
     last = Path(out) / checkpoint.LAST
     if not last.exists():
         raise SeqgenError(f"{out}: no {checkpoint.LAST} to resume from")
     ckpt = checkpoint.read(last)
-    saved = {**ckpt.meta["train"], **ckpt.meta["model"]}
-    given = {**model_options, **train_options}
-    for name in sorted(explicit & (set(model_options) | set(FIXED_ON_RESUME))):
-        if saved.get(name) != given[name]:
+    saved = {**ckpt.meta["tokenizer"], **ckpt.meta["train"], **ckpt.meta["model"]}
+    train_options = {k: options[k] for k in TRAIN_FIELDS}
+    for name in sorted(explicit & (set(MODEL_FIELDS) | set(MIDI_FIELDS) | set(FIXED_ON_RESUME))):
+        if saved.get(name) != options[name]:
             raise SeqgenError(
                 f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved.get(name)})"
             )
     # The run keeps its own settings; options given now (say a larger --max-steps) override them.
     config = from_dict(TrainConfig, {**ckpt.meta["train"], **{k: train_options[k] for k in explicit & set(train_options)}})
-    corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"])
+    tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
+    corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"], kind or ckpt.meta["corpus"].get("kind", "text"))
     trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
-                      tokenizer=tokenizer_from_dict(ckpt.meta["tokenizer"]), resume_from=ckpt, reporter=reporter)
+                      tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict)
     if trainer.corpus_meta["sha256"] != ckpt.meta["corpus"].get("sha256"):
         reporter.log("Warning: this corpus differs from the one the run started on")
     return trainer
@@ -89,7 +98,7 @@ def _encode_option(tokenizer, text: str, option: str):
     return tokenizer.encode(text)
 
 
-def _output_files(out: str | None, count: int, force: bool) -> list[Path] | None:
+def _output_files(out: str | None, count: int, force: bool, suffix: str) -> list[Path] | None:
     """None for stdout; otherwise the files to write, checked before any work is done."""
     if out in (None, "-"):
         return None
@@ -98,7 +107,7 @@ def _output_files(out: str | None, count: int, force: bool) -> list[Path] | None
         if path.exists() and not path.is_dir():
             raise SeqgenError(f"{out}: exists and is not a directory (needed for {count} samples)")
         width = max(3, len(str(count)))
-        files = [path / f"sample_{i:0{width}d}.txt" for i in range(1, count + 1)]
+        files = [path / f"sample_{i:0{width}d}{suffix}" for i in range(1, count + 1)]
     else:
         files = [path]
     existing = [f for f in files if f.exists()]
@@ -108,11 +117,31 @@ def _output_files(out: str | None, count: int, force: bool) -> list[Path] | None
     return files
 
 
-def sample(checkpoint_path, *, prime, length, temperature, top_k, top_p, num_samples, stop, seed, out,
-           continuation_only, force, device) -> None:
-    files = _output_files(out, num_samples, force)
+SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only")
+TEXT_ONLY = ("prime", "stop")
+MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav")
+
+
+def sample(checkpoint_path, *, out, num_samples, force, device, **options) -> None:
+    """Generate from a checkpoint: text to stdout or files, or MIDI files."""
     model, tokenizer, _ = checkpoint.load(checkpoint_path)
+    midi = tokenizer.kind == "midi"
+    wrong = [k for k in (TEXT_ONLY if midi else MIDI_ONLY) if options.get(k)]
+    if wrong:
+        flag = "--" + wrong[0].replace("_", "-")
+        hint = "; use --primer FILE.mid or --primer-pitches" if midi and wrong[0] == "prime" else ""
+        raise SeqgenError(f"{flag} does not apply to {'a MIDI' if midi else 'a text'} model{hint}")
+    files = _output_files(out, num_samples, force, ".mid" if midi else ".txt")
     model.to(pick_device(device))
+    if midi:
+        _sample_midi(model, tokenizer, files, num_samples, **{k: v for k, v in options.items() if k not in TEXT_ONLY})
+    else:
+        _sample_text(model, tokenizer, files, num_samples, **{k: options[k] for k in SHARED + TEXT_ONLY})
+
+
+def _sample_text(model, tokenizer, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,
+                 continuation_only) -> None:
+    length = length or SAMPLE_LENGTH
     if prime:
         prime_ids, shown_prime = _encode_option(tokenizer, prime, "--prime"), prime
     else:
@@ -153,6 +182,55 @@ def sample(checkpoint_path, *, prime, length, temperature, top_k, top_p, num_sam
     sys.stdout.flush()
 
 
+def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
+                 temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav) -> None:
+    from .midi import audio, midi_bytes, notes_array, piano_roll_png, wav_bytes
+
+    if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
+        raise SeqgenError("MIDI is binary: give --out DIR (or --out FILE.mid for one sample), "
+                          "or redirect stdout to a file for one sample")
+    if primer is not None:
+        prime_ids = tokenizer.read(primer, seconds=primer_seconds)
+    elif primer_pitches:
+        prime_ids = tokenizer.chord(primer_pitches)
+    else:
+        prime_ids = tokenizer.encode(notes_array())  # just PIECE: the start of a piece
+    if seconds is None and length is None:
+        seconds = MIDI_SECONDS
+    if length is None:
+        length = int(seconds * 200) + 100  # a cap far above the ~20 events a second of real music
+    primer_end = tokenizer.seconds(prime_ids)
+    rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature, top_k=top_k,
+                    top_p=top_p, seed=seed, suppress=[tokenizer.boundary], token_time=tokenizer.token_seconds,
+                    max_time=seconds)
+    for i, row in enumerate(rows):
+        notes, report = tokenizer.decode([*prime_ids.tolist(), *row])
+        if continuation_only:  # what starts after the primer, moved to the start of the file
+            notes = notes[notes["start"] >= primer_end - 1e-9]
+            notes["start"] -= primer_end
+            notes["end"] -= primer_end
+        data = midi_bytes(notes, program=program, tempo=tempo)
+        length_s = float(notes["end"].max()) if len(notes) else 0.0
+        summary = (f"{len(notes)} notes, {length_s:.1f}s; decoder ignored {report.ignored} of "
+                   f"{len(row)} generated events")
+        if files is None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+            print(f"stdout: {summary}", file=sys.stderr)
+            continue
+        file = files[i]
+        file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(file, data)
+        print(file)
+        print(f"{file}: {summary}", file=sys.stderr)
+        if plot:
+            atomic_write_bytes(file.with_suffix(".png"), piano_roll_png(notes, title=file.name))
+        if wav:
+            samples, how = audio(notes, program=program, tempo=tempo)
+            atomic_write_bytes(file.with_suffix(".wav"), wav_bytes(samples))
+            print(f"{file.with_suffix('.wav')}: rendered with {how}", file=sys.stderr)
+
+
 def info(checkpoint_path, *, as_json: bool) -> str:
     ckpt = checkpoint.read(checkpoint_path)
     model = checkpoint.build_model(ckpt)
@@ -183,9 +261,11 @@ def info(checkpoint_path, *, as_json: bool) -> str:
     lines += [rule, f"Total params: {total:,} ({weight_bytes / 2**20:.2f} MB as float32)",
               f"Trainable params: {trainable:,}", f"Non-trainable params: {total - trainable:,}", ""]
     tok = meta["tokenizer"]
-    lines.append(f"Tokenizer: {tok.get('kind')}, vocabulary {c.vocab_size}")
+    tokenizer = tokenizer_from_dict(tok)
+    lines.append(f"Tokenizer: {tokenizer.describe()}")
     if corpus:
-        lines.append(f"Corpus: {corpus.get('name')} ({corpus.get('characters', 0):,} characters) from {corpus.get('source')}")
+        size = (f"{corpus['files']:,} MIDI files" if "files" in corpus else f"{corpus.get('characters', 0):,} characters")
+        lines.append(f"Corpus: {corpus.get('name')} ({size}) from {corpus.get('source')}")
     lines.append(
         f"Model config: cell={c.cell} layers={c.layers} hidden={c.hidden} embed={c.embed} "
         f"dropout={c.dropout:g} residual={c.residual}"
@@ -199,7 +279,7 @@ def info(checkpoint_path, *, as_json: bool) -> str:
         )
     if best is not None:
         lines.append(
-            f"Best validation: loss {best:.4f} nats/char, {best / math.log(2):.3f} bits/char, "
+            f"Best validation: loss {best:.4f} nats/{tokenizer.unit}, {best / math.log(2):.3f} bits/{tokenizer.unit}, "
             f"perplexity {math.exp(best):.2f}, at step {progress.get('best_step')}"
         )
     return "\n".join(lines)
@@ -208,13 +288,14 @@ def info(checkpoint_path, *, as_json: bool) -> str:
 def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, as_json) -> str:
     model, tokenizer, ckpt = checkpoint.load(checkpoint_path)
     model.to(pick_device(device))
-    corpus = load_corpus(text_spec)
-    ids = as_tensor(_encode_option(tokenizer, corpus.text, text_spec))
+    corpus = load_corpus(text_spec, "midi" if tokenizer.kind == "midi" else "text")
+    ids = all_ids(corpus, tokenizer)
     seq_len = seq_len or ckpt.meta.get("train", {}).get("seq_len", 128)
     loss, tokens = evaluate_ids(model, ids, batch_size, seq_len)
-    result = {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss), "tokens": tokens}
+    bits = "bpc" if tokenizer.unit == "char" else f"bits_per_{tokenizer.unit}"
+    result = {"loss": loss, bits: loss / math.log(2), "perplexity": math.exp(loss), "tokens": tokens}
     if as_json:
         return json.dumps(result)
-    return (f"loss: {loss:.4f} nats/token\nbpc: {result['bpc']:.4f}\n"
+    return (f"loss: {loss:.4f} nats/{tokenizer.unit}\n{bits}: {result[bits]:.4f}\n"
             f"perplexity: {result['perplexity']:.3f}\ntokens: {result['tokens']}")
 

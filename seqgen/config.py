@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 CELLS = ("lstm", "gru", "rnn", "irnn")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+KINDS = ("text", "midi")
 
 
 @dataclass
@@ -42,8 +43,21 @@ class TrainConfig:
     eval_every: int = 500
     patience: int | None = None
     seed: int = 1337
+    transpose: int = 3  # MIDI augmentation: each piece moved by up to this many semitones per epoch
+    stretch: float = 0.05  # MIDI augmentation: and played up to 5% faster or slower
     device: str = "auto"
     threads: int | None = None
+
+
+@dataclass
+class MidiConfig:
+    """The MIDI event tokenizer's settings (Performance RNN's by default); saved in checkpoints."""
+
+    resolution: float = 0.01  # seconds per TIME_SHIFT step
+    max_shift: float = 1.0  # the longest single TIME_SHIFT; longer gaps repeat it
+    velocity_bins: int = 32
+    keep_drums: bool = False
+    max_note: float = 10.0  # seconds; longer notes are ended (a guard against stuck notes)
 
 
 def to_dict(config) -> dict:

@@ -1,14 +1,20 @@
-"""Where text comes from: a file, a directory of files, or a built-in corpus by name.
+"""Where corpora come from: a file, a directory of files, or a built-in corpus by name.
 
-Built-in corpora either ship with Python itself (so they work offline right after install) or are
-downloaded once, checked against a SHA-256 and cached under the seqgen cache directory.
+A corpus is text or MIDI. Built-in corpora either ship with Python or a dependency (so they work
+offline right after install) or are downloaded once, checked against a SHA-256 and cached under
+the seqgen cache directory. MIDI corpora are read once into notes and cached, keyed by the
+content of their files and the reading settings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
+import shutil
+import sys
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,15 +28,21 @@ DEFAULT_CORPUS = "python-docs"
 BOM = "\ufeff"
 
 
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
 @dataclass(frozen=True)
 class Corpus:
     name: str
-    text: str
+    text: str  # a text corpus' text ("" for MIDI)
     spec: str  # what reloads it: an absolute path, or a built-in corpus name
     source: str  # a path, or the provenance of a built-in corpus
+    kind: str = "text"
+    files: tuple[Path, ...] = ()  # a MIDI corpus' files
 
     def describe(self) -> dict:
-        return {"name": self.name, "spec": self.spec, "source": self.source, "characters": len(self.text)}
+        size = {"characters": len(self.text)} if self.kind == "text" else {"files": len(self.files)}
+        return {"name": self.name, "kind": self.kind, "spec": self.spec, "source": self.source, **size}
 
 
 @dataclass(frozen=True)
@@ -40,17 +52,28 @@ class Builtin:
     provenance: str
     licence: str
     approx_size: str
-    load: Callable[[], str] | None = None  # ships with Python or seqgen: no download
+    kind: str = "text"
+    load: Callable[[], str] | None = None  # text that ships with Python: nothing to fetch
+    convert: Callable[[Path], None] | None = None  # or MIDI written once from a dependency's data
     url: str | None = None  # or downloaded once, verified and cached
     sha256: str | None = None
 
     @property
     def cache_path(self) -> Path:
-        return cache_dir() / "corpora" / f"{self.name}.txt"
+        """The cached file (text) or directory of files (MIDI)."""
+        return cache_dir() / "corpora" / (self.name if self.kind == "midi" else f"{self.name}.txt")
 
     @property
     def available(self) -> bool:
         return self.load is not None or self.cache_path.exists()
+
+    @property
+    def where(self) -> str:
+        if self.load is not None:
+            return "ships with Python"
+        if self.convert is not None:
+            return "converted" if self.available else "converted on first use"
+        return "downloaded" if self.available else "download on first use"
 
 
 def _python_docs() -> str:
@@ -59,6 +82,37 @@ def _python_docs() -> str:
     from pydoc_data.topics import topics
 
     return "\n\n".join(topics[key].strip("\n") for key in sorted(topics)) + "\n"
+
+
+def _bach_chorales(dest: Path) -> None:
+    """Write the Bach chorales that ship with music21 as MIDI files in `dest`."""
+    try:
+        from music21 import corpus as m21
+    except ImportError:
+        raise SeqgenError("the bach-chorales corpus is made from the music21 package: pip install music21") from None
+    sources = [p for p in m21.getComposer("bach") if p.suffix in (".mxl", ".xml", ".krn")]
+    if not sources:
+        raise SeqgenError("this music21 installation has no Bach chorales in its corpus")
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        jobs = pool.map(_chorale_midi, sources, chunksize=8)
+        for source, pieces in tqdm(zip(sources, jobs), total=len(sources), desc="Converting chorales",
+                                   unit="file", disable=None, file=sys.stderr):
+            for i, data in enumerate(pieces, 1):
+                suffix = "" if len(pieces) == 1 else f"-{i}"
+                (dest / f"{source.stem}{suffix}.mid").write_bytes(data)
+
+
+def _chorale_midi(path: Path) -> list[bytes]:
+    """One music21 corpus file as MIDI files (a file may hold several versions of a chorale)."""
+    from music21 import converter, midi, stream
+
+    score = converter.parse(path)
+    scores = list(score.scores) if isinstance(score, stream.Opus) else [score]
+    return [midi.translate.streamToMidiFile(s).writestr() for s in scores]
 
 
 BUILTINS = {
@@ -80,6 +134,15 @@ BUILTINS = {
             approx_size="1.1 MB",
             url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
             sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+        ),
+        Builtin(
+            name="bach-chorales",
+            description="About 400 four-part chorales by J. S. Bach as MIDI (score timing, one voice per track)",
+            provenance="the Bach chorale encodings in the corpus of the music21 package, written to MIDI once with music21",
+            licence="public domain music; the encodings are distributed with music21 (BSD) by permission of their encoders",
+            approx_size="about 2 MB of MIDI",
+            kind="midi",
+            convert=_bach_chorales,
         ),
     )
 }
@@ -114,37 +177,76 @@ def read_text(path: Path) -> str:
     return decode_text(data, str(path))
 
 
-def _text_files(directory: Path) -> list[Path]:
-    files = [
+def _files(directory: Path, suffixes: tuple[str, ...] | None = None) -> list[Path]:
+    """Files under `directory` (recursively, hidden ones skipped), optionally by suffix."""
+    return [
         p
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        and (suffixes is None or p.suffix.lower() in suffixes)
     ]
-    if not files:
-        raise SeqgenError(f"{directory}: no files in this directory")
-    return files
 
 
-def load_corpus(spec: str | os.PathLike | None) -> Corpus:
-    """A path to a file or directory, or a built-in corpus name (None means the default)."""
+def _is_midi(path: Path) -> bool:
+    if path.suffix.lower() in MIDI_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"MThd"
+    except OSError:
+        return False
+
+
+def detect_kind(path: Path) -> str:
+    """midi for a MIDI file or a directory holding any .mid/.midi file; text otherwise."""
+    if path.is_dir():
+        return "midi" if _files(path, MIDI_SUFFIXES) else "text"
+    return "midi" if _is_midi(path) else "text"
+
+
+def load_corpus(spec: str | os.PathLike | None, kind: str | None = None) -> Corpus:
+    """A path to a file or directory, or a built-in corpus name (None means the default).
+
+    `kind` (text or midi) overrides what the path looks like.
+    """
     spec = DEFAULT_CORPUS if spec is None else spec
     path = Path(spec)
+    if path.exists() and not (path.is_dir() or path.is_file()):
+        raise SeqgenError(f"{spec}: not a regular file or directory")
+    if not path.exists():
+        if str(spec) not in BUILTINS:
+            raise SeqgenError(
+                f"{spec}: no such file, directory or built-in corpus (built-in: {', '.join(BUILTINS)})"
+            )
+        builtin = BUILTINS[str(spec)]
+        if kind and kind != builtin.kind:
+            raise SeqgenError(f"{spec} is a built-in {builtin.kind} corpus, not {kind}")
+        if builtin.kind == "midi":
+            files = _files(builtin_directory(builtin), MIDI_SUFFIXES)
+            return Corpus(builtin.name, "", builtin.name, builtin.provenance, "midi", tuple(files))
+        return _checked(Corpus(builtin.name, builtin_text(builtin), builtin.name, builtin.provenance), spec)
+
+    kind = kind or detect_kind(path)
+    name = path.resolve().name if path.is_dir() else path.stem
+    if kind == "midi":
+        files = _files(path, MIDI_SUFFIXES) if path.is_dir() else [path]
+        if not files:
+            raise SeqgenError(f"{spec}: no .mid or .midi files in this directory")
+        return Corpus(name, "", str(path.resolve()), str(path), "midi", tuple(files))
     if path.is_dir():
-        parts = [read_text(f) for f in _text_files(path)]
+        files = _files(path)
+        if not files:
+            raise SeqgenError(f"{path}: no files in this directory")
+        parts = [read_text(f) for f in files]
         # Files are joined with a newline between them, so one's last line never runs into the next.
         text = "".join(p if p.endswith("\n") else p + "\n" for p in parts if p)
-        corpus = Corpus(path.resolve().name, text, str(path.resolve()), str(path))
-    elif path.is_file():
-        corpus = Corpus(path.stem, read_text(path), str(path.resolve()), str(path))
-    elif str(spec) in BUILTINS:
-        builtin = BUILTINS[str(spec)]
-        corpus = Corpus(builtin.name, builtin_text(builtin), builtin.name, builtin.provenance)
-    elif path.exists():
-        raise SeqgenError(f"{spec}: not a regular file or directory")
     else:
-        raise SeqgenError(
-            f"{spec}: no such file, directory or built-in corpus (built-in: {', '.join(BUILTINS)})"
-        )
+        text = read_text(path)
+    return _checked(Corpus(name, text, str(path.resolve()), str(path)), spec)
+
+
+def _checked(corpus: Corpus, spec) -> Corpus:
     if not corpus.text.strip():
         raise SeqgenError(f"{spec}: the corpus is empty")
     return corpus
@@ -156,6 +258,22 @@ def builtin_text(builtin: Builtin) -> str:
     if not builtin.cache_path.exists():
         download(builtin)
     return read_text(builtin.cache_path)
+
+
+def builtin_directory(builtin: Builtin) -> Path:
+    """The directory of a converted built-in MIDI corpus, converting it on first use."""
+    dest = builtin.cache_path
+    if not dest.is_dir():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Converted into a scratch directory renamed into place at the end: an interrupted
+        # conversion leaves nothing that could pass for the corpus.
+        scratch = Path(tempfile.mkdtemp(prefix=f".{builtin.name}-", dir=dest.parent))
+        try:
+            builtin.convert(scratch)
+            os.replace(scratch, dest)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return dest
 
 
 def download(builtin: Builtin, url: str | None = None, timeout: float = 60.0) -> Path:
@@ -181,3 +299,91 @@ def download(builtin: Builtin, url: str | None = None, timeout: float = 60.0) ->
         )
     atomic_write_bytes(dest, data)
     return dest
+
+
+# -- MIDI ----------------------------------------------------------------------------------------
+MIDI_CACHE_VERSION = 1
+
+
+def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) -> tuple[list, str]:
+    """(the notes of every usable file, a SHA-256 of the files' content and the tokenizer settings).
+
+    Unreadable files and files without notes are skipped and summarised in one message (`strict`
+    makes the first one an error). The result is cached under that SHA-256, so the second run
+    on the same files starts at once.
+    """
+    import numpy as np
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import save as np_save
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    base = Path(corpus.spec) if Path(corpus.spec).is_dir() else None
+    names = [str(f.resolve().relative_to(base)) if base else f.name for f in corpus.files]
+    contents = []
+    for f in corpus.files:
+        try:
+            contents.append(f.read_bytes())
+        except OSError as e:
+            raise SeqgenError(f"{f}: {e.strerror or e}") from None
+    key = hashlib.sha256(json.dumps({
+        "version": MIDI_CACHE_VERSION, "tokenizer": tokenizer.to_dict(),
+        "files": [[n, hashlib.sha256(c).hexdigest()] for n, c in zip(names, contents)],
+    }).encode()).hexdigest()
+    cache = cache_dir() / "midi" / f"{key[:40]}.safetensors"
+
+    pieces, skipped = None, []
+    if cache.exists():
+        try:
+            with safe_open(cache, "np") as f:
+                skipped = json.loads(f.metadata()["skipped"])
+                notes = {k: f.get_tensor(k) for k in ("pitch", "velocity", "start", "end", "offsets")}
+            log(f"Using the cached encoding of {corpus.name} ({cache})")
+            pieces = _unpack(notes)
+        except (OSError, SafetensorError, KeyError, ValueError):
+            log(f"Ignoring an unreadable cache file; reading {corpus.name} again")
+            pieces, skipped = None, []
+    if pieces is None:
+        pieces = []
+        for name, data in zip(names, contents):
+            try:
+                notes = tokenizer.read_notes(data)
+            except SeqgenError as e:
+                skipped.append([name, str(e).split(": ", 1)[-1]])
+                continue
+            if len(notes) == 0:
+                skipped.append([name, "no notes" + ("" if tokenizer.config.keep_drums else " (drums are left out)")])
+                continue
+            pieces.append(notes)
+        if pieces or skipped:
+            offsets = np.cumsum([0] + [len(p) for p in pieces])
+            joined = np.concatenate(pieces) if pieces else np.zeros(0, pieces_dtype())
+            tensors = {k: np.ascontiguousarray(joined[k]) for k in ("pitch", "velocity", "start", "end")}
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(cache, np_save({**tensors, "offsets": offsets}, metadata={"skipped": json.dumps(skipped)}))
+
+    if skipped:
+        if strict:
+            name, reason = skipped[0]
+            raise SeqgenError(f"{name}: {reason} (--strict)")
+        shown = "; ".join(f"{n}: {r}" for n, r in skipped[:5])
+        more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        log(f"Skipped {len(skipped)} of {len(names)} MIDI files: {shown}{more}")
+    if not pieces:
+        raise SeqgenError(f"{corpus.spec}: no usable notes in {len(names)} MIDI file{'s' * (len(names) != 1)}")
+    return pieces, key
+
+
+def pieces_dtype():
+    from .midi import NOTE_DTYPE
+
+    return NOTE_DTYPE
+
+
+def _unpack(arrays: dict) -> list:
+    import numpy as np
+
+    offsets = arrays.pop("offsets")
+    joined = np.zeros(int(offsets[-1]), dtype=pieces_dtype())
+    for k, v in arrays.items():
+        joined[k] = v
+    return [joined[a:b] for a, b in zip(offsets[:-1], offsets[1:])]

@@ -11,10 +11,15 @@ of batch j and the recurrent state can be carried from one batch to the next:
 
 from __future__ import annotations
 
+import hashlib
+from typing import Callable
+
 import numpy as np
 import torch
 
+from .corpora import midi_pieces
 from .errors import SeqgenError
+from .tokenizers import CharTokenizer
 
 
 def as_tensor(ids: np.ndarray) -> torch.Tensor:
@@ -85,3 +90,72 @@ def eval_streams(ids: torch.Tensor, batch_size: int, seq_len: int) -> Streams:
     """Streams for scoring: each at least four windows long so most tokens see a warm state."""
     streams = max(1, min(batch_size, len(ids) // (4 * seq_len)))
     return Streams(ids, streams, seq_len)
+
+
+class TextData:
+    """A corpus that is one long sequence: split once into train and valid (see `split`)."""
+
+    def __init__(self, ids: torch.Tensor, val_fraction: float, sha256: str):
+        self._train, self.val = split(ids, val_fraction)
+        self.sha256 = sha256
+
+    def train(self, epoch: int) -> torch.Tensor:
+        return self._train
+
+
+class PieceData:
+    """A corpus of separate pieces (MIDI files): whole pieces, evenly spaced, are held out for
+    validation; each epoch the training pieces are shuffled and encoded again with `encode`,
+    which may augment them using the generator it is given (None: no augmentation). Everything
+    random derives from (seed, epoch), so a resumed run sees exactly the data it would have."""
+
+    def __init__(self, pieces: list, encode: Callable, val_fraction: float, seed: int, sha256: str):
+        if len(pieces) < 2:
+            raise SeqgenError("a corpus of pieces needs at least two (one is held out for validation)")
+        n_val = min(len(pieces) - 1, max(1, round(len(pieces) * val_fraction)))
+        held = set(np.linspace(0, len(pieces) - 1, n_val).round().astype(int).tolist())
+        self._pieces = [p for i, p in enumerate(pieces) if i not in held]
+        self._encode, self._seed, self.sha256 = encode, seed, sha256
+        self.val = as_tensor(np.concatenate([encode(pieces[i], None) for i in sorted(held)]))
+        self._epoch, self._ids = None, None
+
+    def train(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self._seed, epoch])
+            order = rng.permutation(len(self._pieces))
+            self._ids = as_tensor(np.concatenate([self._encode(self._pieces[i], rng) for i in order.tolist()]))
+            self._epoch = epoch
+        return self._ids
+
+
+def new_tokenizer(corpus, midi_config=None):
+    """The tokenizer for a new run: a character vocabulary fitted to a text corpus, or the MIDI
+    event vocabulary with the given settings."""
+    if corpus.kind == "midi":
+        from .midi import MidiTokenizer
+
+        return MidiTokenizer(midi_config)
+    return CharTokenizer.fit(corpus.text)
+
+
+def dataset(corpus, tokenizer, cfg, *, strict: bool = False, log=None) -> TextData | PieceData:
+    """The training data of a corpus as the tokenizer encodes it."""
+    if corpus.kind == "midi":
+        pieces, sha256 = midi_pieces(corpus, tokenizer, strict=strict, log=log)
+
+        def encode(notes, rng):
+            if rng is None:
+                return tokenizer.encode(notes)
+            return tokenizer.augmented(notes, rng, cfg.transpose, cfg.stretch)
+
+        return PieceData(pieces, encode, cfg.val_fraction, cfg.seed, sha256)
+    ids = as_tensor(tokenizer.encode(corpus.text))
+    return TextData(ids, cfg.val_fraction, hashlib.sha256(corpus.text.encode("utf-8")).hexdigest())
+
+
+def all_ids(corpus, tokenizer, *, log=None) -> torch.Tensor:
+    """Every token of a corpus, unaugmented, in order: what `seqgen eval` scores."""
+    if corpus.kind == "midi":
+        pieces, _ = midi_pieces(corpus, tokenizer, log=log)
+        return as_tensor(np.concatenate([tokenizer.encode(p) for p in pieces]))
+    return as_tensor(tokenizer.encode(corpus.text))

@@ -44,12 +44,17 @@ def generate(
     top_p: float | None = None,
     seed: int | None = None,
     stop: Sequence[int] = (),
+    suppress: Sequence[int] = (),
+    token_time: Sequence[float] | None = None,
+    max_time: float | None = None,
     on_step: Callable[[torch.Tensor], None] | None = None,
 ) -> list[list[int]]:
     """Generate up to `length` ids after `prime` (at least one id) for each of `num_samples`.
 
     temperature 0 is greedy decoding. A sample ends early once the prime followed by its output
-    ends with `stop` (which is kept in the returned ids). `on_step` receives each new (K,) batch of ids as it is made.
+    ends with `stop` (which is kept in the returned ids), or once the `token_time` of its ids
+    (say, the seconds each MIDI event moves the clock) adds up to `max_time`. Ids in `suppress`
+    are never drawn. `on_step` receives each new (K,) batch of ids as it is made.
     """
     if len(prime) == 0:
         raise ValueError("generation needs a prime of at least one token")
@@ -73,9 +78,15 @@ def generate(
     out[:, lead - len(tail) : lead] = tail
     finished = torch.zeros(num_samples, dtype=torch.bool, device=device)
     ends = torch.full((num_samples,), length, dtype=torch.long)
+    suppress_ids = torch.as_tensor(list(map(int, suppress)), dtype=torch.long, device=device)
+    if max_time is not None:
+        times = torch.as_tensor(token_time, dtype=torch.float64, device=device)  # (V,)
+        clock = torch.zeros(num_samples, dtype=torch.float64, device=device)  # (K,)
     steps = 0
     for t in range(length):
         logits, state = model.step(token, state)  # (K, V)
+        if len(suppress_ids):
+            logits[:, suppress_ids] = float("-inf")
         if temperature == 0:
             token = logits.argmax(-1)
         else:
@@ -88,12 +99,17 @@ def generate(
         steps = t + 1
         if on_step is not None:
             on_step(token.cpu())
+        done = torch.zeros_like(finished)
         if len(stop_ids):
-            hit = (out[:, t : lead + t + 1] == stop_ids).all(-1) & ~finished
-            if hit.any():
-                ends[hit.cpu()] = t + 1
-                finished |= hit
-                if finished.all():
-                    break
+            done |= (out[:, t : lead + t + 1] == stop_ids).all(-1)
+        if max_time is not None:
+            clock += times[token]
+            done |= clock >= max_time - 1e-9
+        done &= ~finished
+        if done.any():
+            ends[done.cpu()] = t + 1
+            finished |= done
+            if finished.all():
+                break
     rows = out[:, lead : lead + steps].tolist()
     return [row[: min(int(end), steps)] for row, end in zip(rows, ends)]

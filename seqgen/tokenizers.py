@@ -16,15 +16,16 @@ from .errors import SeqgenError
 
 class Tokenizer(Protocol):
     kind: str
+    unit: str  # what one token is, for reports: "char", "event"
 
     @property
     def vocab_size(self) -> int: ...
 
-    def encode(self, text) -> np.ndarray: ...
+    def encode(self, data) -> np.ndarray: ...  # text, or a MIDI performance's notes
 
-    def decode(self, ids) -> str: ...
+    def decode(self, ids): ...  # text, or (notes, what the decoder repaired)
 
-    def unknown(self, text) -> list: ...
+    def describe(self) -> str: ...
 
     def to_dict(self) -> dict: ...
 
@@ -43,6 +44,7 @@ class CharTokenizer:
     """One token per Unicode character; the vocabulary is the sorted set of the corpus' characters."""
 
     kind = "char"
+    unit = "char"
 
     def __init__(self, chars: list[str]):
         if not chars or any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
@@ -63,6 +65,9 @@ class CharTokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self.chars)
+
+    def describe(self) -> str:
+        return f"characters, vocabulary {self.vocab_size}"
 
     def unknown(self, text: str) -> list[str]:
         """The characters of `text` that are not in the vocabulary, sorted."""
@@ -88,11 +93,14 @@ class CharTokenizer:
         return cls(list(data["chars"]))
 
 
-TOKENIZERS = {CharTokenizer.kind: CharTokenizer}
-
-
 def tokenizer_from_dict(data: dict) -> Tokenizer:
+    from .midi import MidiTokenizer  # imported here: midi imports this module
+
+    kinds = {CharTokenizer.kind: CharTokenizer, MidiTokenizer.kind: MidiTokenizer}
     kind = data.get("kind")
-    if kind not in TOKENIZERS:
-        raise SeqgenError(f"unknown tokenizer kind {kind!r}; this seqgen knows {', '.join(TOKENIZERS)}")
-    return TOKENIZERS[kind].from_dict(data)
+    if kind not in kinds:
+        raise SeqgenError(f"unknown tokenizer kind {kind!r}; this seqgen knows {', '.join(kinds)}")
+    try:
+        return kinds[kind].from_dict(data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise SeqgenError(f"bad {kind} tokenizer settings ({e})") from None

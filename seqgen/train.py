@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import math
 import shlex
@@ -26,11 +25,11 @@ from . import checkpoint
 from .atomic import atomic_write_text
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .corpora import Corpus
-from .data import Streams, as_tensor, check_trainable, eval_streams, split
+from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
 from .errors import SeqgenError
 from .model import RNNLM, sequence_loss
 from .progress import Reporter
-from .tokenizers import CharTokenizer
+from .tokenizers import Tokenizer
 
 METRICS = "metrics.csv"
 METRIC_FIELDS = ["step", "epoch", "tokens", "elapsed_s", "lr", "loss", "val_loss", "val_bpc"]
@@ -122,10 +121,6 @@ class _StopOnSignal:
             signal.signal(signum, handler)
 
 
-def corpus_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 class Trainer:
     def __init__(
         self,
@@ -134,24 +129,26 @@ class Trainer:
         config: TrainConfig,
         run_dir: Path,
         *,
-        tokenizer: CharTokenizer | None = None,
+        tokenizer: Tokenizer | None = None,
         resume_from: checkpoint.Checkpoint | None = None,
         reporter: Reporter | None = None,
+        strict: bool = False,
     ):
         self.corpus, self.cfg, self.run_dir = corpus, config, Path(run_dir)
         self.reporter = reporter or Reporter(quiet=True)
-        self.tokenizer = tokenizer or CharTokenizer.fit(corpus.text)
-        self.corpus_meta = {**corpus.describe(), "sha256": corpus_sha256(corpus.text)}
+        self.tokenizer = tokenizer or new_tokenizer(corpus)
         self.device = pick_device(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
 
-        ids = as_tensor(self.tokenizer.encode(corpus.text))
-        self.train_ids, self.val_ids = split(ids, config.val_fraction)
-        check_trainable(len(self.train_ids), config.batch_size, config.seq_len)
+        self.data = dataset(corpus, self.tokenizer, config, strict=strict, log=self.reporter.log)
+        self.corpus_meta = {**corpus.describe(), "sha256": self.data.sha256}
+        self.val_ids = self.data.val
+        first_epoch = self.data.train(1)
+        check_trainable(len(first_epoch), config.batch_size, config.seq_len)
         # Epoch 1's count (later epochs start at an offset and may hold one batch fewer).
-        self.batches_per_epoch = len(Streams(self.train_ids, config.batch_size, config.seq_len))
+        self.batches_per_epoch = len(Streams(first_epoch, config.batch_size, config.seq_len))
         if len(self.val_ids) < 2:
             raise SeqgenError("the validation split is under two tokens; raise --val-fraction")
 
@@ -186,7 +183,7 @@ class Trainer:
         # the same characters; the offset depends only on (seed, epoch), which keeps resume exact.
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         offset = 0 if epoch == 1 else int(torch.randint(self.cfg.seq_len, (1,), generator=g))
-        return Streams(self.train_ids, self.cfg.batch_size, self.cfg.seq_len, offset)
+        return Streams(self.data.train(epoch), self.cfg.batch_size, self.cfg.seq_len, offset)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop_at_step: int | None = None) -> Path:
@@ -351,7 +348,7 @@ class Trainer:
         action = f"Resuming at step {p.step}" if p.step else "Training"
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
-            f"{m.vocab_size}, on {self.device.type}; {len(self.train_ids):,} train / "
+            f"{m.vocab_size}, on {self.device.type}; {len(self.data.train(1)):,} train / "
             f"{len(self.val_ids):,} valid tokens; batch {c.batch_size} x {c.seq_len}, "
             f"{self.batches_per_epoch} steps/epoch -> {self.run_dir}"
         )

@@ -1,0 +1,388 @@
+"""MIDI as a sequence of events: the Performance RNN vocabulary (Oore et al. 2018, as in Magenta).
+
+The only module that imports pretty_midi. A performance is an array of notes (pitch, velocity,
+start, end in seconds) that becomes events, with the default settings:
+
+    ids   0..127  NOTE_ON(pitch)          ids 256..355  TIME_SHIFT(1..100 steps of 10 ms)
+        128..255  NOTE_OFF(pitch)             356..387  VELOCITY(bin 0..31), only when it changes
+                                                   388  PIECE: the boundary before every piece
+
+The first 388 ids are Magenta's layout; PIECE comes after them. A performance read from a file
+is normalised once, deliberately (see `read_notes`), and quantised when encoded, so the same
+notes can be encoded again transposed or stretched for augmentation.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .config import MidiConfig, from_dict
+from .errors import SeqgenError
+from .tokenizers import id_dtype
+
+NOTE_DTYPE = np.dtype([("pitch", np.int16), ("velocity", np.int16), ("start", np.float64), ("end", np.float64)])
+SUSTAIN = 64  # the sustain pedal's MIDI controller number; values >= 64 mean "down"
+
+
+def notes_array(rows=()) -> np.ndarray:
+    """A structured array of notes from (pitch, velocity, start, end) rows."""
+    return np.array([tuple(r) for r in rows], dtype=NOTE_DTYPE)
+
+
+@dataclass
+class DecodeReport:
+    """What the decoder had to repair in a token sequence; none of it reaches the file."""
+
+    events: int = 0
+    ignored: int = 0  # NOTE_OFF of a silent pitch, a repeated NOTE_ON at the same instant, tokens after a PIECE
+    closed_at_end: int = 0  # notes still sounding when the events ran out
+    capped: int = 0  # notes ended at the maximum note length
+
+    def add(self, other: DecodeReport) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+class MidiTokenizer:
+    kind = "midi"
+    unit = "event"
+
+    def __init__(self, config: MidiConfig | None = None):
+        self.config = config = config or MidiConfig()
+        if not 0.001 <= config.resolution <= 1.0:
+            raise SeqgenError("the MIDI time resolution must be between 0.001 and 1 second")
+        self.shift_steps = round(config.max_shift / config.resolution)
+        if not 1 <= self.shift_steps <= 10_000:
+            raise SeqgenError("the maximum time shift must be 1 to 10,000 steps of the resolution")
+        if not 1 <= config.velocity_bins <= 127:
+            raise SeqgenError("velocity bins must be between 1 and 127")
+        self.note_on, self.note_off, self.time_shift = 0, 128, 256  # first id of each event type
+        self.velocity = self.time_shift + self.shift_steps
+        self.boundary = self.velocity + config.velocity_bins  # PIECE
+        self.cap_steps = max(1, round(config.max_note / config.resolution))
+        # Velocities 1..127 fall into equal bins; a bin decodes to the middle of its velocities.
+        v = np.arange(1, 128)
+        self._bin_of = np.concatenate([[0], (v - 1) * config.velocity_bins // 127])  # (128,)
+        self._velocity_of = np.array([int(np.median(v[self._bin_of[1:] == b])) for b in range(config.velocity_bins)])
+        # Seconds each token moves the clock: what `seqgen sample --seconds` counts.
+        self.token_seconds = np.zeros(self.vocab_size)
+        self.token_seconds[self.time_shift : self.velocity] = np.arange(1, self.shift_steps + 1) * config.resolution
+
+    @property
+    def vocab_size(self) -> int:
+        return self.boundary + 1
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **asdict(self.config)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MidiTokenizer:
+        return cls(from_dict(MidiConfig, data))
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"MIDI events, vocabulary {self.vocab_size} (Performance RNN): 128 NOTE_ON, 128 NOTE_OFF, {self.shift_steps} TIME_SHIFT of "
+                f"{c.resolution * 1000:g} ms (up to {c.max_shift:g} s), {c.velocity_bins} VELOCITY bins, PIECE; "
+                f"drums {'kept' if c.keep_drums else 'left out'}, notes capped at {c.max_note:g} s")
+
+    def event_name(self, token: int) -> str:
+        if token < self.note_off:
+            return f"NOTE_ON({token})"
+        if token < self.time_shift:
+            return f"NOTE_OFF({token - self.note_off})"
+        if token < self.velocity:
+            return f"TIME_SHIFT({(token - self.time_shift + 1) * self.config.resolution * 1000:g}ms)"
+        if token < self.boundary:
+            return f"VELOCITY({token - self.velocity})"
+        return "PIECE"
+
+    # -- files ------------------------------------------------------------------------------
+    def read_notes(self, source) -> np.ndarray:
+        """The normalised performance in a MIDI file (a path, bytes, or a binary file object)."""
+        return read_notes(source, keep_drums=self.config.keep_drums)
+
+    def read(self, path, seconds: float | None = None) -> np.ndarray:
+        """A MIDI file as ids, PIECE first; with `seconds`, only its events before that time."""
+        return self.encode(self.read_notes(path), until=seconds)
+
+    def chord(self, pitches, velocity: int = 80) -> np.ndarray:
+        """PIECE, then the pitches struck together at time 0 and left sounding: a primer."""
+        pitches = sorted(set(pitches))
+        if any(not 0 <= p <= 127 for p in pitches):
+            raise SeqgenError("MIDI pitches are 0 to 127")
+        events = [self.boundary, self.velocity + int(self._bin_of[velocity])]
+        return np.array(events + [self.note_on + p for p in pitches], dtype=id_dtype(self.vocab_size))
+
+    def seconds(self, ids) -> float:
+        """How far the events move the clock."""
+        return float(self.token_seconds[np.asarray(ids, dtype=np.int64)].sum())
+
+    # -- events -----------------------------------------------------------------------------
+    def encode(self, notes: np.ndarray, *, transpose: int = 0, stretch: float = 1.0,
+               until: float | None = None) -> np.ndarray:
+        """Notes -> ids: PIECE, then the events in time order.
+
+        At each instant, NOTE_OFFs come first (so a repeated pitch is released, then struck),
+        then each NOTE_ON preceded by a VELOCITY event when its bin differs from the last one.
+        With `until` (seconds), events at or after that time are left out: notes still sounding
+        then stay open, for a model to continue.
+        """
+        steps = self._quantise(notes, transpose, stretch)
+        pitch, bins, start, end = steps["pitch"], self._bin_of[steps["velocity"]], steps["start"], steps["end"]
+        n = len(steps)
+        # One row per event: (time, order, pitch, kind); order 0 = off, 1 = on, and sorting by
+        # (time, order, pitch) puts each velocity change just before the note-on it belongs to.
+        time = np.concatenate([end, start])
+        order = np.concatenate([np.zeros(n, np.int64), np.ones(n, np.int64)])
+        pitches = np.concatenate([pitch, pitch])
+        rank = np.lexsort((pitches, order, time))
+        events = []
+        now, velocity = 0, -1
+        limit = math.inf if until is None else round(until * stretch / self.config.resolution)
+        for i in rank.tolist():
+            t = int(time[i])
+            if t >= limit:
+                break
+            while t > now:
+                shift = min(t - now, self.shift_steps)
+                events.append(self.time_shift + shift - 1)
+                now += shift
+            if order[i] == 0:
+                events.append(self.note_off + int(pitches[i]))
+            else:
+                b = int(bins[i - n])
+                if b != velocity:
+                    events.append(self.velocity + b)
+                    velocity = b
+                events.append(self.note_on + int(pitches[i]))
+        return np.array([self.boundary, *events], dtype=id_dtype(self.vocab_size))
+
+    def augmented(self, notes: np.ndarray, rng: np.random.Generator, transpose: int, stretch: float) -> np.ndarray:
+        """`encode` after a random transposition (up to +-`transpose` semitones, never moving a note
+        outside 0..127) and time stretch (a factor within 1 +- `stretch`)."""
+        low, high = -transpose, transpose
+        if len(notes):
+            low, high = max(low, -int(notes["pitch"].min())), min(high, 127 - int(notes["pitch"].max()))
+        shift = int(rng.integers(low, high + 1)) if high >= low else 0
+        factor = float(rng.uniform(1 - stretch, 1 + stretch)) if stretch else 1.0
+        return self.encode(notes, transpose=shift, stretch=factor)
+
+    def _quantise(self, notes: np.ndarray, transpose: int, stretch: float) -> np.ndarray:
+        """Notes on the integer step grid: every note lasts from one step to the cap (as the
+        decoder will play it), and no two notes of one pitch overlap."""
+        q = np.zeros(len(notes), dtype=[("pitch", np.int64), ("velocity", np.int64), ("start", np.int64), ("end", np.int64)])
+        q["pitch"] = notes["pitch"] + transpose
+        if len(q) and (q["pitch"].min() < 0 or q["pitch"].max() > 127):
+            raise ValueError("transposition moves notes outside 0..127")
+        q["velocity"] = np.clip(notes["velocity"], 1, 127)
+        scale = stretch / self.config.resolution
+        q["start"] = np.rint(notes["start"] * scale)
+        q["end"] = np.clip(np.rint(notes["end"] * scale), q["start"] + 1, q["start"] + self.cap_steps)
+        return _resolve_overlaps(q)
+
+    def decode(self, ids) -> tuple[np.ndarray, DecodeReport]:
+        """Ids -> (notes, report). Never fails: whatever the ids, the notes form a valid file."""
+        res, cap = self.config.resolution, self.cap_steps
+        ids = np.asarray(ids, dtype=np.int64).ravel().tolist()
+        report = DecodeReport(events=len(ids))
+        now, velocity = 0, int(self._velocity_of[self._bin_of[64]])
+        sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start step, velocity)
+        notes = []
+
+        def close(pitch: int, at: int) -> None:
+            start, vel = sounding.pop(pitch)
+            notes.append((pitch, vel, start * res, max(at, start + 1) * res))
+
+        for i, token in enumerate(ids):
+            if token == self.boundary:
+                if i == 0 or (not notes and not sounding and now == 0):
+                    continue  # the piece's opening boundary
+                report.ignored += len(ids) - i - 1  # a second boundary ends the piece
+                break
+            if not 0 <= token < self.boundary:
+                report.ignored += 1
+            elif token < self.note_off:
+                if token in sounding:
+                    if sounding[token][0] == now:  # struck twice at one instant: once is enough
+                        report.ignored += 1
+                        continue
+                    close(token, now)  # a repeated pitch ends the note still sounding
+                sounding[token] = (now, velocity)
+            elif token < self.time_shift:
+                pitch = token - self.note_off
+                if pitch in sounding:
+                    close(pitch, now)
+                else:
+                    report.ignored += 1
+            elif token < self.velocity:
+                now += token - self.time_shift + 1
+                for pitch in [p for p, (s, _) in sounding.items() if now - s > cap]:
+                    start = sounding[pitch][0]
+                    close(pitch, start + cap)
+                    report.capped += 1
+            else:
+                velocity = int(self._velocity_of[token - self.velocity])
+        for pitch in list(sounding):
+            close(pitch, now)
+            report.closed_at_end += 1
+        return _sorted(notes_array(notes)), report
+
+
+def _sorted(notes: np.ndarray) -> np.ndarray:
+    return notes[np.lexsort((notes["pitch"], notes["start"]))] if len(notes) else notes
+
+
+def _resolve_overlaps(notes: np.ndarray) -> np.ndarray:
+    """Notes of one pitch never overlap: a later note ends the earlier one where it starts, and two
+    notes struck at the same instant become one (the longer, the louder). One channel of MIDI
+    cannot hold two notes of one pitch at once, so this is the only faithful merge."""
+    if len(notes) < 2:
+        return notes
+    notes = notes[np.lexsort((-notes["end"], notes["start"], notes["pitch"]))]
+    same = notes["pitch"][1:] == notes["pitch"][:-1]
+    unison = same & (notes["start"][1:] == notes["start"][:-1])
+    if unison.any():
+        keep = np.ones(len(notes), bool)
+        keep[1:] = ~unison
+        group = np.cumsum(keep) - 1  # each note's surviving representative
+        loudest = np.zeros(keep.sum(), dtype=notes["velocity"].dtype)
+        np.maximum.at(loudest, group, notes["velocity"])
+        notes = notes[keep].copy()
+        notes["velocity"] = loudest
+        same = notes["pitch"][1:] == notes["pitch"][:-1]
+    cut = same & (notes["start"][1:] < notes["end"][:-1])
+    notes["end"][:-1][cut] = notes["start"][1:][cut]
+    return notes
+
+
+# -- pretty_midi ---------------------------------------------------------------------------------
+def _pretty_midi():
+    import pretty_midi
+
+    return pretty_midi
+
+
+def read_notes(source, *, keep_drums: bool = False) -> np.ndarray:
+    """One performance from a MIDI file, normalised deliberately:
+
+    - every instrument is merged into one performance (drums only with `keep_drums`);
+    - the sustain pedal (CC64) holds a released note until the pedal comes up, as on a piano;
+    - notes of zero or negative length are dropped (they never sound);
+    - notes of one pitch never overlap (see `_resolve_overlaps`).
+    Raises SeqgenError naming the problem when the file cannot be read.
+    """
+    pretty_midi = _pretty_midi()
+    name = str(source) if isinstance(source, (str, Path)) else "MIDI data"
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():  # pretty_midi warns about harmless meta events
+            warnings.simplefilter("ignore")
+            pm = pretty_midi.PrettyMIDI(source)
+    except Exception as e:  # mido and pretty_midi raise many types on corrupt files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SeqgenError(f"{name}: not a readable MIDI file ({reason})") from None
+    rows = []
+    for instrument in pm.instruments:
+        if instrument.is_drum and not keep_drums:
+            continue
+        notes = notes_array((n.pitch, n.velocity, n.start, n.end) for n in instrument.notes)
+        rows.append(_sustain(notes, instrument.control_changes))
+    notes = np.concatenate(rows) if rows else notes_array()
+    notes = notes[notes["end"] > notes["start"]]
+    return _sorted(_resolve_overlaps(notes))
+
+
+def _sustain(notes: np.ndarray, control_changes) -> np.ndarray:
+    """Extend every note released while the pedal is down to the moment the pedal comes up."""
+    pedal = sorted((c.time, c.value >= 64) for c in control_changes if c.number == SUSTAIN)
+    if not pedal or not len(notes):
+        return notes
+    intervals, down_at = [], None
+    for t, down in pedal:
+        if down and down_at is None:
+            down_at = t
+        elif not down and down_at is not None:
+            intervals.append((down_at, t))
+            down_at = None
+    if down_at is not None:  # held to the end of the piece
+        intervals.append((down_at, max(float(notes["end"].max()), down_at)))
+    if not intervals:
+        return notes
+    downs, ups = np.array(intervals).T
+    i = np.searchsorted(downs, notes["end"], side="right") - 1  # the last pedal press at or before each release
+    held = (i >= 0) & (notes["end"] < ups[np.maximum(i, 0)])
+    notes = notes.copy()
+    notes["end"][held] = ups[i[held]]
+    return notes
+
+
+def midi_bytes(notes: np.ndarray, *, program: int = 0, tempo: float = 120.0) -> bytes:
+    """A standard MIDI file with the notes on one instrument (a General MIDI program)."""
+    pretty_midi = _pretty_midi()
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    instrument = pretty_midi.Instrument(program=program)
+    instrument.notes = [pretty_midi.Note(int(v), int(p), float(s), float(e))
+                        for p, v, s, e in notes.tolist()]
+    pm.instruments.append(instrument)
+    buffer = io.BytesIO()
+    pm.write(buffer)
+    return buffer.getvalue()
+
+
+def audio(notes: np.ndarray, *, program: int = 0, tempo: float = 120.0, rate: int = 44100) -> tuple[np.ndarray, str]:
+    """(mono float samples, how they were made): FluidSynth with pretty_midi's General MIDI sound
+    font when pyfluidsynth and libfluidsynth are installed, else pretty_midi's sine-wave synth."""
+    pretty_midi = _pretty_midi()
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(notes, program=program, tempo=tempo)))
+    try:
+        import fluidsynth  # noqa: F401  (pyfluidsynth; it needs the libfluidsynth library)
+
+        return pm.fluidsynth(fs=rate), "FluidSynth"
+    except (ImportError, OSError, AttributeError):
+        return pm.synthesize(fs=rate), "sine waves (install FluidSynth for real instruments)"
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 44100) -> bytes:
+    import wave
+
+    peak = float(np.abs(samples).max()) if len(samples) else 0.0
+    pcm = (samples / peak * 0.9 * 32767 if peak > 0 else samples).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def piano_roll_png(notes: np.ndarray, title: str = "") -> bytes:
+    """A piano-roll picture of the notes (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SeqgenError("--plot needs matplotlib: pip install matplotlib") from None
+    fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
+    for pitch, velocity, start, end in notes.tolist():
+        ax.add_patch(plt.Rectangle((start, pitch - 0.4), end - start, 0.8, color=plt.cm.viridis(velocity / 127)))
+    low, high = (int(notes["pitch"].min()), int(notes["pitch"].max())) if len(notes) else (60, 72)
+    ax.set_xlim(0, max(float(notes["end"].max()) if len(notes) else 1.0, 1.0))
+    ax.set_ylim(low - 2, high + 2)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -1,0 +1,90 @@
+"""Statistics of a folder of MIDI files, to compare what a model makes with the music it learnt.
+
+Each is computed per file (on the performance `midi.read_notes` gives: instruments merged, drums
+left out) and averaged over files, except stuck notes, which are counted:
+
+    pitch_class_entropy  Shannon entropy (bits) of the 12 pitch classes' note counts (max 3.585)
+    polyphony            mean number of notes sounding while any note sounds
+    notes_per_second     notes / (last note-off - first note-on)
+    pitch_range          highest - lowest pitch (semitones)
+    stuck_notes          notes held at least `stuck_seconds` (the decoder's cap by default)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .config import MidiConfig
+from .corpora import MIDI_SUFFIXES
+from .errors import SeqgenError
+from .midi import read_notes
+
+AVERAGED = ("pitch_class_entropy", "polyphony", "notes_per_second", "pitch_range")
+TOLERANCE = 0.2  # "near": within 20% of the reference mean
+
+
+def piece_stats(notes: np.ndarray) -> dict[str, float]:
+    counts = np.bincount(notes["pitch"] % 12, minlength=12)
+    p = counts[counts > 0] / counts.sum()
+    # Polyphony as the time-weighted mean of the number of sounding notes, over the time when
+    # at least one note sounds: sweep the note boundaries in time order.
+    times = np.concatenate([notes["start"], notes["end"]])
+    steps = np.concatenate([np.ones(len(notes)), -np.ones(len(notes))])
+    order = np.lexsort((steps, times))  # at one instant, endings before beginnings
+    sounding = np.cumsum(steps[order])[:-1]
+    spans = np.diff(times[order])
+    busy = spans[sounding > 0].sum()
+    span = float(notes["end"].max() - notes["start"].min())
+    return {
+        "pitch_class_entropy": float(-(p * np.log2(p)).sum()),
+        "polyphony": float((sounding * spans).sum() / busy) if busy > 0 else 0.0,
+        "notes_per_second": len(notes) / span if span > 0 else 0.0,
+        "pitch_range": float(notes["pitch"].max() - notes["pitch"].min()),
+    }
+
+
+def folder_stats(folder: Path, stuck_seconds: float = MidiConfig.max_note) -> dict:
+    """Mean statistics over the MIDI files under `folder` (searched recursively)."""
+    folder = Path(folder)
+    files = [folder] if folder.is_file() else sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+    if not files:
+        raise SeqgenError(f"{folder}: no .mid or .midi files")
+    rows, stuck, skipped = [], 0, []
+    for f in files:
+        try:
+            notes = read_notes(f)
+        except SeqgenError as e:
+            skipped.append(str(e))
+            continue
+        if len(notes) == 0:
+            skipped.append(f"{f}: no notes")
+            continue
+        rows.append(piece_stats(notes))
+        stuck += int(((notes["end"] - notes["start"]) >= stuck_seconds - 1e-6).sum())
+    if not rows:
+        raise SeqgenError(f"{folder}: none of the {len(files)} MIDI files has notes")
+    means = {k: float(np.mean([r[k] for r in rows])) for k in AVERAGED}
+    return {"folder": str(folder), "files": len(rows), "skipped": skipped, **means, "stuck_notes": stuck}
+
+
+def report(stats: dict, reference: dict | None = None) -> tuple[str, bool]:
+    """A table of the statistics (against the reference's, when given) and whether every one is
+    within TOLERANCE of the reference and no note is stuck."""
+    lines = [f"{stats['folder']}: {stats['files']} files" + (f" ({len(stats['skipped'])} skipped)" if stats["skipped"] else "")]
+    ok = stats["stuck_notes"] == 0
+    if reference is None:
+        lines += [f"  {k:<20} {stats[k]:8.3f}" for k in AVERAGED]
+    else:
+        lines.append(f"  {'':<20} {'here':>8} {'reference':>10} {'diff':>8}")
+        for k in AVERAGED:
+            diff = stats[k] / reference[k] - 1 if reference[k] else math.inf
+            near = abs(diff) <= TOLERANCE
+            ok &= near
+            lines.append(f"  {k:<20} {stats[k]:8.3f} {reference[k]:10.3f} {diff:+8.1%}  {'ok' if near else 'FAR'}")
+        lines.append(f"  (reference: {reference['folder']}, {reference['files']} files; ok = within {TOLERANCE:.0%})")
+    lines.append(f"  {'stuck_notes':<20} {stats['stuck_notes']:8d}")
+    return "\n".join(lines), ok
