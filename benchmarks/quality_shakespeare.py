@@ -130,6 +130,14 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def publish(lines: list[str], results: Path) -> None:
+    """Print a report and append it to RESULTS.md."""
+    report = "\n".join(lines) + "\n"
+    print(report)
+    with results.open("a", encoding="utf-8") as f:
+        f.write("\n" + report)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=float, default=105.0, help="seconds of training for each contender")
@@ -159,10 +167,7 @@ def main() -> None:
         diff = results[1]["valid_loss"] - results[0]["valid_loss"]
         lines += ["", f"In the same run seqgen's valid loss is {abs(diff):.4f} nats/char "
                       f"{'lower' if diff > 0 else 'higher'} than the textbook loop's."]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    with args.results.open("a", encoding="utf-8") as f:
-        f.write("\n" + report)
+    publish(lines, args.results)
 
 
 if __name__ == "__main__":

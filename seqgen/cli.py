@@ -296,6 +296,35 @@ def eval_(checkpoint, text, batch_size, seq_len, device, as_json):
     click.echo(commands.evaluate(checkpoint, text, batch_size=batch_size, seq_len=seq_len, device=device, as_json=as_json))
 
 
+@cli.command("midi-stats", context_settings=CONTEXT)
+@click.argument("folder", type=click.Path(exists=True, path_type=Path))
+@click.option("--reference", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Compare with the MIDI files in this folder (say, held-out pieces of the corpus).")
+@click.option("--stuck-seconds", type=FloatRange(0, min_open=True), default=MidiConfig.max_note,
+              help="Count notes held at least this long as stuck.")
+@click.option("--check", is_flag=True, help="Exit 1 unless every statistic is within 20% of --reference and no note is stuck.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+def midi_stats(folder, reference, stuck_seconds, check, as_json):
+    """Musical statistics of the MIDI files in FOLDER (searched recursively): pitch-class entropy,
+    polyphony, notes per second, pitch range and stuck notes, averaged over files.
+
+    \b
+    Example:
+      seqgen midi-stats samples/ --reference corpora/bach/valid/
+    """
+    import json
+
+    from .midistats import folder_stats, report
+
+    stats = folder_stats(folder, stuck_seconds)
+    ref = folder_stats(reference, stuck_seconds) if reference is not None else None
+    text, ok = report(stats, ref)
+    click.echo(json.dumps({"stats": stats, "reference": ref, "ok": ok}, indent=2) if as_json else text)
+    if check and not (ok and ref is not None):
+        raise CliError("the statistics are not all within 20% of the reference" if ref is not None
+                       else "--check needs --reference")
+
+
 @cli.group(cls=Group, context_settings=CONTEXT)
 def corpus():
     """Built-in corpora: list them, download the ones that are not shipped."""
@@ -312,8 +341,7 @@ def corpus_list():
     from .corpora import BUILTINS
 
     for b in BUILTINS.values():
-        where = "ships with Python" if b.load else ("downloaded" if b.available else "download on first use")
-        click.echo(f"{b.name}\t{b.approx_size}\t{where}\n  {b.description}\n"
+        click.echo(f"{b.name}\t{b.kind}\t{b.approx_size}\t{b.where}\n  {b.description}\n"
                    f"  source: {b.provenance}\n  licence: {b.licence}")
 
 
@@ -321,17 +349,20 @@ def corpus_list():
 @click.argument("name")
 @click.option("--url", default=None, help="Fetch from this mirror instead (the checksum is still verified).")
 def corpus_download(name, url):
-    """Download built-in corpus NAME into the cache, verifying its SHA-256; prints the path.
+    """Fetch built-in corpus NAME into the cache (a download verified by SHA-256, or for
+    bach-chorales a one-time conversion from music21); prints the path.
 
     \b
-    Example:
+    Examples:
       seqgen corpus download tinyshakespeare
+      seqgen corpus download bach-chorales
     """
-    from .corpora import BUILTINS, download
+    from .corpora import BUILTINS, builtin_directory, download
 
     if name not in BUILTINS:
         raise CliError(f"no built-in corpus {name!r} (built-in: {', '.join(BUILTINS)})")
-    click.echo(download(BUILTINS[name], url=url))
+    builtin = BUILTINS[name]
+    click.echo(builtin_directory(builtin) if builtin.convert is not None else download(builtin, url=url))
 
 
 def main():

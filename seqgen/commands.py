@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import checkpoint
 from .atomic import atomic_write_bytes, atomic_write_text
 from .config import MidiConfig, ModelConfig, TrainConfig, from_dict
@@ -35,6 +37,8 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
     model_options = {k: options[k] for k in MODEL_FIELDS}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
     midi_options = {k: options[k] for k in MIDI_FIELDS}
+    if "time_budget" in explicit and "epochs" not in explicit:
+        train_options["epochs"] = None  # "train for ten minutes" means ten minutes, however many epochs
     if resume:
         trainer = _resumed_trainer(corpus_spec, out, kind, strict, options, explicit, reporter)
     else:
@@ -200,13 +204,15 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
     if length is None:
         length = int(seconds * 200) + 100  # a cap far above the ~20 events a second of real music
     primer_end = tokenizer.seconds(prime_ids)
+    primer_onsets = {(p, s) for p, _, s, _ in tokenizer.decode(prime_ids)[0].tolist()}
     rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature, top_k=top_k,
                     top_p=top_p, seed=seed, suppress=[tokenizer.boundary], token_time=tokenizer.token_seconds,
                     max_time=seconds)
     for i, row in enumerate(rows):
         notes, report = tokenizer.decode([*prime_ids.tolist(), *row])
-        if continuation_only:  # what starts after the primer, moved to the start of the file
-            notes = notes[notes["start"] >= primer_end - 1e-9]
+        if continuation_only:  # the notes the primer did not strike, moved to the start of the file
+            fresh = [(p, s) not in primer_onsets for p, s in zip(notes["pitch"].tolist(), notes["start"].tolist())]
+            notes = notes[np.array(fresh, dtype=bool)]
             notes["start"] -= primer_end
             notes["end"] -= primer_end
         data = midi_bytes(notes, program=program, tempo=tempo)

@@ -282,7 +282,7 @@ def download(builtin: Builtin, url: str | None = None, timeout: float = 60.0) ->
     The file appears under its final name only once it is complete and verified.
     """
     if builtin.url is None:
-        raise SeqgenError(f"{builtin.name} ships with seqgen; there is nothing to download")
+        raise SeqgenError(f"{builtin.name} ships with Python; there is nothing to download")
     url = url or builtin.url
     dest = builtin.cache_path
     dest.parent.mkdir(parents=True, exist_ok=True)

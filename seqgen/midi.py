@@ -44,10 +44,6 @@ class DecodeReport:
     closed_at_end: int = 0  # notes still sounding when the events ran out
     capped: int = 0  # notes ended at the maximum note length
 
-    def add(self, other: DecodeReport) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
-
 
 class MidiTokenizer:
     kind = "midi"

@@ -92,3 +92,21 @@ def test_a_stop_sequence_may_begin_in_the_prime(model):
 
 def test_tiny_temperatures_are_greedy_not_nan(model):
     assert generate(model, [1], 20, temperature=1e-30, seed=1) == generate(model, [1], 20, temperature=0)
+
+
+def test_suppressed_ids_are_never_drawn(model):
+    rows = generate(model, [1], 200, num_samples=8, temperature=2.0, seed=4, suppress=[0, 5, 7])
+    drawn = {t for row in rows for t in row}
+    assert not drawn & {0, 5, 7} and len(drawn) > 10
+    greedy = generate(model, [1], 30, temperature=0, seed=0)[0]
+    assert not set(generate(model, [1], 30, temperature=0, seed=0, suppress=set(greedy))[0]) & set(greedy)
+
+
+def test_samples_end_once_their_token_times_reach_max_time(model):
+    token_time = [0.0] * V
+    token_time[3], token_time[4] = 0.5, 1.0  # like TIME_SHIFT events of half a second and one second
+    rows = generate(model, [1], 500, num_samples=6, temperature=1.5, seed=2, token_time=token_time, max_time=4.0)
+    for row in rows:
+        clock = [sum(token_time[t] for t in row[: i + 1]) for i in range(len(row))]
+        assert clock[-1] >= 4.0 and (len(row) == 1 or clock[-2] < 4.0)  # ends on the token that gets there
+    assert len({len(r) for r in rows}) > 1

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Bach chorales in a fixed wall-clock budget: does the music a default model makes sound like Bach?
+
+    1. `seqgen train <corpus>/train --time-budget B` with default settings (or --run DIR: reuse one);
+    2. `seqgen eval` on <corpus>/valid (nats per event);
+    3. `seqgen sample` K pieces of S seconds in one batch;
+    4. `seqgen midi-stats` of the samples against the held-out valid chorales, and the share of
+       sampled events the decoder had to ignore.
+Prints a table and appends it to benchmarks/RESULTS.md. The samples are kept in --keep DIR.
+
+    python benchmarks/quality_bach.py                        # 600 s of training, needs ../shared/corpora
+    python benchmarks/quality_bach.py --run checkpoints/bach --keep /tmp/bach-samples
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "bach-chorales-midi"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from quality_shakespeare import machine, publish  # noqa: E402
+
+
+def seqgen(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seqgen", *map(str, args)], check=True, capture_output=True, text=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds of training")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="a folder with train/ and valid/")
+    parser.add_argument("--run", type=Path, default=None, help="score this run directory instead of training one")
+    parser.add_argument("--samples", type=int, default=43, help="pieces to generate (valid/ has 43)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--keep", type=Path, default=None, help="write the samples here (default: a temporary folder)")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("extra", nargs="*", help="extra options for seqgen train, after --")
+    args = parser.parse_args()
+    train, valid = args.corpus / "train", args.corpus / "valid"
+    if not train.is_dir() or not valid.is_dir():
+        sys.exit(f"error: {args.corpus} needs train/ and valid/ folders of MIDI files")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = args.run
+        if run is None:
+            run = Path(tmp) / "run"
+            seqgen("train", train, "--time-budget", args.budget, "--out", run, *args.extra)
+        scores = json.loads(seqgen("eval", run, valid, "--json").stdout)
+        info = json.loads(seqgen("info", run, "--json").stdout)
+        samples = args.keep or Path(tmp) / "samples"
+        sampled = seqgen("sample", run, "-k", args.samples, "--seconds", args.seconds, "--temperature",
+                         args.temperature, "--seed", 1, "--out", samples, "--force")
+        counts = [tuple(map(int, m)) for m in re.findall(r"decoder ignored (\d+) of (\d+)", sampled.stderr)]
+        ignored, events = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        stats = json.loads(subprocess.run(
+            [sys.executable, "-m", "seqgen", "midi-stats", samples, "--reference", valid, "--json"],
+            capture_output=True, text=True).stdout)
+
+    here, ref = stats["stats"], stats["reference"]
+    progress = info["progress"]
+    lines = [f"### Bach chorales, {progress['elapsed']:.0f} s of training ({time.strftime('%Y-%m-%d')})", "",
+             f"Machine: {machine()}. Model: {info['model']['layers']} x {info['model']['hidden']} "
+             f"{info['model']['cell'].upper()}, {info['total_params']:,} parameters, {progress['step']:,} steps"
+             f"{' (' + ' '.join(args.extra) + ')' if args.extra else ''}.", "",
+             f"Valid loss: {scores['loss']:.4f} nats/event ({scores['bits_per_event']:.3f} bits). "
+             f"{args.samples} samples of {args.seconds:g} s at temperature {args.temperature:g}:", "",
+             "| statistic | samples | held-out chorales | difference |", "|---|---|---|---|"]
+    for k in ("pitch_class_entropy", "polyphony", "notes_per_second", "pitch_range"):
+        lines.append(f"| {k.replace('_', ' ')} | {here[k]:.3f} | {ref[k]:.3f} | {here[k] / ref[k] - 1:+.1%} |")
+    lines += [f"| stuck notes | {here['stuck_notes']} | {ref['stuck_notes']} | |",
+              f"| events ignored by the decoder | {ignored:,} of {events:,} ({ignored / max(events, 1):.2%}) | | |",
+              "", f"Every statistic within 20% and no stuck note: {'yes' if stats['ok'] else 'NO'}."]
+    publish(lines, args.results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The MIDI event tokenizer: reading, encoding, decoding, and the promises each one keeps."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqgen.config import MidiConfig
+from seqgen.errors import SeqgenError
+from seqgen.midi import MidiTokenizer, midi_bytes, notes_array, read_notes
+
+from .midi_helpers import midi_file, tune
+
+TOK = MidiTokenizer()
+SHARED_BACH = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "bach-chorales-midi"
+
+
+def roundtrip(notes, tok=TOK):
+    decoded, report = tok.decode(tok.encode(notes))
+    assert (report.ignored, report.capped, report.closed_at_end) == (0, 0, 0)
+    return decoded
+
+
+def assert_same_performance(decoded, notes, tol, tok=TOK):
+    assert len(decoded) == len(notes)
+    assert (decoded["pitch"] == notes["pitch"]).all()
+    assert np.abs(decoded["start"] - notes["start"]).max() <= tol
+    assert np.abs(decoded["end"] - notes["end"]).max() <= tol
+    assert (tok._bin_of[decoded["velocity"]] == tok._bin_of[notes["velocity"]]).all()
+
+
+def test_vocabulary_is_performance_rnn_plus_a_boundary():
+    assert TOK.vocab_size == 389
+    assert [TOK.event_name(i) for i in (0, 127, 128, 255, 256, 355, 356, 387, 388)] == [
+        "NOTE_ON(0)", "NOTE_ON(127)", "NOTE_OFF(0)", "NOTE_OFF(127)", "TIME_SHIFT(10ms)",
+        "TIME_SHIFT(1000ms)", "VELOCITY(0)", "VELOCITY(31)", "PIECE"]
+    small = MidiTokenizer(MidiConfig(resolution=0.02, max_shift=0.5, velocity_bins=8))
+    assert small.vocab_size == 128 + 128 + 25 + 8 + 1
+    assert MidiTokenizer.from_dict(small.to_dict()).to_dict() == small.to_dict()
+
+
+def test_round_trip_of_a_file_built_here():
+    rows = [(60, 100, 0.0, 0.5), (64, 37, 0.5, 1.013), (67, 37, 0.503, 2.5), (72, 127, 3.9, 4.0), (21, 1, 0.0, 0.01)]
+    notes = read_notes(midi_file(rows))
+    assert len(notes) == len(rows)
+    assert_same_performance(roundtrip(notes), notes, tol=0.005 + 1e-9)
+
+
+def test_events_in_order_offs_first_and_velocity_only_when_it_changes():
+    notes = notes_array([(60, 80, 0.0, 0.5), (60, 80, 0.5, 1.0), (64, 80, 0.5, 1.0)])
+    names = [TOK.event_name(i) for i in TOK.encode(notes)]
+    assert names == ["PIECE", "VELOCITY(19)", "NOTE_ON(60)", "TIME_SHIFT(500ms)", "NOTE_OFF(60)",
+                     "NOTE_ON(60)", "NOTE_ON(64)", "TIME_SHIFT(500ms)", "NOTE_OFF(60)", "NOTE_OFF(64)"]
+
+
+def test_long_gaps_repeat_the_longest_shift():
+    notes = notes_array([(60, 64, 0.0, 0.1), (62, 64, 2.6, 2.7)])
+    names = [TOK.event_name(i) for i in TOK.encode(notes)]
+    assert names.count("TIME_SHIFT(1000ms)") == 2 and "TIME_SHIFT(500ms)" in names
+    assert_same_performance(roundtrip(notes), notes, tol=1e-9)
+
+
+def test_sustain_pedal_holds_released_notes_until_it_comes_up():
+    rows = [(60, 80, 0.0, 0.5), (64, 80, 0.2, 0.4), (67, 80, 2.0, 2.5), (60, 80, 0.8, 0.9)]
+    pedal = [(0.1, 127), (1.5, 0), (2.2, 100)]  # down, up, down to the end of the piece
+    notes = read_notes(midi_file(rows, pedal=pedal))
+    got = {(int(n["pitch"]), round(n["start"], 3)): round(n["end"], 3) for n in notes}
+    # 60 is struck again while held by the pedal: the first 60 ends there, the second is held to 1.5.
+    assert got == {(60, 0.0): 0.8, (64, 0.2): 1.5, (60, 0.8): 1.5, (67, 2.0): 2.5}
+
+
+def test_same_pitch_overlaps_and_unisons_are_merged_deliberately():
+    # Two instruments: 60 overlaps itself (the first ends where the second starts), and 64 is
+    # doubled at one instant (one note: the longer, the louder).
+    first = [(60, 50, 0.0, 1.0), (64, 100, 0.0, 0.5)]
+    second = [(60, 90, 0.5, 1.5), (64, 40, 0.0, 1.0)]
+    notes = read_notes(midi_file(first, extra_instruments=[second]))
+    got = [(int(n["pitch"]), int(n["velocity"]), n["start"], n["end"]) for n in notes]
+    assert got == [(60, 50, 0.0, 0.5), (64, 100, 0.0, 1.0), (60, 90, 0.5, 1.5)]
+
+
+def test_zero_length_notes_are_dropped_and_very_short_ones_last_one_step():
+    notes = read_notes(midi_file([(60, 80, 1.0, 1.0), (62, 80, 1.0, 1.002), (64, 80, 0.0, 2.0)]))
+    assert sorted(notes["pitch"].tolist()) == [62, 64]
+    decoded = roundtrip(notes)
+    short = decoded[decoded["pitch"] == 62][0]
+    assert short["end"] - short["start"] == pytest.approx(TOK.config.resolution)
+
+
+def test_drums_are_left_out_unless_kept():
+    data = midi_file([(60, 80, 0.0, 1.0)], drums=[(36, 100, 0.0, 0.1), (38, 100, 0.5, 0.6)])
+    assert read_notes(data)["pitch"].tolist() == [60]
+    assert sorted(read_notes(data, keep_drums=True)["pitch"].tolist()) == [36, 38, 60]
+
+
+def test_an_empty_file_has_no_notes_and_a_corrupt_one_is_a_clear_error(tmp_path):
+    assert len(read_notes(midi_file([]))) == 0
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\xff\xff garbage")
+    with pytest.raises(SeqgenError, match="bad.mid: not a readable MIDI file"):
+        read_notes(bad)
+    with pytest.raises(SeqgenError, match="not a readable MIDI file"):
+        read_notes(b"")
+
+
+def test_notes_longer_than_the_cap_are_ended_in_data_and_in_decoding():
+    tok = MidiTokenizer(MidiConfig(max_note=2.0))
+    decoded = roundtrip(notes_array([(60, 80, 0.0, 5.0)]), tok)
+    assert decoded["end"].tolist() == [2.0]
+    on = [tok.boundary, tok.note_on + 60] + [tok.time_shift + 99] * 5  # held 5 s, never released
+    notes, report = tok.decode(on)
+    assert notes["end"].tolist() == [2.0] and report.capped == 1
+
+
+def test_decoder_repairs_what_a_model_might_write():
+    t = TOK
+    ids = [t.boundary, t.note_off + 60, t.note_on + 60, t.note_on + 60, t.time_shift + 9, t.note_on + 60,
+           t.note_on + 62, t.note_off + 62, t.time_shift + 49, t.note_on + 64, t.boundary, t.note_on + 70]
+    notes, report = t.decode(ids)
+    got = [(int(n["pitch"]), round(n["start"], 3), round(n["end"], 3)) for n in notes]
+    # off before on and the second on at one instant: ignored; a re-struck 60 ends the first; a
+    # zero-length 62 lasts one step; 60 and 64, still sounding at the second PIECE, are closed.
+    assert got == [(60, 0.0, 0.1), (60, 0.1, 0.6), (62, 0.1, 0.11), (64, 0.6, 0.61)]
+    assert (report.ignored, report.closed_at_end) == (3, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, TOK.vocab_size - 1), max_size=300))
+def test_any_token_sequence_decodes_to_a_valid_midi_file_without_stuck_notes(ids):
+    notes, report = TOK.decode(ids)
+    durations = notes["end"] - notes["start"]
+    assert (durations > 0).all() and (durations <= TOK.config.max_note + 1e-9).all()
+    for pitch in set(notes["pitch"].tolist()):  # one pitch never overlaps itself
+        same = notes[notes["pitch"] == pitch]
+        assert (same["start"][1:] >= same["end"][:-1] - 1e-9).all()
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(notes)))  # any player can open it
+    assert sum(len(i.notes) for i in pm.instruments) == len(notes)
+    assert report.ignored <= len(ids)
+
+
+def test_encode_until_leaves_later_notes_sounding_and_chord_primers():
+    notes = notes_array([(60, 80, 0.0, 1.0), (64, 80, 0.5, 3.0), (67, 80, 2.0, 2.5)])
+    ids = TOK.encode(notes, until=1.5)
+    names = [TOK.event_name(i) for i in ids]
+    assert "NOTE_ON(67)" not in names and "NOTE_OFF(64)" not in names and "NOTE_OFF(60)" in names
+    assert TOK.seconds(ids) == pytest.approx(1.0)
+    chord = [TOK.event_name(i) for i in TOK.chord([67, 60, 64])]
+    assert chord == ["PIECE", "VELOCITY(19)", "NOTE_ON(60)", "NOTE_ON(64)", "NOTE_ON(67)"]
+
+
+def test_augmentation_transposes_within_range_and_stretches_time():
+    notes = notes_array(tune())
+    high = notes_array([(126, 80, 0.0, 1.0), (120, 80, 1.0, 2.0)])
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        pitches = TOK.decode(TOK.augmented(high, rng, 3, 0.0))[0]["pitch"]
+        assert pitches.max() <= 127 and 123 <= pitches.max()
+    shifts, lengths = set(), set()
+    for _ in range(50):
+        decoded = TOK.decode(TOK.augmented(notes, rng, 3, 0.05))[0]
+        shifts.add(int(decoded["pitch"].min() - notes["pitch"].min()))
+        lengths.add(round(float(decoded["end"].max() / notes["end"].max()), 2))
+    assert shifts == set(range(-3, 4))
+    assert min(lengths) >= 0.94 and max(lengths) <= 1.06 and len(lengths) > 5
+
+
+@pytest.mark.skipif(not SHARED_BACH.is_dir(), reason="needs ../shared/corpora (not part of the repository)")
+def test_round_trip_of_every_bach_chorale():
+    files = sorted(SHARED_BACH.rglob("*.mid"))
+    assert len(files) > 400
+    for path in files:
+        notes = read_notes(path)
+        assert_same_performance(roundtrip(notes), notes, tol=0.005 + 1e-9)
+        # ...and against the file itself: every note's pitch and onset is there.
+        pm = pretty_midi.PrettyMIDI(str(path))
+        decoded = {(int(n["pitch"]), round(float(n["start"]), 2)) for n in roundtrip(notes)}
+        for note in (n for i in pm.instruments for n in i.notes):
+            assert (note.pitch, round(round(note.start / 0.01) * 0.01, 2)) in decoded, path

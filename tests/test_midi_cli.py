@@ -1,0 +1,132 @@
+"""MIDI through the command line: train a tiny model, sample with primers, read the files back."""
+
+import io
+import json
+import subprocess
+import sys
+
+import pretty_midi
+import pytest
+from click.testing import CliRunner
+
+from seqgen.cli import cli
+
+from .midi_helpers import midi_file, tune
+
+TINY = ["--layers", "1", "--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "4",
+        "--max-steps", "30", "--eval-every", "10", "--lr", "0.01", "--threads", "1"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def notes_of(path_or_bytes):
+    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    pm = pretty_midi.PrettyMIDI(source)
+    return sorted((n.pitch, round(n.start, 3), round(n.end, 3)) for i in pm.instruments for n in i.notes)
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("songs")
+    for i in range(6):
+        (root / f"tune{i}.mid").write_bytes(midi_file(tune(transpose=i - 2)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, songs):
+    out = tmp_path_factory.mktemp("midirun") / "run"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SEQGEN_CACHE_DIR", str(out.parent / "cache"))
+    result = invoke("train", songs, "--out", out, *TINY)
+    mp.undo()
+    assert result.exit_code == 0, result.output
+    assert "vocabulary 389" in result.stderr
+    return out
+
+
+def test_sample_with_a_primer_file_writes_midi_that_starts_with_the_primer(run, songs, tmp_path):
+    result = invoke("sample", run, "--primer", songs / "tune0.mid", "--primer-seconds", "1", "-k", "2",
+                    "--seconds", "3", "--seed", "1", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    files = result.stdout.split()
+    assert files == [str(tmp_path / "out" / "sample_001.mid"), str(tmp_path / "out" / "sample_002.mid")]
+    primer = [n for n in notes_of(songs / "tune0.mid") if n[1] < 1.0]
+    for f in files:
+        notes = notes_of(f)
+        starts = {(p, s) for p, s, _ in notes}
+        assert {(p, s) for p, s, _ in primer} <= starts  # the primer's onsets, then the continuation
+        assert 3.0 < max(e for _, _, e in notes) <= 1.0 + 3.0 + 1.0
+    assert "decoder ignored" in result.stderr
+
+
+def test_continuation_only_leaves_the_primer_out(run, tmp_path):
+    args = ["sample", run, "--primer-pitches", "60,64,67", "--length", "60", "--seed", "3"]
+    assert invoke(*args, "--out", tmp_path / "full.mid").exit_code == 0
+    assert invoke(*args, "--out", tmp_path / "cont.mid", "--continuation-only").exit_code == 0
+    full, cont = notes_of(tmp_path / "full.mid"), notes_of(tmp_path / "cont.mid")
+    assert {(60, 0.0), (64, 0.0), (67, 0.0)} <= {(p, s) for p, s, _ in full}
+    assert len(cont) == len(full) - 3  # the chord the primer struck is gone, the rest kept
+    assert {(p, s) for p, s, _ in cont} == {(p, s) for p, s, _ in full} - {(60, 0.0), (64, 0.0), (67, 0.0)}
+
+
+def test_one_sample_goes_to_stdout_when_redirected_and_seeds_repeat(run, tmp_path):
+    command = [sys.executable, "-m", "seqgen", "sample", str(run), "--seconds", "2", "--seed", "5"]
+    first = subprocess.run(command, capture_output=True, check=True, timeout=120)
+    second = subprocess.run(command, capture_output=True, check=True, timeout=120)
+    assert first.stdout[:4] == b"MThd" and first.stdout == second.stdout
+    assert notes_of(first.stdout)
+    many = invoke("sample", run, "-k", "2")
+    assert many.exit_code == 1 and "MIDI is binary: give --out DIR" in many.output
+
+
+def test_plot_and_wav_beside_each_file(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = invoke("sample", run, "--seconds", "1", "--seed", "2", "--out", tmp_path / "s.mid", "--plot", "--wav")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "s.wav").read_bytes()[:4] == b"RIFF"
+    assert "rendered with" in result.stderr
+
+
+def test_info_and_eval_speak_midi(run, songs):
+    info = invoke("info", run)
+    assert "MIDI events, vocabulary 389" in info.stdout and "6 MIDI files" in info.stdout
+    assert "nats/event" in info.stdout
+    result = invoke("eval", run, songs, "--json")
+    report = json.loads(result.stdout)
+    assert report["tokens"] > 500 and 0 < report["loss"] < 6 and "bits_per_event" in report
+
+
+def test_text_and_midi_options_are_not_mixed(run, corpus_file, tmp_path, trained_run):
+    cases = [
+        (["sample", run, "--prime", "hello"], "--prime does not apply to a MIDI model; use --primer"),
+        (["sample", trained_run, "--primer-pitches", "60"], "--primer-pitches does not apply to a text model"),
+        (["sample", trained_run, "--seconds", "3"], "--seconds does not apply to a text model"),
+        (["train", corpus_file, "--velocity-bins", "8", "--out", tmp_path / "x"], "--velocity-bins is a MIDI option"),
+        (["train", "--out", run, "--resume", "--velocity-bins", "8"], "--velocity-bins cannot change when resuming"),
+        (["sample", run, "--primer-pitches", "60,300"], "MIDI pitch numbers from 0 to 127"),
+        (["sample", run, "--primer-seconds", "2"], "--primer-seconds needs --primer"),
+    ]
+    for args, message in cases:
+        result = invoke(*args)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+
+
+def test_resume_a_midi_run(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQGEN_CACHE_DIR", str(run.parent / "cache"))
+    result = invoke("train", "--out", run, "--resume", "--max-steps", "40")
+    assert result.exit_code == 0, result.output
+    assert "Using the cached encoding" in result.stderr and "Resuming at step 30" in result.stderr
+
+
+def test_midi_stats_compares_folders(songs, tmp_path):
+    same = invoke("midi-stats", songs, "--reference", songs, "--check")
+    assert same.exit_code == 0 and same.stdout.count("  ok\n") == 4
+    (tmp_path / "drone.mid").write_bytes(midi_file([(60, 80, 0.0, 12.0), (61, 80, 0.0, 1.0)]))
+    far = invoke("midi-stats", tmp_path, "--reference", songs, "--check", "--json")
+    report = json.loads(far.stdout)
+    assert far.exit_code == 1 and report["ok"] is False and report["stats"]["stuck_notes"] == 1
+    assert report["stats"]["pitch_range"] == 1.0
