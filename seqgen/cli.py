@@ -14,11 +14,10 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import CELLS, DEVICES, KINDS, MidiConfig, ModelConfig, TrainConfig, default
+from .config import CELLS, DEVICES, KINDS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, default
 from .errors import SeqgenError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
-SAMPLE_DEFAULTS = {"length": 500, "temperature": 0.8}
 
 
 class CliError(click.ClickException):
@@ -102,6 +101,7 @@ class FloatRange(click.FloatRange):
 @click.option("--residual/--no-residual", default=_model_default("residual"),
               help="Skip connections around every layer after the first.")
 @click.option("--seq-len", type=click.IntRange(1), default=_train_default("seq_len"),
+              show_default=f"{_train_default('seq_len')}; {MIDI_TRAIN_DEFAULTS['seq_len']} for MIDI",
               help="Time steps per window of truncated backpropagation.")
 @click.option("--batch-size", type=click.IntRange(1), default=_train_default("batch_size"),
               help="Parallel contiguous streams per batch.")
@@ -224,6 +224,9 @@ def _pitches(ctx, param, value):
               help="MIDI: the General MIDI instrument of the output (0 = piano, 19 = church organ, 52 = choir).")
 @click.option("--tempo", type=FloatRange(1, 1000), default=120.0,
               help="MIDI: the tempo written in the file (notation only: timing is in seconds).")
+@click.option("--valid-only/--any-event", default=True,
+              help="MIDI: draw only events that make sense where they come (no NOTE_OFF for a silent pitch, "
+                   "no NOTE_ON for a sounding one), or any event, leaving the decoder to ignore the rest.")
 @click.option("--plot", is_flag=True, help="MIDI: also write a piano-roll PNG beside each .mid (needs matplotlib).")
 @click.option("--wav", is_flag=True, help="MIDI: also render a .wav beside each .mid (FluidSynth if installed).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
@@ -300,13 +303,14 @@ def eval_(checkpoint, text, batch_size, seq_len, device, as_json):
 @click.argument("folder", type=click.Path(exists=True, path_type=Path))
 @click.option("--reference", type=click.Path(exists=True, path_type=Path), default=None,
               help="Compare with the MIDI files in this folder (say, held-out pieces of the corpus).")
-@click.option("--stuck-seconds", type=FloatRange(0, min_open=True), default=MidiConfig.max_note,
-              help="Count notes held at least this long as stuck.")
+@click.option("--cap-seconds", type=FloatRange(0, min_open=True), default=MidiConfig.max_note,
+              help="Count the notes held at least this long (the decoder's cap on note length).")
 @click.option("--check", is_flag=True, help="Exit 1 unless every statistic is within 20% of --reference and no note is stuck.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
-def midi_stats(folder, reference, stuck_seconds, check, as_json):
+def midi_stats(folder, reference, cap_seconds, check, as_json):
     """Musical statistics of the MIDI files in FOLDER (searched recursively): pitch-class entropy,
-    polyphony, notes per second, pitch range and stuck notes, averaged over files.
+    polyphony, notes per second and pitch range averaged over files; stuck notes (a NOTE_ON that
+    no NOTE_OFF ends) and notes held to the cap, counted.
 
     \b
     Example:
@@ -316,8 +320,8 @@ def midi_stats(folder, reference, stuck_seconds, check, as_json):
 
     from .midistats import folder_stats, report
 
-    stats = folder_stats(folder, stuck_seconds)
-    ref = folder_stats(reference, stuck_seconds) if reference is not None else None
+    stats = folder_stats(folder, cap_seconds)
+    ref = folder_stats(reference, cap_seconds) if reference is not None else None
     text, ok = report(stats, ref)
     click.echo(json.dumps({"stats": stats, "reference": ref, "ok": ok}, indent=2) if as_json else text)
     if check and not (ok and ref is not None):

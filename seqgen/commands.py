@@ -12,7 +12,7 @@ import numpy as np
 
 from . import checkpoint
 from .atomic import atomic_write_bytes, atomic_write_text
-from .config import MidiConfig, ModelConfig, TrainConfig, from_dict
+from .config import MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict
 from .corpora import load_corpus
 from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
@@ -25,8 +25,6 @@ from .train import METRICS, Trainer, evaluate as evaluate_ids, pick_device
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
 MIDI_FIELDS = tuple(MidiConfig.__dataclass_fields__)
-SAMPLE_LENGTH = 500  # characters, when no --length is given
-MIDI_SECONDS = 30.0  # what `seqgen sample` makes from a MIDI model when no --length or --seconds is given
 # The data layout a resumed run depends on: changing these would not continue the same run.
 FIXED_ON_RESUME = ("seq_len", "batch_size", "val_fraction", "seed")
 
@@ -46,6 +44,8 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
         if corpus.kind == "text" and explicit & set(MIDI_FIELDS):
             flag = "--" + sorted(explicit & set(MIDI_FIELDS))[0].replace("_", "-")
             raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
+        if corpus.kind == "midi":
+            train_options.update({k: v for k, v in MIDI_TRAIN_DEFAULTS.items() if k not in explicit})
         out = Path(out) if out else _default_run_dir(corpus.name, model_options["cell"])
         if (out / checkpoint.BEST).exists() or (out / checkpoint.LAST).exists():
             if not force:
@@ -123,7 +123,7 @@ def _output_files(out: str | None, count: int, force: bool, suffix: str) -> list
 
 SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only")
 TEXT_ONLY = ("prime", "stop")
-MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav")
+MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav")  # and the ones that cannot be told from their defaults
 
 
 def sample(checkpoint_path, *, out, num_samples, force, device, **options) -> None:
@@ -145,7 +145,7 @@ def sample(checkpoint_path, *, out, num_samples, force, device, **options) -> No
 
 def _sample_text(model, tokenizer, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,
                  continuation_only) -> None:
-    length = length or SAMPLE_LENGTH
+    length = length or SAMPLE_DEFAULTS["length"]
     if prime:
         prime_ids, shown_prime = _encode_option(tokenizer, prime, "--prime"), prime
     else:
@@ -187,7 +187,7 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
 
 
 def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
-                 temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav) -> None:
+                 temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only) -> None:
     from .midi import audio, midi_bytes, notes_array, piano_roll_png, wav_bytes
 
     if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
@@ -200,13 +200,13 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
     else:
         prime_ids = tokenizer.encode(notes_array())  # just PIECE: the start of a piece
     if seconds is None and length is None:
-        seconds = MIDI_SECONDS
+        seconds = SAMPLE_DEFAULTS["seconds"]
     if length is None:
         length = int(seconds * 200) + 100  # a cap far above the ~20 events a second of real music
     primer_end = tokenizer.seconds(prime_ids)
     primer_onsets = {(p, s) for p, _, s, _ in tokenizer.decode(prime_ids)[0].tolist()}
     rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature, top_k=top_k,
-                    top_p=top_p, seed=seed, suppress=[tokenizer.boundary], token_time=tokenizer.token_seconds,
+                    top_p=top_p, seed=seed, rules=tokenizer.rules(valid_only), token_time=tokenizer.token_seconds,
                     max_time=seconds)
     for i, row in enumerate(rows):
         notes, report = tokenizer.decode([*prime_ids.tolist(), *row])

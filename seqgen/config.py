@@ -49,6 +49,11 @@ class TrainConfig:
     threads: int | None = None
 
 
+# MIDI runs change one training default: a note's release can come a hundred events or more
+# after its onset, so they backpropagate through longer windows (benchmarks/README.md).
+MIDI_TRAIN_DEFAULTS = {"seq_len": 256}
+
+
 @dataclass
 class MidiConfig:
     """The MIDI event tokenizer's settings (Performance RNN's by default); saved in checkpoints."""
@@ -58,6 +63,11 @@ class MidiConfig:
     velocity_bins: int = 32
     keep_drums: bool = False
     max_note: float = 10.0  # seconds; longer notes are ended (a guard against stuck notes)
+
+
+# `seqgen sample`: text samples are `length` characters; MIDI samples `seconds` of music unless
+# --length (events) is given.
+SAMPLE_DEFAULTS = {"temperature": 0.8, "length": 500, "seconds": 30.0}
 
 
 def to_dict(config) -> dict:

@@ -361,7 +361,7 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
             cache.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(cache, np_save({**tensors, "offsets": offsets}, metadata={"skipped": json.dumps(skipped)}))
 
-    if skipped:
+    if skipped and pieces:
         if strict:
             name, reason = skipped[0]
             raise SeqgenError(f"{name}: {reason} (--strict)")
@@ -369,7 +369,8 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
         more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         log(f"Skipped {len(skipped)} of {len(names)} MIDI files: {shown}{more}")
     if not pieces:
-        raise SeqgenError(f"{corpus.spec}: no usable notes in {len(names)} MIDI file{'s' * (len(names) != 1)}")
+        why = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise SeqgenError(f"{corpus.spec}: no usable notes in {len(names)} MIDI file{'s' * (len(names) != 1)}{why}")
     return pieces, key
 
 

@@ -40,7 +40,7 @@ class DecodeReport:
     """What the decoder had to repair in a token sequence; none of it reaches the file."""
 
     events: int = 0
-    ignored: int = 0  # NOTE_OFF of a silent pitch, a repeated NOTE_ON at the same instant, tokens after a PIECE
+    ignored: int = 0  # NOTE_OFF of a silent pitch, a pitch struck twice at one instant, tokens after a PIECE
     closed_at_end: int = 0  # notes still sounding when the events ran out
     capped: int = 0  # notes ended at the maximum note length
 
@@ -83,9 +83,10 @@ class MidiTokenizer:
 
     def describe(self) -> str:
         c = self.config
-        return (f"MIDI events, vocabulary {self.vocab_size} (Performance RNN): 128 NOTE_ON, 128 NOTE_OFF, {self.shift_steps} TIME_SHIFT of "
-                f"{c.resolution * 1000:g} ms (up to {c.max_shift:g} s), {c.velocity_bins} VELOCITY bins, PIECE; "
-                f"drums {'kept' if c.keep_drums else 'left out'}, notes capped at {c.max_note:g} s")
+        return (f"MIDI events, vocabulary {self.vocab_size} (Performance RNN): 128 NOTE_ON, 128 NOTE_OFF, "
+                f"{self.shift_steps} TIME_SHIFT of {c.resolution * 1000:g} ms (up to {c.max_shift:g} s), "
+                f"{c.velocity_bins} VELOCITY bins, PIECE; drums {'kept' if c.keep_drums else 'left out'}, "
+                f"notes capped at {c.max_note:g} s")
 
     def event_name(self, token: int) -> str:
         if token < self.note_off:
@@ -119,6 +120,10 @@ class MidiTokenizer:
         """How far the events move the clock."""
         return float(self.token_seconds[np.asarray(ids, dtype=np.int64)].sum())
 
+    def rules(self, valid_only: bool = True) -> EventRules:
+        """What a sampler may draw next (see `EventRules`)."""
+        return EventRules(self, valid_only)
+
     # -- events -----------------------------------------------------------------------------
     def encode(self, notes: np.ndarray, *, transpose: int = 0, stretch: float = 1.0,
                until: float | None = None) -> np.ndarray:
@@ -132,8 +137,8 @@ class MidiTokenizer:
         steps = self._quantise(notes, transpose, stretch)
         pitch, bins, start, end = steps["pitch"], self._bin_of[steps["velocity"]], steps["start"], steps["end"]
         n = len(steps)
-        # One row per event: (time, order, pitch, kind); order 0 = off, 1 = on, and sorting by
-        # (time, order, pitch) puts each velocity change just before the note-on it belongs to.
+        # Rows 0..n-1 are the note-offs, n..2n-1 the note-ons. Sorting by (time, order, pitch), with
+        # order 0 for offs and 1 for ons, gives the event order described above.
         time = np.concatenate([end, start])
         order = np.concatenate([np.zeros(n, np.int64), np.ones(n, np.int64)])
         pitches = np.concatenate([pitch, pitch])
@@ -189,6 +194,7 @@ class MidiTokenizer:
         report = DecodeReport(events=len(ids))
         now, velocity = 0, int(self._velocity_of[self._bin_of[64]])
         sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start step, velocity)
+        struck: dict[int, int] = {}  # pitch -> the step it was last struck
         notes = []
 
         def close(pitch: int, at: int) -> None:
@@ -204,12 +210,13 @@ class MidiTokenizer:
             if not 0 <= token < self.boundary:
                 report.ignored += 1
             elif token < self.note_off:
+                if struck.get(token) == now:  # struck twice at one instant: once is enough
+                    report.ignored += 1
+                    continue
                 if token in sounding:
-                    if sounding[token][0] == now:  # struck twice at one instant: once is enough
-                        report.ignored += 1
-                        continue
                     close(token, now)  # a repeated pitch ends the note still sounding
                 sounding[token] = (now, velocity)
+                struck[token] = now
             elif token < self.time_shift:
                 pitch = token - self.note_off
                 if pitch in sounding:
@@ -228,6 +235,54 @@ class MidiTokenizer:
             close(pitch, now)
             report.closed_at_end += 1
         return _sorted(notes_array(notes)), report
+
+
+class EventRules:
+    """Masks for sampling MIDI events, tracking K samples as they grow. PIECE is never drawn
+    inside a piece; with `valid_only`, neither is a NOTE_OFF for a silent pitch nor a NOTE_ON for
+    a sounding one or one already struck at this instant: events the decoder would ignore. The model then spends that
+    probability on the events it could mean, say releasing the bass note it loses track of
+    instead of one an octave away that is not sounding."""
+
+    def __init__(self, tokenizer: MidiTokenizer, valid_only: bool):
+        self.tok, self.valid_only = tokenizer, valid_only
+
+    def start(self, prime, num_samples: int, device) -> None:
+        import torch
+
+        self.opened = torch.full((num_samples, 128), -1, dtype=torch.long, device=device)  # (K, 128) onset step; -1 silent
+        self.struck = torch.full((num_samples, 128), -1, dtype=torch.long, device=device)  # (K, 128) last onset step
+        self.now = torch.zeros(num_samples, dtype=torch.long, device=device)  # (K,) steps
+        for token in prime:
+            self.advance(torch.full((num_samples,), int(token), dtype=torch.long, device=device))
+
+    def allowed(self):
+        """(K, V) bool: which events each sample may draw next."""
+        import torch
+
+        tok = self.tok
+        mask = torch.ones(len(self.now), tok.vocab_size, dtype=torch.bool, device=self.now.device)
+        mask[:, tok.boundary] = False
+        if self.valid_only:
+            # A note the decoder has ended at the cap no longer sounds.
+            sounding = (self.opened >= 0) & (self.now[:, None] - self.opened <= tok.cap_steps)  # (K, 128)
+            mask[:, tok.note_on : tok.note_on + 128] = ~sounding & (self.struck != self.now[:, None])
+            mask[:, tok.note_off : tok.note_off + 128] = sounding
+        return mask
+
+    def advance(self, token) -> None:
+        """Take in the (K,) events just drawn."""
+        import torch
+
+        tok = self.tok
+        shift = (token >= tok.time_shift) & (token < tok.velocity)
+        self.now += torch.where(shift, token - tok.time_shift + 1, torch.zeros_like(token))
+        rows = torch.arange(len(token), device=token.device)
+        on = token < tok.note_off
+        self.opened[rows[on], token[on]] = self.now[on]
+        self.struck[rows[on], token[on]] = self.now[on]
+        off = (token >= tok.note_off) & (token < tok.time_shift)
+        self.opened[rows[off], token[off] - tok.note_off] = -1
 
 
 def _sorted(notes: np.ndarray) -> np.ndarray:
@@ -293,6 +348,26 @@ def read_notes(source, *, keep_drums: bool = False) -> np.ndarray:
     notes = np.concatenate(rows) if rows else notes_array()
     notes = notes[notes["end"] > notes["start"]]
     return _sorted(_resolve_overlaps(notes))
+
+
+def hanging_notes(path) -> int:
+    """NOTE_ONs in a MIDI file that no NOTE_OFF ever ends: stuck notes, which ring until a player
+    is reset. Counted on the raw messages, since readers such as pretty_midi quietly drop them."""
+    import mido
+
+    try:
+        midi = mido.MidiFile(str(path))
+    except Exception as e:  # mido raises many types on corrupt files
+        raise SeqgenError(f"{path}: not a readable MIDI file ({e})") from None
+    open_notes: dict[tuple[int, int], int] = {}
+    for track in midi.tracks:
+        for message in track:
+            key = (getattr(message, "channel", 0), getattr(message, "note", 0))
+            if message.type == "note_on" and message.velocity > 0:
+                open_notes[key] = open_notes.get(key, 0) + 1
+            elif message.type in ("note_off", "note_on") and open_notes.get(key):
+                open_notes[key] -= 1
+    return sum(open_notes.values())
 
 
 def _sustain(notes: np.ndarray, control_changes) -> np.ndarray:

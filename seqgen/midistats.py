@@ -1,13 +1,15 @@
 """Statistics of a folder of MIDI files, to compare what a model makes with the music it learnt.
 
 Each is computed per file (on the performance `midi.read_notes` gives: instruments merged, drums
-left out) and averaged over files, except stuck notes, which are counted:
+left out) and averaged over files, except the last two, which count notes:
 
     pitch_class_entropy  Shannon entropy (bits) of the 12 pitch classes' note counts (max 3.585)
     polyphony            mean number of notes sounding while any note sounds
     notes_per_second     notes / (last note-off - first note-on)
     pitch_range          highest - lowest pitch (semitones)
-    stuck_notes          notes held at least `stuck_seconds` (the decoder's cap by default)
+    stuck_notes          NOTE_ONs that no NOTE_OFF ends, counted on the raw MIDI messages
+    held_to_cap          notes held at least `cap_seconds` (the decoder's cap by default): in
+                         generated music, notes the model never released and the decoder ended
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from .config import MidiConfig
 from .corpora import MIDI_SUFFIXES
 from .errors import SeqgenError
-from .midi import read_notes
+from .midi import hanging_notes, read_notes
 
 AVERAGED = ("pitch_class_entropy", "polyphony", "notes_per_second", "pitch_range")
 TOLERANCE = 0.2  # "near": within 20% of the reference mean
@@ -46,17 +48,18 @@ def piece_stats(notes: np.ndarray) -> dict[str, float]:
     }
 
 
-def folder_stats(folder: Path, stuck_seconds: float = MidiConfig.max_note) -> dict:
+def folder_stats(folder: Path, cap_seconds: float = MidiConfig.max_note) -> dict:
     """Mean statistics over the MIDI files under `folder` (searched recursively)."""
     folder = Path(folder)
     files = [folder] if folder.is_file() else sorted(
         p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
     if not files:
         raise SeqgenError(f"{folder}: no .mid or .midi files")
-    rows, stuck, skipped = [], 0, []
+    rows, stuck, held, notes_total, skipped = [], 0, 0, 0, []
     for f in files:
         try:
             notes = read_notes(f)
+            stuck += hanging_notes(f)
         except SeqgenError as e:
             skipped.append(str(e))
             continue
@@ -64,11 +67,13 @@ def folder_stats(folder: Path, stuck_seconds: float = MidiConfig.max_note) -> di
             skipped.append(f"{f}: no notes")
             continue
         rows.append(piece_stats(notes))
-        stuck += int(((notes["end"] - notes["start"]) >= stuck_seconds - 1e-6).sum())
+        held += int(((notes["end"] - notes["start"]) >= cap_seconds - 1e-6).sum())
+        notes_total += len(notes)
     if not rows:
         raise SeqgenError(f"{folder}: none of the {len(files)} MIDI files has notes")
     means = {k: float(np.mean([r[k] for r in rows])) for k in AVERAGED}
-    return {"folder": str(folder), "files": len(rows), "skipped": skipped, **means, "stuck_notes": stuck}
+    return {"folder": str(folder), "files": len(rows), "skipped": skipped, **means, "notes": notes_total,
+            "stuck_notes": stuck, "held_to_cap": held, "cap_seconds": cap_seconds}
 
 
 def report(stats: dict, reference: dict | None = None) -> tuple[str, bool]:
@@ -87,4 +92,6 @@ def report(stats: dict, reference: dict | None = None) -> tuple[str, bool]:
             lines.append(f"  {k:<20} {stats[k]:8.3f} {reference[k]:10.3f} {diff:+8.1%}  {'ok' if near else 'FAR'}")
         lines.append(f"  (reference: {reference['folder']}, {reference['files']} files; ok = within {TOLERANCE:.0%})")
     lines.append(f"  {'stuck_notes':<20} {stats['stuck_notes']:8d}")
+    lines.append(f"  {'held_to_cap':<20} {stats['held_to_cap']:8d}  (of {stats['notes']:,} notes; "
+                 f"held {stats['cap_seconds']:g} s or more)")
     return "\n".join(lines), ok

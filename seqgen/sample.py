@@ -7,11 +7,21 @@ draws the next id from a seeded generator, so the same seed gives the same sampl
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
 from .model import BATCH_DIM, RNNLM
+
+
+class Rules(Protocol):
+    """What may come next, per sample: a tokenizer's grammar, applied as a mask on the logits."""
+
+    def start(self, prime: Sequence[int], num_samples: int, device) -> None: ...
+
+    def allowed(self) -> torch.Tensor: ...  # (K, V) bool
+
+    def advance(self, token: torch.Tensor) -> None: ...  # the (K,) ids just drawn
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -44,7 +54,7 @@ def generate(
     top_p: float | None = None,
     seed: int | None = None,
     stop: Sequence[int] = (),
-    suppress: Sequence[int] = (),
+    rules: Rules | None = None,
     token_time: Sequence[float] | None = None,
     max_time: float | None = None,
     on_step: Callable[[torch.Tensor], None] | None = None,
@@ -53,8 +63,9 @@ def generate(
 
     temperature 0 is greedy decoding. A sample ends early once the prime followed by its output
     ends with `stop` (which is kept in the returned ids), or once the `token_time` of its ids
-    (say, the seconds each MIDI event moves the clock) adds up to `max_time`. Ids in `suppress`
-    are never drawn. `on_step` receives each new (K,) batch of ids as it is made.
+    (say, the seconds each MIDI event moves the clock) adds up to `max_time`. `rules` may forbid
+    ids (what a tokenizer knows cannot come next). `on_step` receives each new (K,) batch of ids
+    as it is made.
     """
     if len(prime) == 0:
         raise ValueError("generation needs a prime of at least one token")
@@ -78,15 +89,16 @@ def generate(
     out[:, lead - len(tail) : lead] = tail
     finished = torch.zeros(num_samples, dtype=torch.bool, device=device)
     ends = torch.full((num_samples,), length, dtype=torch.long)
-    suppress_ids = torch.as_tensor(list(map(int, suppress)), dtype=torch.long, device=device)
+    if rules is not None:
+        rules.start(prime, num_samples, device)
     if max_time is not None:
         times = torch.as_tensor(token_time, dtype=torch.float64, device=device)  # (V,)
         clock = torch.zeros(num_samples, dtype=torch.float64, device=device)  # (K,)
     steps = 0
     for t in range(length):
         logits, state = model.step(token, state)  # (K, V)
-        if len(suppress_ids):
-            logits[:, suppress_ids] = float("-inf")
+        if rules is not None:
+            logits = logits.masked_fill(~rules.allowed(), float("-inf"))
         if temperature == 0:
             token = logits.argmax(-1)
         else:
@@ -96,6 +108,8 @@ def generate(
             probs = filter_logits(scaled, top_k, top_p).softmax(-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         out[:, lead + t] = token
+        if rules is not None:
+            rules.advance(token)
         steps = t + 1
         if on_step is not None:
             on_step(token.cpu())

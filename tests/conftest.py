@@ -29,6 +29,15 @@ def corpus_file(tmp_path_factory, corpus_text):
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Caches (MIDI encodings, downloads) go to a scratch directory, never the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SEQGEN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 TINY_MODEL = dict(layers=2, hidden=32, embed=16)
 TINY_TRAIN = dict(seq_len=32, batch_size=8, lr=1e-2, warmup_steps=5, eval_every=10, max_steps=40, threads=1)
 

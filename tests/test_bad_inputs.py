@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from seqgen.cli import cli
 
+from .midi_helpers import midi_file, tune
 from .test_cli import TINY
 
 ROWS = [
@@ -48,6 +49,15 @@ ROWS = [
     ("dir without checkpoint", ["info", "{tmp}/emptydir"], 1, r"no best.safetensors or last.safetensors"),
     ("eval unknown chars", ["eval", "{run}", "{tmp}/greek.txt"], 1, r"characters not in the model's vocabulary: 'αβγ'"),
     ("eval missing file", ["eval", "{run}", "{tmp}/nope.txt"], 1, r"no such file"),
+    ("corrupt MIDI file", ["train", "{tmp}/corrupt.mid"], 1,
+     r"no usable notes in 1 MIDI file \(corrupt.mid: not a readable MIDI file"),
+    ("MIDI without notes", ["train", "{tmp}/silent"], 1, r"no usable notes in 1 MIDI file \(silent.mid: no notes"),
+    ("strict MIDI corpus", ["train", "{tmp}/mixed", "--strict"], 1, r"corrupt.mid: not a readable MIDI file .*--strict"),
+    ("MIDI read as text", ["train", "{tmp}/corrupt.mid", "--kind", "text"], 1, r"binary file"),
+    ("one MIDI piece", ["train", "{tmp}/mixed"], 1, r"needs at least two"),
+    ("bad primer pitches", ["sample", "{run}", "--primer-pitches", "C,E,G"], 2, r"MIDI pitch numbers"),
+    ("missing primer", ["sample", "{run}", "--primer", "{tmp}/nope.mid"], 2, r"--primer"),
+    ("stats of no MIDI", ["midi-stats", "{tmp}/emptydir"], 1, r"no .mid or .midi files"),
     ("unknown corpus download", ["corpus", "download", "wikipedia"], 1, r"no built-in corpus 'wikipedia'"),
     ("download from a non-URL", ["corpus", "download", "tinyshakespeare", "--url", "not a url"], 1, r"could not download"),
 ]
@@ -69,6 +79,13 @@ def files(tmp_path_factory, corpus_file):
     (tmp / "exists.txt").write_text("keep me")
     (tmp / "greek.txt").write_text("It was αβγ")
     (tmp / "evil.pt").write_bytes(pickle.dumps(Payload()))
+    corrupt = b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x09\x00\x90\x3c"
+    (tmp / "corrupt.mid").write_bytes(corrupt)
+    for folder, files in {"silent": {"silent.mid": midi_file([])},
+                          "mixed": {"corrupt.mid": corrupt, "good.mid": midi_file(tune())}}.items():
+        (tmp / folder).mkdir()
+        for name, data in files.items():
+            (tmp / folder / name).write_bytes(data)
     run = tmp / "run"
     result = CliRunner().invoke(cli, ["train", str(corpus_file), "--out", str(run), *TINY, "--max-steps", "10"])
     assert result.exit_code == 0, result.output

@@ -135,6 +135,17 @@ def test_resume_continues_the_run(tmp_path, corpus_file):
     assert changed.exit_code == 1 and "--hidden cannot change" in changed.stderr
 
 
+def test_a_time_budget_replaces_the_default_epoch_limit(tmp_path, corpus_file):
+    def epochs(*args):
+        out = tmp_path / str(len(args))
+        assert invoke("train", corpus_file, "--out", out, *TINY, "--max-steps", "3", *args).exit_code == 0
+        return checkpoint.read(out / "best.safetensors").meta["train"]["epochs"]
+
+    assert epochs() == 10
+    assert epochs("--time-budget", "600") is None
+    assert epochs("--time-budget", "600", "--epochs", "4") == 4
+
+
 def test_options_from_environment_variables(run):
     result = invoke("sample", run, "--seed", "1", "--continuation-only", env={"SEQGEN_SAMPLE_LENGTH": "7"})
     assert result.exit_code == 0 and len(result.stdout) == 7 + 1  # seven characters and a newline

@@ -180,3 +180,39 @@ def test_round_trip_of_every_bach_chorale():
         decoded = {(int(n["pitch"]), round(float(n["start"]), 2)) for n in roundtrip(notes)}
         for note in (n for i in pm.instruments for n in i.notes):
             assert (note.pitch, round(round(note.start / 0.01) * 0.01, 2)) in decoded, path
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, TOK.vocab_size - 2), max_size=200))
+def test_event_rules_track_the_notes_the_decoder_would_still_have_sounding(ids):
+    import torch
+
+    rules = TOK.rules()
+    rules.start([TOK.boundary, *ids], 1, "cpu")
+    allowed = rules.allowed()[0]
+    _, report = TOK.decode([TOK.boundary, *ids])
+    releasable = int(allowed[TOK.note_off : TOK.note_off + 128].sum())
+    assert releasable == report.closed_at_end
+    assert not (allowed[:128] & allowed[128:256]).any() and not allowed[TOK.boundary]
+    now = round(TOK.seconds(ids) / TOK.config.resolution)
+    struck_now = {p for p, _, s, _ in TOK.decode([TOK.boundary, *ids])[0].tolist() if round(s / 0.01) == now}
+    assert {p for p in range(128) if not allowed[p]} == {p for p in range(128) if allowed[128 + p]} | struck_now
+    assert torch.equal(allowed[256:TOK.boundary], torch.ones(TOK.boundary - 256, dtype=torch.bool))
+
+
+def test_sampling_within_the_rules_never_needs_the_decoder_to_ignore_an_event():
+    import torch
+
+    from seqgen.config import ModelConfig
+    from seqgen.model import RNNLM
+    from seqgen.sample import generate
+
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(vocab_size=TOK.vocab_size, hidden=16, embed=8)).eval()  # untrained: any event
+    prime = TOK.chord([60, 64, 67])
+    ignored = {}
+    for valid_only in (True, False):
+        rows = generate(model, prime, 300, num_samples=4, temperature=1.0, seed=1, rules=TOK.rules(valid_only))
+        assert not any(TOK.boundary in row for row in rows)
+        ignored[valid_only] = sum(TOK.decode([*prime.tolist(), *row])[1].ignored for row in rows)
+    assert ignored[True] == 0 and ignored[False] > 50

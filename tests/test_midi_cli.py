@@ -115,6 +115,11 @@ def test_text_and_midi_options_are_not_mixed(run, corpus_file, tmp_path, trained
         assert result.exit_code != 0 and message in result.output, (args, result.output)
 
 
+def test_midi_runs_default_to_longer_windows(songs, tmp_path):
+    result = invoke("train", songs, "--out", tmp_path / "run", "--max-steps", "1")
+    assert result.exit_code == 1 and "smaller than one batch of 16 x 257" in result.output  # --seq-len 256
+
+
 def test_resume_a_midi_run(run, tmp_path, monkeypatch):
     monkeypatch.setenv("SEQGEN_CACHE_DIR", str(run.parent / "cache"))
     result = invoke("train", "--out", run, "--resume", "--max-steps", "40")
@@ -128,5 +133,19 @@ def test_midi_stats_compares_folders(songs, tmp_path):
     (tmp_path / "drone.mid").write_bytes(midi_file([(60, 80, 0.0, 12.0), (61, 80, 0.0, 1.0)]))
     far = invoke("midi-stats", tmp_path, "--reference", songs, "--check", "--json")
     report = json.loads(far.stdout)
-    assert far.exit_code == 1 and report["ok"] is False and report["stats"]["stuck_notes"] == 1
+    assert far.exit_code == 1 and report["ok"] is False
     assert report["stats"]["pitch_range"] == 1.0
+    assert (report["stats"]["held_to_cap"], report["stats"]["stuck_notes"]) == (1, 0)
+
+
+def test_midi_stats_counts_notes_that_are_never_released(tmp_path):
+    import mido
+
+    track = mido.MidiTrack([mido.Message("note_on", note=60, velocity=90, time=0),
+                            mido.Message("note_on", note=64, velocity=90, time=0),
+                            mido.Message("note_off", note=60, velocity=0, time=480),
+                            mido.Message("note_on", note=67, velocity=90, time=0),
+                            mido.Message("note_on", note=67, velocity=0, time=480)])  # velocity 0: an off
+    mido.MidiFile(tracks=[track]).save(str(tmp_path / "hanging.mid"))
+    report = json.loads(invoke("midi-stats", tmp_path, "--json").stdout)
+    assert report["stats"]["stuck_notes"] == 1  # 64 rings for ever
