@@ -6,10 +6,10 @@
     3. `seqgen sample` K pieces of S seconds in one batch;
     4. `seqgen midi-stats` of the samples against the held-out valid chorales, and the share of
        sampled events the decoder had to ignore.
-Prints a table and appends it to benchmarks/RESULTS.md. The samples are kept in --keep DIR.
+Prints a table and appends it to benchmarks/RESULTS.md. --keep DIR keeps the run and the samples.
 
     python benchmarks/quality_bach.py                        # 600 s of training, needs ../shared/corpora
-    python benchmarks/quality_bach.py --run checkpoints/bach --keep /tmp/bach-samples
+    python benchmarks/quality_bach.py --run checkpoints/bach --keep /tmp/bach
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece")
     parser.add_argument("--temperature", type=float, default=0.8, help="seqgen sample's default")
     parser.add_argument("--any-event", action="store_true", help="sample without the event rules")
-    parser.add_argument("--keep", type=Path, default=None, help="write the samples here (default: a temporary folder)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the run and the samples in DIR/run and DIR/samples (default: a temporary folder)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("extra", nargs="*", help="extra options for seqgen train, after --")
     args = parser.parse_args()
@@ -51,13 +52,14 @@ def main() -> None:
         sys.exit(f"error: {args.corpus} needs train/ and valid/ folders of MIDI files")
 
     with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep or Path(tmp)
         run = args.run
         if run is None:
-            run = Path(tmp) / "run"
+            run = work / "run"
             seqgen("train", train, "--time-budget", args.budget, "--out", run, *args.extra)
         scores = json.loads(seqgen("eval", run, valid, "--json").stdout)
-        info = json.loads(seqgen("info", run, "--json").stdout)
-        samples = args.keep or Path(tmp) / "samples"
+        info = json.loads(seqgen("info", run / "last.safetensors", "--json").stdout)
+        samples = work / "samples"
         sampled = seqgen("sample", run, "-k", args.samples, "--seconds", args.seconds, "--temperature",
                          args.temperature, "--seed", 1, "--out", samples, "--force",
                          *(["--any-event"] if args.any_event else []))
@@ -71,7 +73,8 @@ def main() -> None:
     progress = info["progress"]
     lines = [f"### Bach chorales, {progress['elapsed']:.0f} s of training ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {machine()}. Model: {info['model']['layers']} x {info['model']['hidden']} "
-             f"{info['model']['cell'].upper()}, {info['total_params']:,} parameters, {progress['step']:,} steps"
+             f"{info['model']['cell'].upper()}, {info['total_params']:,} parameters, {progress['step']:,} steps "
+             f"(the best checkpoint, sampled here, at step {progress['best_step']:,})"
              f"{' (' + ' '.join(args.extra) + ')' if args.extra else ''}.", "",
              f"Valid loss: {scores['loss']:.4f} nats/event ({scores['bits_per_event']:.3f} bits). "
              f"{args.samples} samples of {args.seconds:g} s at temperature {args.temperature:g}"

@@ -123,7 +123,7 @@ def _output_files(out: str | None, count: int, force: bool, suffix: str) -> list
 
 SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only")
 TEXT_ONLY = ("prime", "stop")
-MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav")  # and the ones that cannot be told from their defaults
+MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav")  # the MIDI options a text model can refuse
 
 
 def sample(checkpoint_path, *, out, num_samples, force, device, **options) -> None:
@@ -188,11 +188,13 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
 
 def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only) -> None:
-    from .midi import audio, midi_bytes, notes_array, piano_roll_png, wav_bytes
+    from .midi import audio, matplotlib_pyplot, midi_bytes, notes_array, piano_roll_png, wav_bytes
 
     if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
         raise SeqgenError("MIDI is binary: give --out DIR (or --out FILE.mid for one sample), "
                           "or redirect stdout to a file for one sample")
+    if plot:
+        matplotlib_pyplot()  # missing matplotlib is an error before any work, not after the first file
     if primer is not None:
         prime_ids = tokenizer.read(primer, seconds=primer_seconds)
     elif primer_pitches:

@@ -97,22 +97,32 @@ def _bach_chorales(dest: Path) -> None:
 
     from tqdm import tqdm
 
+    failed = []
     with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         jobs = pool.map(_chorale_midi, sources, chunksize=8)
-        for source, pieces in tqdm(zip(sources, jobs), total=len(sources), desc="Converting chorales",
-                                   unit="file", disable=None, file=sys.stderr):
+        for source, (pieces, error) in tqdm(zip(sources, jobs), total=len(sources), desc="Converting chorales",
+                                            unit="file", disable=None, file=sys.stderr):
+            if error:
+                failed.append(f"{source.name} ({error})")
             for i, data in enumerate(pieces, 1):
                 suffix = "" if len(pieces) == 1 else f"-{i}"
                 (dest / f"{source.stem}{suffix}.mid").write_bytes(data)
+    if failed:
+        print(f"Left out {len(failed)} of {len(sources)} chorales music21 could not write as MIDI: "
+              + "; ".join(failed), file=sys.stderr)
 
 
-def _chorale_midi(path: Path) -> list[bytes]:
-    """One music21 corpus file as MIDI files (a file may hold several versions of a chorale)."""
+def _chorale_midi(path: Path) -> tuple[list[bytes], str | None]:
+    """One music21 corpus file as MIDI files (a file may hold several versions of a chorale),
+    or the reason music21 could not convert it."""
     from music21 import converter, midi, stream
 
-    score = converter.parse(path)
-    scores = list(score.scores) if isinstance(score, stream.Opus) else [score]
-    return [midi.translate.streamToMidiFile(s).writestr() for s in scores]
+    try:
+        score = converter.parse(path)
+        scores = list(score.scores) if isinstance(score, stream.Opus) else [score]
+        return [midi.translate.streamToMidiFile(s).writestr() for s in scores], None
+    except Exception as e:  # music21 raises its own types for encodings it cannot expand
+        return [], f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 BUILTINS = {
@@ -137,7 +147,7 @@ BUILTINS = {
         ),
         Builtin(
             name="bach-chorales",
-            description="About 400 four-part chorales by J. S. Bach as MIDI (score timing, one voice per track)",
+            description="About 410 four-part chorales by J. S. Bach as MIDI (score timing, one voice per track)",
             provenance="the Bach chorale encodings in the corpus of the music21 package, written to MIDI once with music21",
             licence="public domain music; the encodings are distributed with music21 (BSD) by permission of their encoders",
             approx_size="about 2 MB of MIDI",

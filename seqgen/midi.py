@@ -434,15 +434,20 @@ def wav_bytes(samples: np.ndarray, rate: int = 44100) -> bytes:
     return buffer.getvalue()
 
 
-def piano_roll_png(notes: np.ndarray, title: str = "") -> bytes:
-    """A piano-roll picture of the notes (needs matplotlib)."""
+def matplotlib_pyplot():
     try:
         import matplotlib
 
-        matplotlib.use("Agg")
+        matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SeqgenError("--plot needs matplotlib: pip install matplotlib") from None
+        raise SeqgenError("--plot needs matplotlib: pip install matplotlib (or seqgen[plot])") from None
+    return plt
+
+
+def piano_roll_png(notes: np.ndarray, title: str = "") -> bytes:
+    """A piano-roll picture of the notes (needs matplotlib)."""
+    plt = matplotlib_pyplot()
     fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
     for pitch, velocity, start, end in notes.tolist():
         ax.add_patch(plt.Rectangle((start, pitch - 0.4), end - start, 0.8, color=plt.cm.viridis(velocity / 127)))

@@ -134,6 +134,7 @@ def test_bach_chorales_come_from_music21():
     builtin = BUILTINS["bach-chorales"]
     assert builtin.kind == "midi" and "music21" in builtin.provenance and builtin.licence
     source = next(p for p in music21.corpus.getComposer("bach") if p.name == "bwv66.6.mxl")
-    (data,) = corpora._chorale_midi(source)
+    (data,), error = corpora._chorale_midi(source)
+    assert error is None
     notes = MidiTokenizer().read_notes(data)
     assert len(notes) > 100 and 40 <= notes["pitch"].min() and notes["pitch"].max() <= 81
