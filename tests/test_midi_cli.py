@@ -82,6 +82,15 @@ def test_one_sample_goes_to_stdout_when_redirected_and_seeds_repeat(run, tmp_pat
     assert many.exit_code == 1 and "MIDI is binary: give --out DIR" in many.output
 
 
+def test_program_and_tempo_are_written(run, tmp_path):
+    result = invoke("sample", run, "--seconds", "2", "--seed", "4", "--program", "19", "--tempo", "90",
+                    "--out", tmp_path / "organ.mid")
+    assert result.exit_code == 0, result.output
+    pm = pretty_midi.PrettyMIDI(str(tmp_path / "organ.mid"))
+    assert [i.program for i in pm.instruments] == [19] and not pm.instruments[0].is_drum
+    assert pm.get_tempo_changes()[1].tolist() == pytest.approx([90.0], rel=1e-4)  # MIDI stores microseconds per beat
+
+
 def test_plot_and_wav_beside_each_file(run, tmp_path):
     pytest.importorskip("matplotlib")
     result = invoke("sample", run, "--seconds", "1", "--seed", "2", "--out", tmp_path / "s.mid", "--plot", "--wav")
