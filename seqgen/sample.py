@@ -104,15 +104,19 @@ def generate(
         else:
             # Shift by the max before dividing: a tiny temperature then gives a one-hot
             # distribution instead of inf / inf = nan.
-            scaled = (logits - logits.amax(-1, keepdim=True)) / temperature
-            probs = filter_logits(scaled, top_k, top_p).softmax(-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            scaled = filter_logits((logits - logits.amax(-1, keepdim=True)) / temperature, top_k, top_p)
+            # Gumbel-max: argmax(logits - log E), E ~ Exp(1), is a draw from softmax(logits),
+            # in three cheap kernels instead of softmax + multinomial's cumulative search.
+            noise = torch.empty_like(scaled).exponential_(generator=generator)
+            token = (scaled - noise.log()).argmax(-1)
         out[:, lead + t] = token
         if rules is not None:
             rules.advance(token)
         steps = t + 1
         if on_step is not None:
             on_step(token.cpu())
+        if not len(stop_ids) and max_time is None:
+            continue  # nothing ends a sample early: skip the bookkeeping (and its sync)
         done = torch.zeros_like(finished)
         if len(stop_ids):
             done |= (out[:, t : lead + t + 1] == stop_ids).all(-1)

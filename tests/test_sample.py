@@ -131,3 +131,30 @@ def test_samples_end_once_their_token_times_reach_max_time(model):
         clock = [sum(token_time[t] for t in row[: i + 1]) for i in range(len(row))]
         assert clock[-1] >= 4.0 and (len(row) == 1 or clock[-2] < 4.0)  # ends on the token that gets there
     assert len({len(r) for r in rows}) > 1
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'model' whose next-token logits are always the same: for checking the sampler alone."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.head = torch.nn.Linear(1, len(logits))
+        self.logits = torch.as_tensor(logits, dtype=torch.float32)
+
+    def initial_state(self, batch_size):
+        return torch.zeros(1, 1, batch_size, 1)
+
+    def step(self, ids, state):
+        return self.logits.expand(len(ids), -1), state
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_draws_follow_the_tempered_softmax(temperature):
+    logits = [2.0, 1.0, 0.0, -1.0, -3.0]
+    rows = generate(FixedLogits(logits), [0], 1, num_samples=40_000, temperature=temperature, seed=3)
+    counts = torch.bincount(torch.tensor([r[0] for r in rows]), minlength=5).double() / len(rows)
+    expected = (torch.tensor(logits, dtype=torch.float64) / temperature).softmax(-1)
+    assert torch.allclose(counts, expected, atol=0.01), (counts, expected)
+    top = generate(FixedLogits(logits), [0], 1, num_samples=20_000, temperature=temperature, seed=3, top_k=2)
+    counts = torch.bincount(torch.tensor([r[0] for r in top]), minlength=5).double() / len(top)
+    assert torch.allclose(counts, torch.cat([expected[:2] / expected[:2].sum(), torch.zeros(3)]), atol=0.015)
