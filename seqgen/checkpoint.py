@@ -22,7 +22,7 @@ from . import __version__
 from .atomic import atomic_write_bytes
 from .config import ModelConfig, from_dict
 from .errors import SeqgenError
-from .model import RNNLM
+from .model import RNNLM, parameter_shapes
 from .tokenizers import tokenizer_from_dict
 
 FORMAT = "seqgen-checkpoint"
@@ -108,16 +108,15 @@ def build_model(ckpt: Checkpoint) -> RNNLM:
     """The model with the checkpoint's weights, on the CPU, in eval mode."""
     weights = ckpt.group("model.")
     try:
-        # Built on the meta device first: a config that names absurd sizes costs no memory, and
-        # must match the tensors actually in the file (whose size the file itself bounds).
-        with torch.device("meta"):
-            model = RNNLM(from_dict(ModelConfig, ckpt.meta["model"]))
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        config = from_dict(ModelConfig, ckpt.meta["model"])
+        # The config must describe exactly the tensors in the file (whose size the file itself
+        # bounds) before anything is built: a config naming absurd sizes costs no memory.
+        expected = parameter_shapes(config)
         found = {k: tuple(v.shape) for k, v in weights.items()}
         if expected != found:
             diff = sorted(set(expected.items()) ^ set(found.items()))[0][0]
             raise ValueError(f"tensor {diff!r} is missing or has the wrong shape")
-        model = model.to_empty(device="cpu")
+        model = RNNLM(config)
         model.load_state_dict(weights)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]

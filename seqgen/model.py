@@ -41,6 +41,20 @@ def _make_layer(cell: str, n_in: int, hidden: int) -> nn.RNNBase:
     return layer
 
 
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "irnn": 1}  # weight blocks per recurrent layer
+
+
+def parameter_shapes(c: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in an RNNLM's state_dict, from the config alone: what a
+    checkpoint must hold, known before building anything (a test keeps it true)."""
+    g = GATES[c.cell] * c.hidden
+    shapes = {"embed.weight": (c.vocab_size, c.embed)}
+    for i in range(c.layers):
+        shapes |= {f"rnns.{i}.weight_ih_l0": (g, c.embed if i == 0 else c.hidden),
+                   f"rnns.{i}.weight_hh_l0": (g, c.hidden), f"rnns.{i}.bias_ih_l0": (g,), f"rnns.{i}.bias_hh_l0": (g,)}
+    return shapes | {"head.weight": (c.vocab_size, c.hidden), "head.bias": (c.vocab_size,)}
+
+
 # One step of each cell on (B, n_in) inputs, using the same weights as the layer's sequence kernel.
 _CELL_STEP = {
     "gru": torch.gru_cell,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seqgen.config import CELLS, ModelConfig
-from seqgen.model import RNNLM, layer_table
+from seqgen.model import RNNLM, layer_table, parameter_shapes
 
 V, B, T = 13, 3, 12
 
@@ -74,3 +74,11 @@ def test_dropout_only_in_training_mode():
     assert not torch.equal(model(ids)[0], model(ids)[0])
     model.eval()
     assert torch.equal(model(ids)[0], model(ids)[0])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_parameter_shapes_match_what_the_model_builds(cell):
+    for layers, residual in ((1, False), (3, True)):
+        config = ModelConfig(vocab_size=11, cell=cell, layers=layers, hidden=7, embed=5, residual=residual)
+        built = {k: tuple(v.shape) for k, v in RNNLM(config).state_dict().items()}
+        assert parameter_shapes(config) == built

@@ -1,0 +1,236 @@
+#!/usr/bin/env python
+"""Speed: seqgen against the plain-PyTorch code a user would otherwise write, in the same run.
+
+    python benchmarks/speed.py            # everything (about 10 minutes on 2 cores)
+    python benchmarks/speed.py --quick    # fewer tokens and invocations (about 2 minutes)
+
+Sections, each a table appended to benchmarks/RESULTS.md with the machine:
+  limits      fp32 matmul GFLOP/s and memory copy bandwidth (read + write bytes, as STREAM counts)
+  generation  tokens/s: the textbook loop (nn.LSTM/nn.GRU, one `model(x, h)` call per token,
+              softmax, torch.multinomial) against `seqgen.sample.generate`, one stream and 64
+  training    tokens/s: a word_language_model-style loop (nn.LSTM/GRU/RNN with carried hidden
+              state, clip_grad_norm_, Adam) against seqgen's training step, same sizes and batch
+  cli         `seqgen --help` start-up, `seqgen sample` overhead, one batch of N samples against
+              N separate invocations
+  data        text encoding MB/s; peak RSS of training on a large corpus; MIDI reading files/s
+              and the cache's speed-up
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from quality_shakespeare import machine, publish  # noqa: E402
+
+from seqgen.config import ModelConfig  # noqa: E402
+from seqgen.model import RNNLM, sequence_loss  # noqa: E402
+from seqgen.sample import generate  # noqa: E402
+
+SIZES = [("lstm", 1, 384, 65), ("lstm", 2, 512, 65), ("lstm", 2, 512, 388), ("gru", 2, 512, 65), ("gru", 2, 512, 388)]
+EMBED = 64
+
+
+def timed(fn, repeat: int = 1) -> float:
+    """Best wall-clock seconds of `repeat` calls (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def limits() -> dict:
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    flops = 2 * 1024**3 * 20 / timed(lambda: [a @ b for _ in range(20)], 3)
+    x = torch.empty(64 << 20)
+    y = torch.empty_like(x)
+    copy = 2 * x.numel() * 4 * 5 / timed(lambda: [y.copy_(x) for _ in range(5)], 3)
+    return {"gflops": flops / 1e9, "copy_gbs": copy / 1e9}
+
+
+class Textbook(nn.Module):
+    """What a tutorial writes: embedding, nn.LSTM/nn.GRU with default settings, linear head."""
+
+    def __init__(self, cell: str, layers: int, hidden: int, vocab: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, EMBED)
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](EMBED, hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, x, h=None):
+        out, h = self.rnn(self.embed(x), h)
+        return self.head(out), h
+
+
+def generation(tokens: int, lim: dict) -> list[str]:
+    rows = ["| model | textbook loop tok/s | seqgen, 1 stream | ratio | weight bytes/token x tok/s | of copy bandwidth "
+            "| seqgen, 64 streams | vs 1 stream |", "|---|---|---|---|---|---|---|---|"]
+    for cell, layers, hidden, vocab in SIZES:
+        torch.manual_seed(0)
+        textbook = Textbook(cell, layers, hidden, vocab).eval()
+
+        @torch.no_grad()
+        def loop():
+            x, h = torch.zeros(1, 1, dtype=torch.long), None
+            for _ in range(tokens):
+                logits, h = textbook(x, h)
+                x = torch.multinomial(logits[0, -1].softmax(-1), 1)[None]
+
+        model = RNNLM(ModelConfig(vocab_size=vocab, cell=cell, layers=layers, hidden=hidden, embed=EMBED)).eval()
+        base = tokens / timed(loop)
+        one = tokens / timed(lambda: generate(model, [1], tokens, seed=0))
+        many = 64 * tokens / timed(lambda: generate(model, [1], tokens, num_samples=64, seed=0))
+        # Per token a stream reads every recurrent and head weight once (the embedding: one row).
+        weight_bytes = 4 * sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed"))
+        bandwidth = weight_bytes * one / 1e9
+        rows.append(f"| {layers} x {hidden} {cell.upper()}, V {vocab} | {base:,.0f} | {one:,.0f} | {one / base:.1f}x "
+                    f"| {bandwidth:.1f} GB/s | {bandwidth / lim['copy_gbs']:.0%} | {many:,.0f} | {many / one:.1f}x |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def training(steps: int, lim: dict) -> list[str]:
+    batch, seq_len, vocab, hidden = 16, 64, 65, 384
+    rows = [f"| cell (1 x {hidden}, V {vocab}, batch {batch} x {seq_len}) | word_language_model loop tok/s "
+            "| seqgen tok/s | ratio | seqgen MFU |", "|---|---|---|---|---|"]
+    data = torch.randint(vocab, (batch, steps * seq_len + 1))
+    for cell in ("lstm", "gru", "rnn"):
+        torch.manual_seed(0)
+        textbook = Textbook(cell, 1, hidden, vocab)
+        adam = torch.optim.Adam(textbook.parameters(), lr=2e-3)
+
+        def baseline():
+            h = None
+            for i in range(steps):
+                x, y = data[:, i * seq_len : (i + 1) * seq_len], data[:, i * seq_len + 1 : (i + 1) * seq_len + 1]
+                if h is not None:  # repackage_hidden
+                    h = tuple(t.detach() for t in h) if isinstance(h, tuple) else h.detach()
+                logits, h = textbook(x, h)
+                loss = nn.functional.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+                adam.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(textbook.parameters(), 1.0)
+                adam.step()
+
+        model = RNNLM(ModelConfig(vocab_size=vocab, cell=cell, layers=1, hidden=hidden, embed=EMBED))
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        adamw = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=1e-2, betas=(0.9, 0.99))
+
+        def seqgen_step():  # the inner loop of seqgen.train.Trainer.run
+            state = model.initial_state(batch)
+            for i in range(steps):
+                x, y = data[:, i * seq_len : (i + 1) * seq_len], data[:, i * seq_len + 1 : (i + 1) * seq_len + 1]
+                logits, state = model(x, state.detach())
+                loss = sequence_loss(logits, y)
+                adamw.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                adamw.step()
+
+        tokens = steps * batch * seq_len
+        base = tokens / timed(baseline)
+        ours = tokens / timed(seqgen_step)
+        params = sum(p.numel() for p in model.parameters())
+        mfu = 6 * params * ours / (lim["gflops"] * 1e9)
+        rows.append(f"| {cell.upper()} | {base:,.0f} | {ours:,.0f} | {ours / base:.2f}x | {mfu:.0%} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def seqgen_cli(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seqgen", *map(str, args)], capture_output=True, check=True, **kw)
+
+
+def cli(invocations: int, workdir: Path) -> list[str]:
+    run = ROOT / "checkpoints" / "python-docs-lstm"
+    help_s = timed(lambda: seqgen_cli("--help"), 5)
+    torch_s = timed(lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True), 5)
+    sample_s = timed(lambda: seqgen_cli("sample", run, "--length", "1", "--seed", "1"), 3)
+    batch_s = timed(lambda: seqgen_cli("sample", run, "--num-samples", invocations, "--length", 200, "--seed", 1,
+                                       "--out", workdir / "batch", "--force"))
+
+    separate_s = time.perf_counter()
+    for i in range(invocations):
+        seqgen_cli("sample", run, "--length", 200, "--seed", i, "--out", workdir / f"one_{i}.txt", "--force")
+    separate_s = time.perf_counter() - separate_s
+    return ["| measure | seconds |", "|---|---|",
+            f"| `seqgen --help` | {help_s:.3f} |",
+            f"| `python -c 'import torch'` | {torch_s:.3f} |",
+            f"| `seqgen sample` of one character, beyond importing torch | {sample_s - torch_s:.3f} |",
+            f"| `seqgen sample --num-samples {invocations} --length 200` | {batch_s:.2f} |",
+            f"| {invocations} separate `seqgen sample --length 200` | {separate_s:.2f} ({separate_s / batch_s:.0f}x slower) |"]
+
+
+def data(megabytes: int, workdir: Path) -> list[str]:
+    from seqgen.corpora import load_corpus
+    from seqgen.tokenizers import CharTokenizer
+
+    text = load_corpus(None).text
+    big = (text * (megabytes * 2**20 // len(text) + 1))[: megabytes * 2**20]
+    tok = CharTokenizer.fit(big)
+    encode_s = timed(lambda: tok.encode(big), 2)
+    path = workdir / "big.txt"
+    path.write_text(big, encoding="utf-8")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    seqgen_cli("train", path, "--max-steps", 20, "--eval-every", 20, "--val-fraction", 0.001, "--out", workdir / "big",
+               "--quiet", "--force")
+    peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024  # Linux: kB
+    rows = ["| measure | value |", "|---|---|",
+            f"| encoding {megabytes} MB of text (CharTokenizer) | {len(big.encode()) / 2**20 / encode_s:,.0f} MB/s |",
+            f"| peak RSS of `seqgen train` on {megabytes} MB of text (20 steps, evaluation, checkpoints) | {peak_mb:,.0f} MB |"]
+    bach = ROOT.parent / "shared" / "corpora" / "bach-chorales-midi" / "train"
+    if bach.is_dir():
+        os.environ["SEQGEN_CACHE_DIR"] = str(workdir / "cache")
+        from seqgen.corpora import midi_pieces
+        from seqgen.midi import MidiTokenizer
+
+        corpus = load_corpus(bach)
+        first = time.perf_counter()
+        midi_pieces(corpus, MidiTokenizer(), log=lambda m: None)
+        first = time.perf_counter() - first
+        cached = timed(lambda: midi_pieces(corpus, MidiTokenizer(), log=lambda m: None), 3)
+        rows += [f"| reading {len(corpus.files)} Bach chorales (MIDI) | {len(corpus.files) / first:,.0f} files/s |",
+                 f"| the same from the cache | {cached * 1000:.0f} ms ({first / cached:,.0f}x faster) |"]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer tokens, steps and invocations")
+    parser.add_argument("--only", nargs="*", default=["generation", "training", "cli", "data"])
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args()
+    lim = limits()
+    lines = [f"### Speed{' (--quick)' if args.quick else ''} ({time.strftime('%Y-%m-%d')})", "",
+             f"Machine: {machine()}; fp32 matmul {lim['gflops']:.0f} GFLOP/s, memory copy "
+             f"{lim['copy_gbs']:.1f} GB/s (read + write), both measured in this run."]
+    with tempfile.TemporaryDirectory() as tmp:
+        sections = {
+            "generation": lambda: generation(100 if args.quick else 400, lim),
+            "training": lambda: training(10 if args.quick else 40, lim),
+            "cli": lambda: cli(10 if args.quick else 100, Path(tmp)),
+            "data": lambda: data(20 if args.quick else 100, Path(tmp)),
+        }
+        for name in args.only:
+            print(f"-- {name}", flush=True)
+            lines += ["", f"{name.capitalize()}:", "", *sections[name]()]
+    publish(lines, args.results)
+
+
+if __name__ == "__main__":
+    main()
