@@ -150,7 +150,10 @@ def dataset(corpus, tokenizer, cfg, *, strict: bool = False, log=None) -> TextDa
 
         return PieceData(pieces, encode, cfg.val_fraction, cfg.seed, sha256)
     ids = as_tensor(tokenizer.encode(corpus.text))
-    return TextData(ids, cfg.val_fraction, hashlib.sha256(corpus.text.encode("utf-8")).hexdigest())
+    digest = hashlib.sha256()
+    for start in range(0, len(corpus.text), 1 << 22):  # in pieces: no second copy of a large corpus
+        digest.update(corpus.text[start : start + (1 << 22)].encode("utf-8"))
+    return TextData(ids, cfg.val_fraction, digest.hexdigest())
 
 
 def all_ids(corpus, tokenizer, *, log=None) -> torch.Tensor:

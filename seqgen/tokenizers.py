@@ -35,6 +35,9 @@ def id_dtype(vocab_size: int):
     return np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.uint32
 
 
+ENCODE_CHUNK = 1 << 22  # characters
+
+
 def _codepoints(text: str) -> np.ndarray:
     # UTF-32 is one fixed-width unit per character, so numpy can look at the text without a loop.
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
@@ -74,12 +77,18 @@ class CharTokenizer:
         return sorted(set(text) - self._index.keys())
 
     def encode(self, text: str) -> np.ndarray:
-        points = _codepoints(text)
-        ids = self._table[np.minimum(points, len(self._table) - 1)]
-        if (ids < 0).any() or int(points.max(initial=0)) >= len(self._table):
-            missing = "".join(self.unknown(text))
-            raise SeqgenError(f"characters not in the model's vocabulary: {missing!r}")
-        return ids.astype(id_dtype(self.vocab_size))
+        out = np.empty(len(text), dtype=id_dtype(self.vocab_size))
+        # In pieces: the UTF-32 copy and the lookup's temporaries are 12 bytes per character,
+        # which for a 100 MB corpus at once would be more than a gigabyte.
+        for start in range(0, len(text), ENCODE_CHUNK):
+            piece = text[start : start + ENCODE_CHUNK]
+            points = _codepoints(piece)
+            ids = self._table[np.minimum(points, len(self._table) - 1)]
+            if (ids < 0).any() or int(points.max(initial=0)) >= len(self._table):
+                missing = "".join(self.unknown(text))
+                raise SeqgenError(f"characters not in the model's vocabulary: {missing!r}")
+            out[start : start + len(piece)] = ids
+        return out
 
     def decode(self, ids) -> str:
         chars = self.chars

@@ -43,3 +43,14 @@ def test_saved_and_restored_from_dict():
 def test_unknown_kind_is_refused():
     with pytest.raises(SeqgenError, match="unknown tokenizer kind"):
         tokenizer_from_dict({"kind": "bpe"})
+
+
+def test_encoding_in_pieces_matches_encoding_at_once(corpus_text, monkeypatch):
+    from seqgen import tokenizers
+
+    tok = CharTokenizer.fit(corpus_text)
+    whole = tok.encode(corpus_text)
+    monkeypatch.setattr(tokenizers, "ENCODE_CHUNK", 7)
+    assert (tok.encode(corpus_text) == whole).all()
+    with pytest.raises(SeqgenError, match="'∑'"):  # an unknown character in a later piece
+        tok.encode(corpus_text[:50] + "∑")
