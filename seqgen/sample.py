@@ -99,16 +99,19 @@ def generate(
         logits, state = model.step(token, state)  # (K, V)
         if rules is not None:
             logits = logits.masked_fill(~rules.allowed(), float("-inf"))
+        # Gumbel-max: argmax(logits / T - log E), E ~ Exp(1), is a draw from softmax(logits / T),
+        # in a few cheap kernels instead of softmax and multinomial's cumulative search.
         if temperature == 0:
             token = logits.argmax(-1)
-        else:
+        elif top_k or top_p is not None:
             # Shift by the max before dividing: a tiny temperature then gives a one-hot
-            # distribution instead of inf / inf = nan.
+            # distribution instead of inf / inf = nan (top-p needs the softmax).
             scaled = filter_logits((logits - logits.amax(-1, keepdim=True)) / temperature, top_k, top_p)
-            # Gumbel-max: argmax(logits - log E), E ~ Exp(1), is a draw from softmax(logits),
-            # in three cheap kernels instead of softmax + multinomial's cumulative search.
-            noise = torch.empty_like(scaled).exponential_(generator=generator)
-            token = (scaled - noise.log()).argmax(-1)
+            token = (scaled - torch.empty_like(scaled).exponential_(generator=generator).log_()).argmax(-1)
+        else:
+            # The same argmax, scaled by T: no division, so no overflow at tiny temperatures.
+            noise = torch.empty_like(logits).exponential_(generator=generator).log_().mul_(temperature)
+            token = (logits - noise).argmax(-1)
         out[:, lead + t] = token
         if rules is not None:
             rules.advance(token)
