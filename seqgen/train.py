@@ -27,13 +27,14 @@ from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .corpora import Corpus
 from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
 from .errors import SeqgenError
-from .model import RNNLM, sequence_loss
+from .model import BATCH_DIM, RNNLM, sequence_loss
 from .progress import Reporter
 from .tokenizers import Tokenizer
 
 METRICS = "metrics.csv"
 METRIC_FIELDS = ["step", "epoch", "tokens", "elapsed_s", "lr", "loss", "val_loss", "val_bpc"]
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EVAL_WARMUP = 256  # tokens of context each evaluation stream reads before it is scored
 
 
 @dataclass
@@ -78,12 +79,23 @@ def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
 
 @torch.no_grad()
 def evaluate(model: RNNLM, ids: torch.Tensor, batch_size: int, seq_len: int) -> tuple[float, int]:
-    """(mean loss in nats per token, tokens scored) over `ids`, state carried across windows."""
+    """(mean loss in nats per token, tokens scored) over `ids`, state carried across windows.
+
+    The text is scored as B parallel streams. Every stream but the first starts from the state
+    after reading the EVAL_WARMUP tokens before it (scored by the stream before), as one reader
+    going through the whole text would: the loss does not depend on B.
+    """
     was_training = model.training
     model.eval()
     device = model.head.weight.device
     streams = eval_streams(ids, batch_size, seq_len)
-    state = model.initial_state(streams.data.shape[0])
+    b, n = streams.data.shape
+    state = model.initial_state(b)
+    warmup = min(EVAL_WARMUP, n)
+    if b > 1:
+        context = torch.stack([ids[i * n - warmup : i * n] for i in range(1, b)]).long().to(device)  # (B-1, W)
+        _, warmed = model(context)
+        state = torch.cat([state[:, :, :1], warmed], dim=BATCH_DIM)
     total, count = 0.0, 0
     for j in range(streams.num_windows):
         x, y = (t.to(device) for t in streams.batch(j))

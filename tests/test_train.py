@@ -58,3 +58,17 @@ def test_patience_stops_when_validation_stops_improving(corpus_text, tmp_path):
     best = history.index(min(history))
     assert len(history) - 1 - best == 2  # stopped after exactly two evaluations without a new best
     assert checkpoint.read(tmp_path / checkpoint.BEST).meta["progress"]["best_val_loss"] == pytest.approx(min(history), abs=1e-5)
+
+
+def test_evaluation_does_not_depend_on_the_number_of_streams(trained_run, corpus_text):
+    from seqgen import checkpoint
+    from seqgen.data import as_tensor
+    from seqgen.train import evaluate
+
+    model, tokenizer, _ = checkpoint.load(trained_run)
+    ids = as_tensor(tokenizer.encode(corpus_text))[:3000]
+    one, n1 = evaluate(model, ids, 1, 32)
+    for streams in (4, 16):
+        loss, n = evaluate(model, ids, streams, 32)
+        # The same tokens scored the same way, bar a few at stream boundaries and the end.
+        assert n1 - n < 2 * streams and abs(loss - one) < 2e-3, (streams, loss, one)
