@@ -94,7 +94,7 @@ def evaluate(model: RNNLM, ids: torch.Tensor, batch_size: int, seq_len: int) -> 
     warmup = min(EVAL_WARMUP, n)
     if b > 1:
         context = torch.stack([ids[i * n - warmup : i * n] for i in range(1, b)]).long().to(device)  # (B-1, W)
-        _, warmed = model(context)
+        _, warmed = model(context, model.initial_state(b - 1))
         state = torch.cat([state[:, :, :1], warmed], dim=BATCH_DIM)
     total, count = 0.0, 0
     for j in range(streams.num_windows):
