@@ -108,9 +108,12 @@ class RNNLM(nn.Module):
         Uses the cells' single-step kernels, which on a CPU are much faster for T = 1 than the
         sequence kernels; `forward` over a sequence and `step` token by token agree.
         """
-        x = self.embed(ids)  # (B, E)
-        new_state = []
-        for i, rnn in enumerate(self.rnns):
+        return self._step_from(0, self.embed(ids), state, [])
+
+    def _step_from(self, first: int, x: torch.Tensor, state: torch.Tensor, new_state: list):
+        """Layers `first`.. of `step`, given the input x (B, n_in) of layer `first`."""
+        for i in range(first, len(self.rnns)):
+            rnn = self.rnns[i]
             weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
             if self.state_size == 2:
                 h, c = torch.lstm_cell(x, (state[i, 0], state[i, 1]), *weights)
@@ -120,6 +123,39 @@ class RNNLM(nn.Module):
                 new_state.append(h.unsqueeze(0))
             x = self._residual(i, x, self.drop(h))  # (B, H)
         return self.head(x), torch.stack(new_state)
+
+    @torch.no_grad()
+    def decoder(self):
+        """`step` for generation with frozen weights, a quarter faster for one stream: the first
+        layer's input projection of every token is computed once, a (V, G*H) table, so a step
+        reads one row of it instead of the embedding and the input weights. Agrees with `step`."""
+        c, rnn = self.config, self.rnns[0]
+        table = self.embed.weight @ rnn.weight_ih_l0.t() + rnn.bias_ih_l0  # (V, G*H)
+        if c.cell != "gru":  # a GRU's recurrent bias sits inside its reset gate
+            table += rnn.bias_hh_l0
+        w_hh, b_hh = rnn.weight_hh_l0.t(), rnn.bias_hh_l0
+
+        def step(ids: torch.Tensor, state: torch.Tensor):
+            x, h = table[ids], state[0, 0]  # (B, G*H), (B, H)
+            if c.cell == "lstm":
+                i, f, g, o = torch.addmm(x, h, w_hh).chunk(4, 1)
+                cell = torch.sigmoid(f) * state[0, 1] + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(cell)
+                layer = torch.stack([h, cell])
+            elif c.cell == "gru":
+                x_r, x_z, x_n = x.chunk(3, 1)
+                h_r, h_z, h_n = torch.addmm(b_hh, h, w_hh).chunk(3, 1)
+                z = torch.sigmoid(x_z + h_z)
+                n = torch.tanh(x_n + torch.sigmoid(x_r + h_r) * h_n)
+                h = n + z * (h - n)
+                layer = h.unsqueeze(0)
+            else:
+                h = torch.addmm(x, h, w_hh)
+                h = torch.relu(h) if c.cell == "irnn" else torch.tanh(h)
+                layer = h.unsqueeze(0)
+            return self._step_from(1, self.drop(h), state, [layer])
+
+        return step
 
 
 def layer_table(model: RNNLM) -> list[tuple[str, str, str, int]]:

@@ -1,8 +1,9 @@
-"""Batched incremental generation: K samples advance together, one `model.step` per token.
+"""Batched incremental generation: K samples advance together, one model step per token.
 
 Decoding is modality-agnostic: it sees ids only. The prime is read once with `forward`, its final
-state copied to every sample, then each step filters the logits (temperature, top-k, top-p) and
-draws the next id from a seeded generator, so the same seed gives the same samples.
+state copied to every sample, then each step (`model.decoder()`) filters the logits
+(temperature, top-k, top-p) and draws the next id from a seeded generator, so the same seed
+gives the same samples.
 """
 
 from __future__ import annotations
@@ -94,9 +95,10 @@ def generate(
     if max_time is not None:
         times = torch.as_tensor(token_time, dtype=torch.float64, device=device)  # (V,)
         clock = torch.zeros(num_samples, dtype=torch.float64, device=device)  # (K,)
+    step = model.decoder()  # model.step, with the first layer's input projection precomputed
     steps = 0
     for t in range(length):
-        logits, state = model.step(token, state)  # (K, V)
+        logits, state = step(token, state)  # (K, V)
         if rules is not None:
             logits = logits.masked_fill(~rules.allowed(), float("-inf"))
         # Gumbel-max: argmax(logits / T - log E), E ~ Exp(1), is a draw from softmax(logits / T),

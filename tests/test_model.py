@@ -28,6 +28,19 @@ def test_step_over_a_sequence_equals_forward(cell, residual):
     torch.testing.assert_close(s, state, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("cell,layers", list(itertools.product(CELLS, [1, 3])))
+def test_the_decoder_steps_like_step(cell, layers):
+    model = make(cell, residual=layers > 1, layers=layers)
+    decode = model.decoder()
+    torch.manual_seed(1)
+    ids = torch.randint(0, V, (B, T))
+    a = b = torch.randn(layers, model.state_size, B, 16) * 0.5  # a state mid-sequence, not zeros
+    for t in range(T):
+        (out_a, a), (out_b, b) = model.step(ids[:, t], a), decode(ids[:, t], b)
+        torch.testing.assert_close(out_b, out_a, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("cell,residual", list(itertools.product(CELLS, [False, True])))
 def test_three_chunks_with_carried_state_equal_one_pass(cell, residual):
     model = make(cell, residual)

@@ -147,6 +147,9 @@ class FixedLogits(torch.nn.Module):
     def step(self, ids, state):
         return self.logits.expand(len(ids), -1), state
 
+    def decoder(self):
+        return self.step
+
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
 def test_draws_follow_the_tempered_softmax(temperature):
