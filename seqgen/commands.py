@@ -41,8 +41,9 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
         trainer = _resumed_trainer(corpus_spec, out, kind, strict, options, explicit, reporter)
     else:
         corpus = load_corpus(corpus_spec, kind)
-        if corpus.kind == "text" and explicit & set(MIDI_FIELDS):
-            flag = "--" + sorted(explicit & set(MIDI_FIELDS))[0].replace("_", "-")
+        midi_only = explicit & {*MIDI_FIELDS, "transpose", "stretch"}
+        if corpus.kind == "text" and midi_only:
+            flag = "--" + sorted(midi_only)[0].replace("_", "-")
             raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
         if corpus.kind == "midi":
             train_options.update({k: v for k, v in MIDI_TRAIN_DEFAULTS.items() if k not in explicit})

@@ -115,6 +115,7 @@ def test_text_and_midi_options_are_not_mixed(run, corpus_file, tmp_path, trained
         (["sample", trained_run, "--primer-pitches", "60"], "--primer-pitches does not apply to a text model"),
         (["sample", trained_run, "--seconds", "3"], "--seconds does not apply to a text model"),
         (["train", corpus_file, "--velocity-bins", "8", "--out", tmp_path / "x"], "--velocity-bins is a MIDI option"),
+        (["train", corpus_file, "--transpose", "5", "--out", tmp_path / "x"], "--transpose is a MIDI option"),
         (["train", "--out", run, "--resume", "--velocity-bins", "8"], "--velocity-bins cannot change when resuming"),
         (["sample", run, "--primer-pitches", "60,300"], "MIDI pitch numbers from 0 to 127"),
         (["sample", run, "--primer-seconds", "2"], "--primer-seconds needs --primer"),
