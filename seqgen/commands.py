@@ -256,7 +256,9 @@ def info(checkpoint_path, *, as_json: bool) -> str:
             "total_params": total, "trainable_params": trainable, **{k: meta.get(k) for k in (
                 "model", "tokenizer", "train", "corpus", "progress", "metrics", "seqgen_version", "saved_at")},
         }
-        report["tokenizer"] = {"kind": meta["tokenizer"].get("kind"), "vocab_size": model.config.vocab_size}
+        # The tokenizer settings (MIDI); a character vocabulary is summarised by its size.
+        settings = {k: v for k, v in meta["tokenizer"].items() if k != "chars"}
+        report["tokenizer"] = {**settings, "vocab_size": model.config.vocab_size}
         return json.dumps(report, indent=2)
 
     c = model.config

@@ -104,6 +104,9 @@ def test_info_and_eval_speak_midi(run, songs):
     info = invoke("info", run)
     assert "MIDI events, vocabulary 389" in info.stdout and "6 MIDI files" in info.stdout
     assert "nats/event" in info.stdout
+    settings = json.loads(invoke("info", run, "--json").stdout)["tokenizer"]
+    assert settings == {"kind": "midi", "resolution": 0.01, "max_shift": 1.0, "velocity_bins": 32,
+                        "keep_drums": False, "max_note": 10.0, "vocab_size": 389}
     result = invoke("eval", run, songs, "--json")
     report = json.loads(result.stdout)
     assert report["tokens"] > 500 and 0 < report["loss"] < 6 and "bits_per_event" in report
