@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .atomic import atomic_write_bytes
 from .errors import SeqgenError
+from .midi import NOTE_DTYPE
 
 DEFAULT_CORPUS = "python-docs"
 BOM = "\ufeff"
@@ -322,7 +325,6 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
     makes the first one an error). The result is cached under that SHA-256, so the second run
     on the same files starts at once.
     """
-    import numpy as np
     from safetensors import SafetensorError, safe_open
     from safetensors.numpy import save as np_save
 
@@ -366,7 +368,7 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
             pieces.append(notes)
         if pieces or skipped:
             offsets = np.cumsum([0] + [len(p) for p in pieces])
-            joined = np.concatenate(pieces) if pieces else np.zeros(0, pieces_dtype())
+            joined = np.concatenate(pieces) if pieces else np.zeros(0, NOTE_DTYPE)
             tensors = {k: np.ascontiguousarray(joined[k]) for k in ("pitch", "velocity", "start", "end")}
             cache.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(cache, np_save({**tensors, "offsets": offsets}, metadata={"skipped": json.dumps(skipped)}))
@@ -384,17 +386,9 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
     return pieces, key
 
 
-def pieces_dtype():
-    from .midi import NOTE_DTYPE
-
-    return NOTE_DTYPE
-
-
 def _unpack(arrays: dict) -> list:
-    import numpy as np
-
     offsets = arrays.pop("offsets")
-    joined = np.zeros(int(offsets[-1]), dtype=pieces_dtype())
+    joined = np.zeros(int(offsets[-1]), dtype=NOTE_DTYPE)
     for k, v in arrays.items():
         joined[k] = v
     return [joined[a:b] for a, b in zip(offsets[:-1], offsets[1:])]

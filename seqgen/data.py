@@ -19,7 +19,7 @@ import torch
 
 from .corpora import midi_pieces
 from .errors import SeqgenError
-from .tokenizers import CharTokenizer
+from .tokenizers import ENCODE_CHUNK, CharTokenizer
 
 
 def as_tensor(ids: np.ndarray) -> torch.Tensor:
@@ -151,8 +151,8 @@ def dataset(corpus, tokenizer, cfg, *, strict: bool = False, log=None) -> TextDa
         return PieceData(pieces, encode, cfg.val_fraction, cfg.seed, sha256)
     ids = as_tensor(tokenizer.encode(corpus.text))
     digest = hashlib.sha256()
-    for start in range(0, len(corpus.text), 1 << 22):  # in pieces: no second copy of a large corpus
-        digest.update(corpus.text[start : start + (1 << 22)].encode("utf-8"))
+    for start in range(0, len(corpus.text), ENCODE_CHUNK):  # in pieces: no second copy of a large corpus
+        digest.update(corpus.text[start : start + ENCODE_CHUNK].encode("utf-8"))
     return TextData(ids, cfg.val_fraction, digest.hexdigest())
 
 

@@ -39,7 +39,6 @@ def notes_array(rows=()) -> np.ndarray:
 class DecodeReport:
     """What the decoder had to repair in a token sequence; none of it reaches the file."""
 
-    events: int = 0
     ignored: int = 0  # NOTE_OFF of a silent pitch, a pitch struck twice at one instant, tokens after a PIECE
     closed_at_end: int = 0  # notes still sounding when the events ran out
     capped: int = 0  # notes ended at the maximum note length
@@ -191,7 +190,7 @@ class MidiTokenizer:
         """Ids -> (notes, report). Never fails: whatever the ids, the notes form a valid file."""
         res, cap = self.config.resolution, self.cap_steps
         ids = np.asarray(ids, dtype=np.int64).ravel().tolist()
-        report = DecodeReport(events=len(ids))
+        report = DecodeReport()
         now, velocity = 0, int(self._velocity_of[self._bin_of[64]])
         sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start step, velocity)
         struck: dict[int, int] = {}  # pitch -> the step it was last struck

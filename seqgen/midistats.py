@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import MidiConfig
-from .corpora import MIDI_SUFFIXES
+from .corpora import load_corpus
 from .errors import SeqgenError
 from .midi import hanging_notes, read_notes
 
@@ -50,11 +50,7 @@ def piece_stats(notes: np.ndarray) -> dict[str, float]:
 
 def folder_stats(folder: Path, cap_seconds: float = MidiConfig.max_note) -> dict:
     """Mean statistics over the MIDI files under `folder` (searched recursively)."""
-    folder = Path(folder)
-    files = [folder] if folder.is_file() else sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
-    if not files:
-        raise SeqgenError(f"{folder}: no .mid or .midi files")
+    files = load_corpus(folder, kind="midi").files
     rows, stuck, held, notes_total, skipped = [], 0, 0, 0, []
     for f in files:
         try:

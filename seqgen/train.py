@@ -158,7 +158,8 @@ class Trainer:
         self.corpus_meta = {**corpus.describe(), "sha256": self.data.sha256}
         self.val_ids = self.data.val
         first_epoch = self.data.train(1)
-        check_trainable(len(first_epoch), config.batch_size, config.seq_len)
+        self.train_tokens = len(first_epoch)  # epoch 1's (augmentation varies it a little by epoch)
+        check_trainable(self.train_tokens, config.batch_size, config.seq_len)
         # Epoch 1's count (later epochs start at an offset and may hold one batch fewer).
         self.batches_per_epoch = len(Streams(first_epoch, config.batch_size, config.seq_len))
         if len(self.val_ids) < 2:
@@ -360,7 +361,7 @@ class Trainer:
         action = f"Resuming at step {p.step}" if p.step else "Training"
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
-            f"{m.vocab_size}, on {self.device.type}; {len(self.data.train(1)):,} train / "
+            f"{m.vocab_size}, on {self.device.type}; {self.train_tokens:,} train / "
             f"{len(self.val_ids):,} valid tokens; batch {c.batch_size} x {c.seq_len}, "
             f"{self.batches_per_epoch} steps/epoch -> {self.run_dir}"
         )
