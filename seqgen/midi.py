@@ -278,8 +278,11 @@ class EventRules:
         self.now += torch.where(shift, token - tok.time_shift + 1, torch.zeros_like(token))
         rows = torch.arange(len(token), device=token.device)
         on = token < tok.note_off
-        self.opened[rows[on], token[on]] = self.now[on]
-        self.struck[rows[on], token[on]] = self.now[on]
+        rows_on, pitch_on = rows[on], token[on]
+        again = self.struck[rows_on, pitch_on] == self.now[on]  # struck twice at one instant: the decoder ignores it
+        rows_on, pitch_on = rows_on[~again], pitch_on[~again]
+        self.opened[rows_on, pitch_on] = self.now[rows_on]
+        self.struck[rows_on, pitch_on] = self.now[rows_on]
         off = (token >= tok.note_off) & (token < tok.time_shift)
         self.opened[rows[off], token[off] - tok.note_off] = -1
 

@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import settings
+
 
 from seqgen.config import ModelConfig, TrainConfig
 from seqgen.corpora import Corpus
@@ -8,6 +10,12 @@ from seqgen.train import Trainer
 # Tiny models run fastest (and deterministically) on one thread; it also keeps the suite from
 # competing with itself for the cores.
 torch.set_num_threads(1)
+
+# The suite is deterministic: hypothesis draws the same examples on every run (and keeps no
+# database). To search for new failures: pytest --hypothesis-profile=explore
+settings.register_profile("default", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=2000)
+settings.load_profile("default")
 
 TEXT = (
     "It was the best of times, it was the worst of times, it was the age of wisdom, "
