@@ -43,6 +43,15 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
+NOISE_BLOCK_ELEMENTS = 1 << 20  # the sampling noise of up to 64 steps is drawn at once, within this
+
+
+def _log_exponential(shape, generator: torch.Generator) -> torch.Tensor:
+    """log E for E ~ Exp(1): E = -log U with U uniform, because uniform_ is vectorised and
+    exponential_ is not (5x slower for 64 streams of 65 ids)."""
+    return torch.empty(shape, device=generator.device).uniform_(generator=generator).log_().neg_().log_()
+
+
 @torch.no_grad()
 def generate(
     model: RNNLM,
@@ -96,8 +105,14 @@ def generate(
         times = torch.as_tensor(token_time, dtype=torch.float64, device=device)  # (V,)
         clock = torch.zeros(num_samples, dtype=torch.float64, device=device)  # (K,)
     step = model.decoder()  # model.step, with the first layer's input projection precomputed
+    # The noise of `block` steps is drawn in one call, one kernel instead of four per step; the
+    # block size does not depend on `length`, so a longer sample starts with the shorter one.
+    vocab = model.head.weight.shape[0]
+    block = max(1, min(64, NOISE_BLOCK_ELEMENTS // (num_samples * vocab)))
     steps = 0
     for t in range(length):
+        if temperature and t % block == 0:
+            log_e = _log_exponential((block, num_samples, vocab), generator)  # (block, K, V)
         logits, state = step(token, state)  # (K, V)
         if rules is not None:
             logits = logits.masked_fill(~rules.allowed(), float("-inf"))
@@ -109,12 +124,11 @@ def generate(
             # Shift by the max before dividing: a tiny temperature then gives a one-hot
             # distribution instead of inf / inf = nan (top-p needs the softmax).
             scaled = filter_logits((logits - logits.amax(-1, keepdim=True)) / temperature, top_k, top_p)
-            token = (scaled - torch.empty_like(scaled).exponential_(generator=generator).log_()).argmax(-1)
+            token = (scaled - log_e[t % block]).argmax(-1)
         else:
             # The same argmax, scaled by T: no division, so no overflow at tiny temperatures.
-            noise = torch.empty_like(logits).exponential_(generator=generator).log_().mul_(temperature)
-            token = (logits - noise).argmax(-1)
-        out[:, lead + t] = token
+            token = torch.sub(logits, log_e[t % block], alpha=temperature).argmax(-1)
+        out.select(1, lead + t).copy_(token)
         if rules is not None:
             rules.advance(token)
         steps = t + 1
