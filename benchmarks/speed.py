@@ -34,9 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from quality_shakespeare import machine, publish  # noqa: E402
 
-from seqgen.config import ModelConfig  # noqa: E402
-from seqgen.model import RNNLM, sequence_loss  # noqa: E402
+from seqgen.config import ModelConfig, TrainConfig  # noqa: E402
+from seqgen.model import RNNLM  # noqa: E402
 from seqgen.sample import generate  # noqa: E402
+from seqgen.train import make_optimizer, train_step  # noqa: E402
 
 SIZES = [("lstm", 1, 384, 65), ("lstm", 2, 512, 65), ("lstm", 2, 512, 388), ("gru", 2, 512, 65), ("gru", 2, 512, 388)]
 EMBED = 64
@@ -50,6 +51,20 @@ def timed(fn, repeat: int = 1) -> float:
         start = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - start)
+    return best
+
+
+def interleaved(fns, rounds: int) -> list[float]:
+    """Best wall-clock seconds of each function, called in turn for `rounds` rounds after one
+    warm-up call each, so slow spells of a shared machine fall on all of them alike."""
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
@@ -68,7 +83,9 @@ class Textbook(nn.Module):
     def __init__(self, cell: str, layers: int, hidden: int, vocab: int):
         super().__init__()
         self.embed = nn.Embedding(vocab, EMBED)
-        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](EMBED, hidden, layers, batch_first=True)
+        kind, options = {"lstm": (nn.LSTM, {}), "gru": (nn.GRU, {}), "rnn": (nn.RNN, {}),
+                         "irnn": (nn.RNN, {"nonlinearity": "relu"})}[cell]
+        self.rnn = kind(EMBED, hidden, layers, batch_first=True, **options)
         self.head = nn.Linear(hidden, vocab)
 
     def forward(self, x, h=None):
@@ -106,20 +123,25 @@ def generation(tokens: int, lim: dict) -> list[str]:
     return rows
 
 
+TRAIN_SIZES = [("lstm", 1, 384, 65), ("gru", 1, 384, 65), ("rnn", 1, 384, 65), ("irnn", 1, 384, 65),
+               ("lstm", 2, 512, 65), ("lstm", 2, 512, 388), ("gru", 2, 512, 65), ("gru", 2, 512, 388)]
+
+
 def training(steps: int, lim: dict) -> list[str]:
-    batch, seq_len, vocab, hidden = 16, 64, 65, 384
-    rows = [f"| cell (1 x {hidden}, V {vocab}, batch {batch} x {seq_len}) | word_language_model loop tok/s "
-            "| seqgen tok/s | ratio | seqgen MFU |", "|---|---|---|---|---|"]
-    data = torch.randint(vocab, (batch, steps * seq_len + 1))
-    for cell in ("lstm", "gru", "rnn"):
+    batch, seq_len = 16, 64
+    rows = [f"| model (batch {batch} x {seq_len}) | word_language_model loop tok/s | seqgen tok/s | ratio | seqgen MFU |",
+            "|---|---|---|---|---|"]
+    for cell, layers, hidden, vocab in TRAIN_SIZES:
+        data = torch.randint(vocab, (batch, steps * seq_len + 1))
+        windows = [(data[:, i * seq_len : (i + 1) * seq_len], data[:, i * seq_len + 1 : (i + 1) * seq_len + 1])
+                   for i in range(steps)]
         torch.manual_seed(0)
-        textbook = Textbook(cell, 1, hidden, vocab)
+        textbook = Textbook(cell, layers, hidden, vocab)
         adam = torch.optim.Adam(textbook.parameters(), lr=2e-3)
 
         def baseline():
             h = None
-            for i in range(steps):
-                x, y = data[:, i * seq_len : (i + 1) * seq_len], data[:, i * seq_len + 1 : (i + 1) * seq_len + 1]
+            for x, y in windows:
                 if h is not None:  # repackage_hidden
                     h = tuple(t.detach() for t in h) if isinstance(h, tuple) else h.detach()
                 logits, h = textbook(x, h)
@@ -129,28 +151,20 @@ def training(steps: int, lim: dict) -> list[str]:
                 nn.utils.clip_grad_norm_(textbook.parameters(), 1.0)
                 adam.step()
 
-        model = RNNLM(ModelConfig(vocab_size=vocab, cell=cell, layers=1, hidden=hidden, embed=EMBED))
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        rest = [p for p in model.parameters() if p.dim() < 2]
-        adamw = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=1e-2, betas=(0.9, 0.99))
+        model = RNNLM(ModelConfig(vocab_size=vocab, cell=cell, layers=layers, hidden=hidden, embed=EMBED))
+        optimizer = make_optimizer(model, TrainConfig())
 
-        def seqgen_step():  # the inner loop of seqgen.train.Trainer.run
+        def seqgen_steps():  # what Trainer.run does per batch
             state = model.initial_state(batch)
-            for i in range(steps):
-                x, y = data[:, i * seq_len : (i + 1) * seq_len], data[:, i * seq_len + 1 : (i + 1) * seq_len + 1]
-                logits, state = model(x, state.detach())
-                loss = sequence_loss(logits, y)
-                adamw.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                adamw.step()
+            for x, y in windows:
+                _, state = train_step(model, optimizer, x, y, state, clip=1.0)
 
-        tokens = steps * batch * seq_len
-        base = tokens / timed(baseline)
-        ours = tokens / timed(seqgen_step)
+        # Alternate the two, best of three each: the same code differs by 5% from run to run here.
+        base, ours = (steps * batch * seq_len / t for t in interleaved([baseline, seqgen_steps], 3))
         params = sum(p.numel() for p in model.parameters())
         mfu = 6 * params * ours / (lim["gflops"] * 1e9)
-        rows.append(f"| {cell.upper()} | {base:,.0f} | {ours:,.0f} | {ours / base:.2f}x | {mfu:.0%} |")
+        rows.append(f"| {layers} x {hidden} {cell.upper()}, V {vocab} | {base:,.0f} | {ours:,.0f} | {ours / base:.2f}x "
+                    f"| {mfu:.0%} |")
         print(rows[-1], flush=True)
     return rows
 

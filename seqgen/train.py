@@ -133,6 +133,31 @@ class _StopOnSignal:
             signal.signal(signum, handler)
 
 
+def make_optimizer(model: RNNLM, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW, with weight decay on matrices only (not biases)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.99),  # a shorter second-moment memory suits the short, high-lr runs we default to
+    )
+
+
+def train_step(model: RNNLM, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               carry: torch.Tensor, clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of truncated BPTT: ids x, targets y (B, T), the state carried in from the previous
+    batch (L, S, B, H) -> (loss, the state to carry on), both detached from the graph."""
+    logits, state = model(x, carry.detach())  # (B, T, V)
+    loss = sequence_loss(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss.detach(), state.detach()
+
+
 class Trainer:
     def __init__(
         self,
@@ -167,13 +192,7 @@ class Trainer:
 
         self.model_config = dataclasses.replace(model_config, vocab_size=self.tokenizer.vocab_size)
         self.model = RNNLM(self.model_config).to(self.device)
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.lr,
-            betas=(0.9, 0.99),  # a shorter second-moment memory suits the short, high-lr runs we default to
-        )
+        self.optimizer = make_optimizer(self.model, config)
         self.progress = Progress()
         self.carry = None  # the recurrent state carried into the next batch
         if resume_from is not None:
@@ -227,14 +246,7 @@ class Trainer:
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    logits, state = model(x, self.carry.detach())  # (B, T, V)
-                    loss = sequence_loss(logits, y)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                    self.optimizer.step()
-                    self.carry = state.detach()
+                    loss, self.carry = train_step(model, self.optimizer, x, y, self.carry, cfg.clip)
                     p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + y.numel()
                     p.elapsed = elapsed_before + time.monotonic() - started
                     window_loss += loss.detach()
