@@ -28,6 +28,7 @@ from .tokenizers import tokenizer_from_dict
 FORMAT = "seqgen-checkpoint"
 FORMAT_VERSION = 1
 BEST, LAST = "best.safetensors", "last.safetensors"
+KEPT = "step-{:08d}.safetensors"  # earlier resumable checkpoints, with --keep 2 or more
 MAX_HEADER = 64 << 20  # the JSON header of a real checkpoint is a few kB
 
 
@@ -46,6 +47,11 @@ def save(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta}
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     atomic_write_bytes(Path(path), st_save(cpu, metadata={"seqgen": json.dumps(meta)}))
+
+
+def kept(run_dir: Path) -> list[Path]:
+    """The earlier resumable checkpoints of a run, oldest first."""
+    return sorted(Path(run_dir).glob("step-*.safetensors"), key=lambda p: p.stem)
 
 
 def resolve(path: Path) -> Path:

@@ -124,6 +124,8 @@ class FloatRange(click.FloatRange):
               help="Evaluate, log and checkpoint every N steps.")
 @click.option("--patience", type=click.IntRange(1), default=_train_default("patience"),
               help="Stop early after N evaluations without a better validation loss.")
+@click.option("--keep", type=click.IntRange(1), default=_train_default("keep"),
+              help="Resumable checkpoints to keep: last.safetensors and K-1 earlier ones (step-NNNNNNNN.safetensors).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory  [default: checkpoints/<corpus>-<cell>-<date>-<time>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -157,8 +159,9 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, **opti
     default python-docs).
 
     Training stops at the first of --epochs, --max-steps, --time-budget and --patience, then the
-    run directory holds best.safetensors (lowest validation loss), last.safetensors (resumable)
-    and metrics.csv. The path of the best checkpoint is printed on stdout.
+    run directory holds best.safetensors (lowest validation loss), last.safetensors (resumable;
+    with --keep K also K-1 earlier ones) and metrics.csv. The path of the best checkpoint is
+    printed on stdout.
 
     \b
     Examples:

@@ -57,8 +57,8 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
                           out, tokenizer=new_tokenizer(corpus, MidiConfig(**midi_options)), reporter=reporter,
                           strict=strict)
         if force:  # start over: nothing of the old run may be mistaken for the new one's
-            for name in (checkpoint.BEST, checkpoint.LAST, METRICS):
-                (out / name).unlink(missing_ok=True)
+            for path in [out / checkpoint.BEST, out / checkpoint.LAST, out / METRICS, *checkpoint.kept(out)]:
+                path.unlink(missing_ok=True)
     return trainer.run()
 
 

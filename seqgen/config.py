@@ -42,6 +42,7 @@ class TrainConfig:
     val_fraction: float = 0.02
     eval_every: int = 500
     patience: int | None = None
+    keep: int = 1  # resumable checkpoints kept: last.safetensors and keep - 1 earlier ones
     seed: int = 1337
     transpose: int = 3  # MIDI augmentation: each piece moved by up to this many semitones per epoch
     stretch: float = 0.05  # MIDI augmentation: and played up to 5% faster or slower

@@ -366,12 +366,15 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
                 skipped.append([name, "no notes" + ("" if tokenizer.config.keep_drums else " (drums are left out)")])
                 continue
             pieces.append(notes)
-        if pieces or skipped:
+        if pieces:  # a corpus with nothing usable is an error, and is read again next time
             offsets = np.cumsum([0] + [len(p) for p in pieces])
-            joined = np.concatenate(pieces) if pieces else np.zeros(0, NOTE_DTYPE)
+            joined = np.concatenate(pieces)
             tensors = {k: np.ascontiguousarray(joined[k]) for k in ("pitch", "velocity", "start", "end")}
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(cache, np_save({**tensors, "offsets": offsets}, metadata={"skipped": json.dumps(skipped)}))
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(cache, np_save({**tensors, "offsets": offsets}, metadata={"skipped": json.dumps(skipped)}))
+            except (OSError, SeqgenError) as e:  # a cache is an optimisation: without it the run goes on
+                log(f"Warning: {e}")
 
     if skipped and pieces:
         if strict:

@@ -330,14 +330,26 @@ def read_notes(source, *, keep_drums: bool = False) -> np.ndarray:
     - notes of one pitch never overlap (see `_resolve_overlaps`).
     Raises SeqgenError naming the problem when the file cannot be read.
     """
+    import mido
+
     pretty_midi = _pretty_midi()
     name = str(source) if isinstance(source, (str, Path)) else "MIDI data"
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
-        with warnings.catch_warnings():  # pretty_midi warns about harmless meta events
+        with warnings.catch_warnings():  # mido and pretty_midi warn about harmless meta events
             warnings.simplefilter("ignore")
-            pm = pretty_midi.PrettyMIDI(source)
+            midi = mido.MidiFile(filename=source) if isinstance(source, (str, Path)) else mido.MidiFile(file=source)
+            if midi.ticks_per_beat & 0x8000:  # the division's top bit: frames per second, not ticks per beat
+                raise SeqgenError(f"{name}: SMPTE time division (frames per second) is not supported; "
+                                  "re-save the file with ticks per beat")
+            # pretty_midi refuses files whose last tick is past 10^7 (its tick table would not fit
+            # in memory), so a corrupt length cannot exhaust it.
+            pm = pretty_midi.PrettyMIDI(mido_object=midi)
+    except SeqgenError:
+        raise
+    except EOFError:
+        raise SeqgenError(f"{name}: not a readable MIDI file (it ends too soon: truncated)") from None
     except Exception as e:  # mido and pretty_midi raise many types on corrupt files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SeqgenError(f"{name}: not a readable MIDI file ({reason})") from None

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint
-from .atomic import atomic_write_text
+from .atomic import atomic_link, atomic_write_text
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .corpora import Corpus
 from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
@@ -195,6 +195,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, config)
         self.progress = Progress()
         self.carry = None  # the recurrent state carried into the next batch
+        self.saved_step = None  # the step of the checkpoint in last.safetensors
         if resume_from is not None:
             self._restore(resume_from)
 
@@ -225,6 +226,8 @@ class Trainer:
         """
         cfg, p, model = self.cfg, self.progress, self.model
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.run_dir.glob(".*.tmp"):  # half-written files of a run that was killed
+            stale.unlink(missing_ok=True)
         self._log_start()
         model.train()
         started, elapsed_before = time.monotonic(), p.elapsed
@@ -295,13 +298,19 @@ class Trainer:
         row = {"step": p.step, "epoch": p.epoch, "tokens": p.tokens, "elapsed_s": round(p.elapsed, 2),
                "lr": f"{lr:.4g}", "loss": round(train_loss, 5), "val_loss": round(val_loss, 5),
                "val_bpc": round(val_loss / math.log(2), 5)}
-        self._append_metrics(row)
         meta = self._meta(row)
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if improved:
             checkpoint.save(self.run_dir / checkpoint.BEST, meta, weights)
-        checkpoint.save(self.run_dir / checkpoint.LAST, {**meta, **self._resume_meta()},
-                        {**weights, **self._resume_tensors()})
+        last = self.run_dir / checkpoint.LAST
+        if cfg.keep > 1 and self.saved_step is not None and last.exists():
+            atomic_link(last, self.run_dir / checkpoint.KEPT.format(self.saved_step))
+        checkpoint.save(last, {**meta, **self._resume_meta()}, {**weights, **self._resume_tensors()})
+        self.saved_step = p.step
+        earlier = checkpoint.kept(self.run_dir)
+        for path in earlier[: max(len(earlier) - (cfg.keep - 1), 0)]:
+            path.unlink(missing_ok=True)
+        self._append_metrics(row)  # after the checkpoints: a row always has its checkpoint
         self.reporter.evaluation(
             epoch=p.epoch, epochs=cfg.epochs, batch=p.batch, batches=nb, seconds=p.elapsed,
             ms_per_step=1000 * seconds_per_step, loss=train_loss, val_loss=val_loss,
@@ -365,6 +374,7 @@ class Trainer:
         if self.device.type == "cuda" and "rng.cuda" in ckpt.tensors:
             torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"], self.device)
         self.carry = ckpt.tensors["carry"].to(self.device)
+        self.saved_step = self.progress.step
         self._truncate_metrics(self.progress.step)
 
     def _log_start(self) -> None:

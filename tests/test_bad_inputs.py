@@ -1,11 +1,14 @@
 """Every bad input gets one clear line on stderr, a non-zero exit, no traceback, and leaves the
 user's files as they were. Each row: (name, command line, expected exit code, message pattern)."""
 
+import errno
+import io
 import os
 import pickle
 import re
 import shutil
 
+import mido
 import pytest
 import torch
 from click.testing import CliRunner
@@ -55,6 +58,25 @@ ROWS = [
     ("strict MIDI corpus", ["train", "{tmp}/mixed", "--strict"], 1, r"corrupt.mid: not a readable MIDI file .*--strict"),
     ("MIDI read as text", ["train", "{tmp}/corrupt.mid", "--kind", "text"], 1, r"binary file"),
     ("one MIDI piece", ["train", "{tmp}/mixed"], 1, r"needs at least two"),
+    ("truncated MIDI", ["train", "{tmp}/truncated.mid"], 1, r"truncated"),
+    ("MIDI with a bad header", ["train", "{tmp}/badheader.mid"], 1, r"MThd not found"),
+    ("MIDI data byte out of range", ["train", "{tmp}/databyte.mid"], 1, r"data byte must be in range 0\.\.127"),
+    ("MIDI with SMPTE division", ["train", "{tmp}/smpte.mid"], 1, r"SMPTE time division"),
+    ("MIDI of drums only", ["train", "{tmp}/drums.mid"], 1, r"no notes \(drums are left out\)"),
+    ("MIDI with a huge tick count", ["train", "{tmp}/hugetick.mid"], 1, r"largest tick of 268435456"),
+    ("text prime for a MIDI model", ["sample", "{midirun}", "--prime", "abc"], 1, r"--prime does not apply to a MIDI model"),
+    ("MIDI primer for a text model", ["sample", "{run}", "--primer-pitches", "60,64"], 1,
+     r"--primer-pitches does not apply to a text model"),
+    ("eval a MIDI model on text", ["eval", "{midirun}", "{corpus}"], 1, r"not a readable MIDI file"),
+    ("eval a text model on MIDI", ["eval", "{run}", "{tmp}/tunes/a.mid"], 1, r"binary file"),
+    ("resume a MIDI run on text", ["train", "{corpus}", "--resume", "--out", "{midirun}"], 1, r"not a readable MIDI file"),
+    ("unwritable output file", ["sample", "{run}", "--out", "/sys/seqgen-sample.txt"], 1,
+     r"could not write /sys/seqgen-sample\.txt"),
+    ("unwritable run directory", ["train", "{corpus}", "--out", "/sys/seqgen-run"], 1, r"/sys/seqgen-run"),
+    ("full disk writing a sample", ["sample", "{run}", "--out", "{tmp}/new.txt"], 1,
+     r"could not write .*new\.txt: no space left on the device"),
+    ("full disk writing a checkpoint", ["train", "{corpus}", "--out", "{tmp}/fullrun", "--max-steps", "2"], 1,
+     r"could not write .*fullrun/best\.safetensors: no space left on the device"),
     ("bad primer pitches", ["sample", "{run}", "--primer-pitches", "C,E,G"], 2, r"MIDI pitch numbers"),
     ("missing primer", ["sample", "{run}", "--primer", "{tmp}/nope.mid"], 2, r"--primer"),
     ("stats of no MIDI", ["midi-stats", "{tmp}/emptydir"], 1, r"no .mid or .midi files"),
@@ -81,15 +103,37 @@ def files(tmp_path_factory, corpus_file):
     (tmp / "evil.pt").write_bytes(pickle.dumps(Payload()))
     corrupt = b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x09\x00\x90\x3c"
     (tmp / "corrupt.mid").write_bytes(corrupt)
+    good = midi_file(tune())
+    on = good.index(b"\x90")  # the first NOTE_ON; its pitch follows
+    huge = mido.MidiFile(tracks=[mido.MidiTrack([mido.Message("note_on", note=60, velocity=80, time=0),
+                                                 mido.Message("note_off", note=60, time=0x0FFFFFFF)])])
+    huge_bytes = io.BytesIO()
+    huge.save(file=huge_bytes)
+    broken = {
+        "truncated.mid": good[: len(good) // 2],
+        "badheader.mid": b"RIFF" + good[4:],
+        "databyte.mid": good[: on + 1] + bytes([200]) + good[on + 2 :],
+        "smpte.mid": good[:12] + bytes([0xE7, 0x28]) + good[14:],  # -25 frames/s x 40 ticks/frame
+        "drums.mid": midi_file(drums=tune()),
+        "hugetick.mid": huge_bytes.getvalue(),  # one note of 2^28 ticks
+    }
+    for name, data in broken.items():
+        (tmp / name).write_bytes(data)
     for folder, files in {"silent": {"silent.mid": midi_file([])},
-                          "mixed": {"corrupt.mid": corrupt, "good.mid": midi_file(tune())}}.items():
+                          "mixed": {"corrupt.mid": corrupt, "good.mid": good},
+                          "tunes": {"a.mid": good, "b.mid": midi_file(tune(transpose=2))}}.items():
         (tmp / folder).mkdir()
         for name, data in files.items():
             (tmp / folder / name).write_bytes(data)
-    run = tmp / "run"
-    result = CliRunner().invoke(cli, ["train", str(corpus_file), "--out", str(run), *TINY, "--max-steps", "10"])
-    assert result.exit_code == 0, result.output
-    return tmp, run
+    run, midirun = tmp / "run", tmp / "midirun"
+    for corpus, out, more in ((corpus_file, run, []), (tmp / "tunes", midirun, ["--batch-size", "2", "--seq-len", "16"])):
+        result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *TINY, "--max-steps", "10", *more])
+        assert result.exit_code == 0, result.output
+    return tmp, run, midirun
+
+
+def full_disk(*args):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def snapshot(root):
@@ -98,10 +142,12 @@ def snapshot(root):
 
 @pytest.mark.parametrize("name,args,code,pattern", ROWS)
 def test_bad_input(files, corpus_file, name, args, code, pattern, monkeypatch):
-    tmp, run = files
+    tmp, run, midirun = files
     monkeypatch.chdir(tmp)  # a default run directory, if one were made, would land here
-    args = [a.format(tmp=tmp, run=run, corpus=corpus_file) for a in args]
+    args = [a.format(tmp=tmp, run=run, midirun=midirun, corpus=corpus_file) for a in args]
     before = snapshot(tmp)
+    if name.startswith("full disk"):
+        monkeypatch.setattr(os, "fsync", full_disk)  # every write fails as the disk fills
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == code, (result.output, result.exception)
     assert isinstance(result.exception, SystemExit), result.exception  # not an escaped exception
@@ -109,5 +155,8 @@ def test_bad_input(files, corpus_file, name, args, code, pattern, monkeypatch):
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1, result.stderr  # usage errors may add Usage/Try lines before it
     assert re.search(pattern, errors[0]), errors[0]
+    if name == "full disk writing a checkpoint":  # the run directory it made holds no file, whole or partial
+        assert not [p for p in (tmp / "fullrun").rglob("*") if p.is_file()]
+        shutil.rmtree(tmp / "fullrun")
     assert snapshot(tmp) == before  # the user's files are as they were
     assert not (tmp / "checkpoints").exists()
