@@ -137,4 +137,8 @@ def load(path: Path):
         tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
     except (KeyError, TypeError) as e:
         raise SeqgenError(f"{ckpt.path}: checkpoint has no usable tokenizer ({e})") from None
-    return build_model(ckpt), tokenizer, ckpt
+    model = build_model(ckpt)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise SeqgenError(f"{ckpt.path}: the tokenizer's vocabulary ({tokenizer.vocab_size}) does not match "
+                          f"the model's ({model.config.vocab_size})")
+    return model, tokenizer, ckpt

@@ -43,6 +43,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
+PRIME_CHUNK = 4096  # a long prime is read in pieces: memory for its logits stays bounded
 NOISE_BLOCK_ELEMENTS = 1 << 20  # the sampling noise of up to 64 steps is drawn at once, within this
 
 
@@ -85,8 +86,9 @@ def generate(
     generator.manual_seed(seed if seed is not None else torch.seed())
 
     prime_ids = torch.as_tensor(list(map(int, prime)), dtype=torch.long, device=device)
-    logits, state = model(prime_ids[None, :-1], None) if len(prime) > 1 else (None, None)
-    state = model.initial_state(1) if state is None else state  # (L, S, 1, H)
+    state = model.initial_state(1)  # (L, S, 1, H)
+    for start in range(0, len(prime_ids) - 1, PRIME_CHUNK):  # all but the last id, which the first step reads
+        _, state = model(prime_ids[None, start : min(start + PRIME_CHUNK, len(prime_ids) - 1)], state)
     state = state.repeat_interleave(num_samples, dim=BATCH_DIM)  # (L, S, K, H)
     token = prime_ids[-1:].expand(num_samples).contiguous()  # (K,)
 

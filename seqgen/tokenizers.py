@@ -36,6 +36,7 @@ def id_dtype(vocab_size: int):
 
 
 ENCODE_CHUNK = 1 << 22  # characters
+MAX_CHARS = 1 << 16  # a character vocabulary; CJK text needs a few thousand, a binary file far more
 
 
 def _codepoints(text: str) -> np.ndarray:
@@ -52,6 +53,9 @@ class CharTokenizer:
     def __init__(self, chars: list[str]):
         if not chars or any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
             raise SeqgenError("a character vocabulary must list distinct single characters")
+        if len(chars) > MAX_CHARS:
+            raise SeqgenError(f"{len(chars):,} distinct characters: a character model takes at most {MAX_CHARS:,} "
+                              "(is this text?)")
         self.chars = sorted(chars)
         points = _codepoints("".join(self.chars))
         # A dense code point -> id table (at most 4.4 MB for the whole of Unicode); -1 marks unknown.

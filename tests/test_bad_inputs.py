@@ -24,6 +24,7 @@ ROWS = [
     ("empty directory", ["train", "{tmp}/emptydir"], 1, r"no files in this directory"),
     ("binary corpus", ["train", "{tmp}/binary.txt"], 1, r"binary file"),
     ("latin-1 corpus", ["train", "{tmp}/latin1.txt"], 1, r"not valid UTF-8 \(byte 0xe9 at offset 3\)"),
+    ("70,000 distinct characters", ["train", "{tmp}/manychars.txt"], 1, r"70,000 distinct characters: a character model takes at most 65,536"),
     ("seq-len over corpus", ["train", "{tmp}/small.txt", "--seq-len", "5000"], 1, r"--seq-len 5000 is longer"),
     ("corpus under one batch", ["train", "{tmp}/small.txt", "--seq-len", "64"], 1, r"use --batch-size \d+ or less"),
     ("zero layers", ["train", "{corpus}", "--layers", "0"], 2, r"--layers"),
@@ -100,6 +101,7 @@ def files(tmp_path_factory, corpus_file):
     (tmp / "small.txt").write_text("just a short line of text\n" * 10)
     (tmp / "exists.txt").write_text("keep me")
     (tmp / "greek.txt").write_text("It was αβγ")
+    (tmp / "manychars.txt").write_text("".join(map(chr, range(0x10000, 0x10000 + 70_000))), encoding="utf-8")
     (tmp / "evil.pt").write_bytes(pickle.dumps(Payload()))
     corrupt = b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x09\x00\x90\x3c"
     (tmp / "corrupt.mid").write_bytes(corrupt)

@@ -97,6 +97,17 @@ def test_config_that_does_not_match_the_weights_costs_nothing(trained_run, tmp_p
         checkpoint.load(path)  # built on the meta device: no 4 TB allocation before the check
 
 
+def test_a_tokenizer_that_does_not_match_the_model_is_refused(trained_run, tmp_path):
+    ckpt = checkpoint.read(trained_run)
+    chars = ckpt.meta["tokenizer"]["chars"]
+    for altered in (chars[1:], chars + "\u2603", "x" * 70_000):  # one short, one over, a duplicate-laden huge one
+        meta = {**ckpt.meta, "tokenizer": {**ckpt.meta["tokenizer"], "chars": altered}}
+        path = tmp_path / "altered.safetensors"
+        checkpoint.save(path, meta, ckpt.tensors)
+        with pytest.raises(SeqgenError, match="vocabulary"):
+            checkpoint.load(path)
+
+
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, corpus_text):
     corpus = Corpus("dickens", corpus_text, "dickens", "test")
     config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 7})

@@ -116,14 +116,31 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_the_last_good_checkpoin
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_samples_to_a_full_device_are_one_clear_error(tmp_path, corpus_file):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, corpus_file):
+    run = tmp_path_factory.mktemp("reliability") / "run"
     assert train_cli(corpus_file, "--out", run, *TINY, "--max-steps", "5").exit_code == 0
+    return run
+
+
+def test_samples_to_a_full_device_are_one_clear_error(tiny_run):
+    run = tiny_run
     with open("/dev/full", "w") as full:
         proc = subprocess.run([sys.executable, "-m", "seqgen", "sample", str(run), "--length", "50"],
                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "Error: No space left on device"
+
+
+def test_a_killed_sample_leaves_no_file_behind(tiny_run, tmp_path):
+    out = tmp_path / "samples"
+    proc = subprocess.Popen([sys.executable, "-m", "seqgen", "sample", str(tiny_run), "-k", "3", "--length",
+                             "10000000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(4)  # started, and well into generating
+    assert proc.poll() is None
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert not out.exists() or not any(out.iterdir())
 
 
 def mutations(data: bytes, rng: random.Random, count: int):

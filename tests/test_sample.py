@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+import seqgen.sample
+
 from seqgen.config import ModelConfig
 from seqgen.model import RNNLM
 from seqgen.sample import filter_logits, generate
@@ -35,6 +37,20 @@ def test_greedy_is_the_argmax_path_and_ignores_the_seed(model):
         expected.append(nxt)
         ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
     assert out == expected
+
+
+def test_a_long_prime_is_read_in_pieces_with_the_same_result(model, monkeypatch):
+    prime = [i % V for i in range(50)]
+    whole = generate(model, prime, 20, temperature=0)
+    monkeypatch.setattr(seqgen.sample, "PRIME_CHUNK", 7)
+    assert generate(model, prime, 20, temperature=0) == whole
+    assert generate(model, prime, 20, seed=3) == generate(model, prime, 20, seed=3)
+
+
+def test_a_longer_sample_starts_with_the_shorter_one(model):
+    short = generate(model, [1, 2], 30, num_samples=3, seed=5)
+    long = generate(model, [1, 2], 200, num_samples=3, seed=5)
+    assert [row[:30] for row in long] == short
 
 
 def test_top_k_one_and_tiny_top_p_are_greedy(model):
