@@ -34,7 +34,7 @@ class TrainConfig:
     lr: float = 1e-2
     weight_decay: float = 0.0
     warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: float = 0.02  # a low floor: the last few hundred steps at a small rate are worth 0.02 nats here
     clip: float = 1.0
     max_steps: int | None = None
     epochs: int | None = 10
