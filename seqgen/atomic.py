@@ -43,6 +43,8 @@ def atomic_link(source: Path, path: Path) -> None:
     """Make `path` another name for the file `source` (a hard link: no data is copied, and
     replacing `source` later leaves `path` as it was), or an atomic copy where links fail."""
     path = Path(path)
+    if path.exists() and os.path.samefile(source, path):
+        return  # already so (a run resumed after linking): renaming a link onto itself would leave tmp
     tmp = path.with_name(f".{path.name}.link.tmp")
     try:
         tmp.unlink(missing_ok=True)
