@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import CELLS, DEVICES, KINDS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, default
+from .config import CELLS, DEVICES, KINDS, PRECISIONS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, default
 from .errors import SeqgenError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
@@ -149,6 +149,9 @@ class FloatRange(click.FloatRange):
 @click.option("--max-note", type=FloatRange(0, min_open=True), default=_midi_default("max_note"), metavar="SECONDS",
               help="MIDI: end notes held longer than this (in the data and in samples).")
 @click.option("--device", type=click.Choice(DEVICES), default=_train_default("device"), help="Where to train.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_train_default("precision"),
+              help="Compute precision of training (weights stay fp32); auto: bf16 on CPUs with native bf16 "
+                   "(AVX512-BF16, AMX), else fp32.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads  [default: torch's choice]")
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on stderr but errors.")

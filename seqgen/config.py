@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 CELLS = ("lstm", "gru", "rnn", "irnn")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 KINDS = ("text", "midi")
 
 
@@ -47,6 +48,7 @@ class TrainConfig:
     transpose: int = 3  # MIDI augmentation: each piece moved by up to this many semitones per epoch
     stretch: float = 0.05  # MIDI augmentation: and played up to 5% faster or slower
     device: str = "auto"
+    precision: str = "auto"  # bf16 autocast where the hardware computes it natively (see train.pick_precision)
     threads: int | None = None
 
 

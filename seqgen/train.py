@@ -65,6 +65,24 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The dtype training computes in under autocast, or None for plain fp32.
+
+    auto: bf16 on a CPU whose vector units multiply bf16 natively (AVX512-BF16 or AMX), where
+    oneDNN's LSTM trains about 1.3x faster; fp32 everywhere else. The weights, the optimizer and
+    evaluation stay fp32 either way, so checkpoints do not depend on the precision.
+    """
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise SeqgenError("--precision bf16: this GPU does not support bfloat16")
+        return torch.bfloat16
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    native = capabilities.get("avx512_bf16") or capabilities.get("amx_bf16")
+    return torch.bfloat16 if device.type == "cpu" and native else None
+
+
 def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
     """Linear warmup over `warmup_steps`, then cosine decay to `min_lr_ratio * lr` as `done` -> 1.
 
@@ -145,17 +163,20 @@ def make_optimizer(model: RNNLM, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 def train_step(model: RNNLM, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               carry: torch.Tensor, clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+               carry: torch.Tensor, clip: float | None,
+               autocast: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of truncated BPTT: ids x, targets y (B, T), the state carried in from the previous
-    batch (L, S, B, H) -> (loss, the state to carry on), both detached from the graph."""
-    logits, state = model(x, carry.detach())  # (B, T, V)
-    loss = sequence_loss(logits, y)
+    batch (L, S, B, H) -> (loss, the state to carry on), both detached from the graph and fp32.
+    `autocast`: the dtype the forward pass computes in (None: fp32)."""
+    with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+        logits, state = model(x, carry.detach())  # (B, T, V)
+    loss = sequence_loss(logits.float(), y)  # the softmax in fp32
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
-    return loss.detach(), state.detach()
+    return loss.detach(), state.detach().float()
 
 
 class Trainer:
@@ -175,6 +196,7 @@ class Trainer:
         self.reporter = reporter or Reporter(quiet=True)
         self.tokenizer = tokenizer or new_tokenizer(corpus)
         self.device = pick_device(config.device)
+        self.autocast = pick_precision(config.precision, self.device)
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -249,7 +271,7 @@ class Trainer:
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    loss, self.carry = train_step(model, self.optimizer, x, y, self.carry, cfg.clip)
+                    loss, self.carry = train_step(model, self.optimizer, x, y, self.carry, cfg.clip, self.autocast)
                     p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + y.numel()
                     p.elapsed = elapsed_before + time.monotonic() - started
                     window_loss += loss.detach()
@@ -381,10 +403,11 @@ class Trainer:
         m, c, p = self.model_config, self.cfg, self.progress
         params = sum(t.numel() for t in self.model.parameters())
         action = f"Resuming at step {p.step}" if p.step else "Training"
+        precision = "bf16 autocast" if self.autocast == torch.bfloat16 else "fp32"
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
             f"{m.vocab_size}, on {self.device.type}; {self.train_tokens:,} train / "
-            f"{len(self.val_ids):,} valid tokens; batch {c.batch_size} x {c.seq_len}, "
+            f"{len(self.val_ids):,} valid tokens; batch {c.batch_size} x {c.seq_len}, {precision}, "
             f"{self.batches_per_epoch} steps/epoch -> {self.run_dir}"
         )
 

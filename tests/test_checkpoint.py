@@ -108,9 +108,10 @@ def test_a_tokenizer_that_does_not_match_the_model_is_refused(trained_run, tmp_p
             checkpoint.load(path)
 
 
-def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, corpus_text):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, corpus_text, precision):
     corpus = Corpus("dickens", corpus_text, "dickens", "test")
-    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 7})
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 7, "precision": precision})
     model_config = ModelConfig(vocab_size=0, dropout=0.1, **TINY_MODEL)  # dropout: RNG state matters
 
     Trainer(corpus, model_config, config, tmp_path / "straight").run()
@@ -123,6 +124,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, corpus_te
     b = checkpoint.read(tmp_path / "split" / checkpoint.LAST).group("model.")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(t.dtype == torch.float32 for t in a.values())  # bf16 computes; the weights stay fp32
     def metrics(run):  # every column but the wall-clock time
         return [row.split(",")[:3] + row.split(",")[4:] for row in (run / "metrics.csv").read_text().splitlines()]
 

@@ -2,11 +2,13 @@ import csv
 import math
 
 import pytest
+import torch
 
 from seqgen import checkpoint
 from seqgen.config import ModelConfig, TrainConfig
 from seqgen.corpora import Corpus
-from seqgen.train import Trainer, learning_rate
+from seqgen.errors import SeqgenError
+from seqgen.train import Trainer, learning_rate, pick_precision
 
 from .conftest import TINY_MODEL, TINY_TRAIN
 
@@ -72,3 +74,36 @@ def test_evaluation_does_not_depend_on_the_number_of_streams(trained_run, corpus
         loss, n = evaluate(model, ids, streams, 32)
         # The same tokens scored the same way, bar a few at stream boundaries and the end.
         assert n1 - n < 2 * streams and abs(loss - one) < 2e-3, (streams, loss, one)
+
+
+@pytest.mark.parametrize("capabilities,expected", [
+    ({"avx512_bf16": True}, torch.bfloat16),
+    ({"amx_bf16": True}, torch.bfloat16),
+    ({"avx512_f": True, "avx2": True}, None),  # AVX-512 without bf16 would only emulate it
+    ({}, None),
+])
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, capabilities, expected):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)
+    assert pick_precision("auto", torch.device("cpu")) == expected
+    assert pick_precision("fp32", torch.device("cpu")) is None
+    assert pick_precision("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_auto_precision_leaves_gpus_in_fp32_and_refuses_bf16_where_unsupported(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True}, raising=False)
+    assert pick_precision("auto", torch.device("cuda")) is None
+    assert pick_precision("auto", torch.device("mps")) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(SeqgenError, match="bfloat16"):
+        pick_precision("bf16", torch.device("cuda"))
+
+
+def test_bf16_training_learns_as_well_as_fp32(corpus_text, tmp_path):
+    corpus = Corpus("d", corpus_text, "d", "test")
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig(**{**TINY_TRAIN, "max_steps": 60, "eval_every": 60, "precision": precision})
+        Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), config, tmp_path / precision).run()
+        losses[precision] = float(rows(tmp_path / precision)[-1]["val_loss"])
+    assert losses["fp32"] < 2.5  # it learned: a uniform guess over this vocabulary is 3.9 nats
+    assert losses["bf16"] == pytest.approx(losses["fp32"], abs=0.05)
