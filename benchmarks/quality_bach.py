@@ -73,7 +73,8 @@ def main() -> None:
     progress = info["progress"]
     lines = [f"### Bach chorales, {progress['elapsed']:.0f} s of training ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {machine()}. Model: {info['model']['layers']} x {info['model']['hidden']} "
-             f"{info['model']['cell'].upper()}, {info['total_params']:,} parameters, {progress['step']:,} steps "
+             f"{info['model']['cell'].upper()}, {info['total_params']:,} parameters, trained in {info.get('precision') or 'fp32'}, "
+             f"{progress['step']:,} steps "
              f"(the best checkpoint, sampled here, at step {progress['best_step']:,})"
              f"{' (' + ' '.join(args.extra) + ')' if args.extra else ''}.", "",
              f"Valid loss: {scores['loss']:.4f} nats/event ({scores['bits_per_event']:.3f} bits). "

@@ -52,7 +52,8 @@ def run_seqgen(train: Path, valid: Path, budget: float, workdir: Path, extra: li
     wall = time.monotonic() - started
     scores = json.loads(seqgen("eval", str(out), str(valid), "--json"))
     meta = json.loads(seqgen("info", str(out / "last.safetensors"), "--json"))
-    return {"name": "seqgen defaults" + (" " + " ".join(extra) if extra else ""), "valid_loss": scores["loss"],
+    name = f"seqgen defaults ({meta.get('precision', 'fp32')})" + (" " + " ".join(extra) if extra else "")
+    return {"name": name, "valid_loss": scores["loss"],
             "steps": meta["progress"]["step"], "tokens": meta["progress"]["tokens"], "wall_s": wall,
             "params": meta["total_params"]}
 
@@ -127,7 +128,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    caps = getattr(torch.cpu, "get_capabilities", dict)()
+    bf16 = "yes" if caps.get("avx512_bf16") or caps.get("amx_bf16") else "no"
+    return (f"{cpu}, {os.cpu_count()} cores, native bf16 {bf16}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
 
 
 def publish(lines: list[str], results: Path) -> None:

@@ -254,7 +254,7 @@ def info(checkpoint_path, *, as_json: bool) -> str:
             "path": str(ckpt.path),
             "layers": [{"name": n, "type": t, "output_shape": s, "params": c} for n, t, s, c in rows],
             "total_params": total, "trainable_params": trainable, **{k: meta.get(k) for k in (
-                "model", "tokenizer", "train", "corpus", "progress", "metrics", "seqgen_version", "saved_at")},
+                "model", "tokenizer", "train", "precision", "corpus", "progress", "metrics", "seqgen_version", "saved_at")},
         }
         # The tokenizer settings (MIDI); a character vocabulary is summarised by its size.
         settings = {k: v for k, v in meta["tokenizer"].items() if k != "chars"}
@@ -287,6 +287,7 @@ def info(checkpoint_path, *, as_json: bool) -> str:
         lines.append(
             f"Trained: {progress.get('step', 0):,} steps, epoch {progress.get('epoch')}, "
             f"{progress.get('tokens', 0):,} tokens, {progress.get('elapsed', 0):.0f}s"
+            + (f", computing in {meta['precision']}" if meta.get("precision") else "")
         )
     if best is not None:
         lines.append(

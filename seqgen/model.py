@@ -22,23 +22,15 @@ BATCH_DIM = 2  # of the state tensor
 def _make_layer(cell: str, n_in: int, hidden: int) -> nn.RNNBase:
     if cell == "lstm":
         layer = nn.LSTM(n_in, hidden, batch_first=True)
-    elif cell == "gru":
-        layer = nn.GRU(n_in, hidden, batch_first=True)
-    else:
-        layer = nn.RNN(n_in, hidden, batch_first=True, nonlinearity="relu" if cell == "irnn" else "tanh")
-    if cell != "irnn":
-        with torch.no_grad():
-            # Each gate's recurrent matrix starts orthogonal (as in Keras): every singular value 1,
-            # so early gradients neither vanish nor explode through time. On tiny Shakespeare about
-            # 0.01 nats better than torch's uniform init after 3,000 steps (benchmarks/README.md).
-            for block in layer.weight_hh_l0.split(hidden):
-                nn.init.orthogonal_(block)
-    if cell == "lstm":
         with torch.no_grad():
             # Forget gates start open (bias 1, gate order i, f, g, o), so the state is remembered
             # from the first step: Gers et al. (2000), Jozefowicz et al. (2015).
             layer.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)
             layer.bias_hh_l0[hidden : 2 * hidden].zero_()
+        return layer
+    if cell == "gru":
+        return nn.GRU(n_in, hidden, batch_first=True)
+    layer = nn.RNN(n_in, hidden, batch_first=True, nonlinearity="relu" if cell == "irnn" else "tanh")
     if cell == "irnn":
         # Le, Jaitly & Hinton (2015): a ReLU RNN trains well when its recurrent weights start as the
         # identity and its biases at zero, so the state is copied forward until learning changes it.

@@ -69,7 +69,8 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
     """The dtype training computes in under autocast, or None for plain fp32.
 
     auto: bf16 on a CPU whose vector units multiply bf16 natively (AVX512-BF16 or AMX), where
-    oneDNN's LSTM trains about 1.3x faster; fp32 everywhere else. The weights, the optimizer and
+    every cell trains faster (the default LSTM 1.2 to 1.6x, benchmarks/README.md); fp32 everywhere
+    else, GPUs included until mixed precision is measured there. The weights, the optimizer and
     evaluation stay fp32 either way, so checkpoints do not depend on the precision.
     """
     if name == "fp32":
@@ -197,6 +198,7 @@ class Trainer:
         self.tokenizer = tokenizer or new_tokenizer(corpus)
         self.device = pick_device(config.device)
         self.autocast = pick_precision(config.precision, self.device)
+        self.precision = "bf16" if self.autocast == torch.bfloat16 else "fp32"
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -366,6 +368,7 @@ class Trainer:
             "train": to_dict(self.cfg),
             "corpus": self.corpus_meta,
             "progress": dataclasses.asdict(self.progress),
+            "precision": self.precision,  # what --precision resolved to on the machine that saved it
             "metrics": metrics,
         }
 
@@ -403,11 +406,10 @@ class Trainer:
         m, c, p = self.model_config, self.cfg, self.progress
         params = sum(t.numel() for t in self.model.parameters())
         action = f"Resuming at step {p.step}" if p.step else "Training"
-        precision = "bf16 autocast" if self.autocast == torch.bfloat16 else "fp32"
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
             f"{m.vocab_size}, on {self.device.type}; {self.train_tokens:,} train / "
-            f"{len(self.val_ids):,} valid tokens; batch {c.batch_size} x {c.seq_len}, {precision}, "
+            f"{len(self.val_ids):,} valid tokens; batch {c.batch_size} x {c.seq_len}, {self.precision}, "
             f"{self.batches_per_epoch} steps/epoch -> {self.run_dir}"
         )
 

@@ -109,6 +109,15 @@ def test_info_counts_what_torch_counts(run):
     assert "vocabulary" in result.stdout and "dickens" in result.stdout
     report = json.loads(invoke("info", run, "--json").stdout)
     assert report["total_params"] == total and report["progress"]["step"] == 30
+    assert report["precision"] in ("fp32", "bf16") and f"computing in {report['precision']}" in result.stdout
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_is_chosen_on_the_command_line_and_recorded(tmp_path, corpus_file, precision):
+    result = invoke("train", corpus_file, "--out", tmp_path / "run", *TINY, "--max-steps", "5", "--precision", precision)
+    assert result.exit_code == 0, result.output
+    assert f"8 x 32, {precision}," in result.stderr  # the start-up line says how it computes
+    assert json.loads(invoke("info", tmp_path / "run", "--json").stdout)["precision"] == precision
 
 
 def test_eval_reports_loss_bpc_and_perplexity(run, corpus_file):

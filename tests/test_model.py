@@ -63,16 +63,6 @@ def test_the_state_is_what_the_next_chunk_needs():
     assert not torch.allclose(with_state, without)  # the carried state matters
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_each_gates_recurrent_matrix_starts_orthogonal(cell):
-    model = make(cell, layers=2)
-    for rnn in model.rnns:
-        blocks = rnn.weight_hh_l0.detach().split(16)
-        assert len(blocks) == {"lstm": 4, "gru": 3, "rnn": 1}[cell]
-        for w in blocks:
-            torch.testing.assert_close(w @ w.T, torch.eye(16), atol=1e-5, rtol=0)
-
-
 def test_irnn_starts_from_identity_and_zero_bias():
     model = make("irnn")
     for rnn in model.rnns:
