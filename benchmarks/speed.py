@@ -37,7 +37,7 @@ from quality_shakespeare import machine, publish  # noqa: E402
 from seqgen.config import ModelConfig, TrainConfig  # noqa: E402
 from seqgen.model import RNNLM  # noqa: E402
 from seqgen.sample import generate  # noqa: E402
-from seqgen.train import make_optimizer, train_step  # noqa: E402
+from seqgen.train import make_optimizer, pick_precision, train_step  # noqa: E402
 
 SIZES = [("lstm", 1, 384, 65), ("lstm", 2, 512, 65), ("lstm", 2, 512, 388), ("gru", 2, 512, 65), ("gru", 2, 512, 388)]
 EMBED = 64
@@ -153,8 +153,10 @@ TRAIN_SIZES = [("lstm", 1, 384, 65), ("gru", 1, 384, 65), ("rnn", 1, 384, 65), (
 
 def training(steps: int, lim: dict) -> list[str]:
     batch, seq_len = 16, 64
-    rows = [f"| model (batch {batch} x {seq_len}) | word_language_model loop tok/s | seqgen tok/s | ratio | seqgen MFU |",
-            "|---|---|---|---|---|"]
+    auto = pick_precision("auto", torch.device("cpu"))  # bf16 where this CPU has it natively: the default then
+    rows = [f"| model (batch {batch} x {seq_len}) | word_language_model loop tok/s | seqgen fp32 tok/s | ratio | seqgen MFU "
+            "| seqgen `--precision auto` tok/s | ratio |",
+            "|---|---|---|---|---|---|---|"]
     for cell, layers, hidden, vocab in TRAIN_SIZES:
         data = torch.randint(vocab, (batch, steps * seq_len + 1))
         windows = [(data[:, i * seq_len : (i + 1) * seq_len], data[:, i * seq_len + 1 : (i + 1) * seq_len + 1])
@@ -178,17 +180,19 @@ def training(steps: int, lim: dict) -> list[str]:
         model = RNNLM(ModelConfig(vocab_size=vocab, cell=cell, layers=layers, hidden=hidden, embed=EMBED))
         optimizer = make_optimizer(model, TrainConfig())
 
-        def seqgen_steps():  # what Trainer.run does per batch
+        def seqgen_steps(autocast=None):  # what Trainer.run does per batch
             state = model.initial_state(batch)
             for x, y in windows:
-                _, state = train_step(model, optimizer, x, y, state, clip=1.0)
+                _, state = train_step(model, optimizer, x, y, state, clip=1.0, autocast=autocast)
 
-        # Alternate the two, best of three each: the same code differs by 5% from run to run here.
-        base, ours = (steps * batch * seq_len / t for t in interleaved([baseline, seqgen_steps], 3))
+        # Alternate them, best of three each: the same code differs by 5% from run to run here.
+        fns = [baseline, seqgen_steps] + ([lambda: seqgen_steps(auto)] if auto else [])
+        base, ours, *mixed = (steps * batch * seq_len / t for t in interleaved(fns, 3))
         params = sum(p.numel() for p in model.parameters())
         mfu = 6 * params * ours / (lim["gflops"] * 1e9)
+        auto_cells = f"{mixed[0]:,.0f} (bf16) | {mixed[0] / base:.2f}x" if mixed else "same as fp32 (no native bf16) | |"
         rows.append(f"| {layers} x {hidden} {cell.upper()}, V {vocab} | {base:,.0f} | {ours:,.0f} | {ours / base:.2f}x "
-                    f"| {mfu:.0%} |")
+                    f"| {mfu:.0%} | {auto_cells} |")
         print(rows[-1], flush=True)
     return rows
 
