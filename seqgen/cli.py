@@ -198,6 +198,15 @@ def _pitches(ctx, param, value):
     return pitches
 
 
+def _shard(ctx, param, value):
+    if value is None:
+        return None
+    index, _, count = value.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise click.BadParameter("give the shard as I/N with 0 <= I < N, e.g. 0/4 ... 3/4")
+    return int(index), int(count)
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("-p", "--prime", default=None, help="Text: what the samples start from (included in the output).")
@@ -237,13 +246,19 @@ def _pitches(ctx, param, value):
 @click.option("--wav", is_flag=True, help="MIDI: also render a .wav beside each .mid (FluidSynth if installed).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where to run the model.")
+@click.option("--shard", callback=_shard, default=None, metavar="I/N",
+              help="Shard I (from 0) of a batch job of N: samples come from a generator seeded by (--seed, I), "
+                   "and files are numbered from I x K + 1, so shards never repeat or overwrite each other.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON summary (seed, and per sample its file or text, tokens, ...) instead of the paths.")
 def sample(checkpoint, prime, prime_file, **options):
     """Generate from CHECKPOINT (a .safetensors file, or a run directory meaning its best
     checkpoint): text from a text model, .mid files from a MIDI model.
 
     Text: one sample on stdout streams as it is generated; several on stdout are each preceded by
     a `==> sample N <==` line. MIDI: one sample may go to stdout when it is redirected to a file;
-    otherwise give --out. With --out DIR the paths written are printed.
+    otherwise give --out. With --out DIR the paths written are printed. --json prints a summary
+    instead, with the seed used (drawn at random when --seed is not given).
 
     \b
     Examples:
@@ -253,6 +268,7 @@ def sample(checkpoint, prime, prime_file, **options):
       seqgen sample bach-run/ -k 8 --seconds 30 --out music/ --plot
       seqgen sample bach-run/ --primer chorale.mid --primer-seconds 5 --out continued.mid
       seqgen sample bach-run/ --primer-pitches 60,64,67 --temperature 0.9 > chord.mid
+      seqgen sample run/ -k 100 --seed 7 --shard 3/4 --out batch/ --json   # batch/sample_301.txt ...
     """
     from . import commands
 

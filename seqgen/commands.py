@@ -103,16 +103,19 @@ def _encode_option(tokenizer, text: str, option: str):
     return tokenizer.encode(text)
 
 
-def _output_files(out: str | None, count: int, force: bool, suffix: str) -> list[Path] | None:
-    """None for stdout; otherwise the files to write, checked before any work is done."""
+def _output_files(out: str | None, indices: range, total: int, force: bool, suffix: str) -> list[Path] | None:
+    """None for stdout; otherwise the files to write, numbered by `indices` out of `total` (the
+    whole job's, so every shard's names have the same width and sort together), checked before
+    any work is done."""
     if out in (None, "-"):
         return None
     path = Path(out)
+    count = len(indices)
     if path.is_dir() or out.endswith(("/", "\\")) or count > 1:
         if path.exists() and not path.is_dir():
             raise SeqgenError(f"{out}: exists and is not a directory (needed for {count} samples)")
-        width = max(3, len(str(count)))
-        files = [path / f"sample_{i:0{width}d}{suffix}" for i in range(1, count + 1)]
+        width = max(3, len(str(total)))
+        files = [path / f"sample_{i:0{width}d}{suffix}" for i in indices]
     else:
         files = [path]
     existing = [f for f in files if f.exists()]
@@ -127,8 +130,16 @@ TEXT_ONLY = ("prime", "stop")
 MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav")  # the MIDI options a text model can refuse
 
 
-def sample(checkpoint_path, *, out, num_samples, force, device, **options) -> None:
-    """Generate from a checkpoint: text to stdout or files, or MIDI files."""
+def shard_seed(seed: int, shard: int) -> int:
+    """The generator seed of one shard of a batch job: distinct for every (seed, shard) pair, and
+    the same on every machine (NumPy's SeedSequence mixes the pair; plain seed + shard would make
+    shard 1 of seed 7 repeat shard 0 of seed 8)."""
+    return int(np.random.SeedSequence([seed, shard]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def sample(checkpoint_path, *, out, num_samples, force, device, shard, as_json, **options) -> None:
+    """Generate from a checkpoint: text to stdout or files, or MIDI files. With `as_json`, a
+    summary of what was generated goes to stdout instead of the paths (or the text itself)."""
     model, tokenizer, _ = checkpoint.load(checkpoint_path)
     midi = tokenizer.kind == "midi"
     wrong = [k for k in (TEXT_ONLY if midi else MIDI_ONLY) if options.get(k)]
@@ -136,16 +147,32 @@ def sample(checkpoint_path, *, out, num_samples, force, device, **options) -> No
         flag = "--" + wrong[0].replace("_", "-")
         hint = "; use --primer FILE.mid or --primer-pitches" if midi and wrong[0] == "prime" else ""
         raise SeqgenError(f"{flag} does not apply to {'a MIDI' if midi else 'a text'} model{hint}")
-    files = _output_files(out, num_samples, force, ".mid" if midi else ".txt")
+    index, shards = shard or (0, 1)
+    indices = range(index * num_samples + 1, (index + 1) * num_samples + 1)  # shard I of N: samples I*K+1 .. I*K+K
+    files = _output_files(out, indices, shards * num_samples, force, ".mid" if midi else ".txt")
+    if as_json and midi and files is None:
+        raise SeqgenError("--json prints a summary on stdout, so MIDI samples need --out DIR or FILE.mid")
+    # A seed is always chosen, and reported by --json, so any batch can be made again.
+    seed = options["seed"] if options["seed"] is not None else int(np.random.SeedSequence().generate_state(1)[0])
+    options["seed"] = seed if shard is None else shard_seed(seed, index)
     model.to(pick_device(device))
     if midi:
-        _sample_midi(model, tokenizer, files, num_samples, **{k: v for k, v in options.items() if k not in TEXT_ONLY})
+        reports = _sample_midi(model, tokenizer, files, num_samples, as_json=as_json,
+                               **{k: v for k, v in options.items() if k not in TEXT_ONLY})
     else:
-        _sample_text(model, tokenizer, files, num_samples, **{k: options[k] for k in SHARED + TEXT_ONLY})
+        reports = _sample_text(model, tokenizer, files, num_samples, as_json=as_json,
+                               **{k: options[k] for k in SHARED + TEXT_ONLY})
+    if as_json:
+        summary = {"checkpoint": str(checkpoint_path), "kind": tokenizer.kind, "seed": seed,
+                   "shard": None if shard is None else f"{index}/{shards}",
+                   "temperature": options["temperature"], "top_k": options["top_k"], "top_p": options["top_p"],
+                   "samples": [{"index": i, **r} for i, r in zip(indices, reports)]}
+        sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
 
 def _sample_text(model, tokenizer, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,
-                 continuation_only) -> None:
+                 continuation_only, as_json) -> list[dict]:
+    """Writes the samples (to files, or to stdout unless `as_json`); returns one report each."""
     length = length or SAMPLE_DEFAULTS["length"]
     if prime:
         prime_ids, shown_prime = _encode_option(tokenizer, prime, "--prime"), prime
@@ -156,7 +183,7 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
     stop_ids = _encode_option(tokenizer, stop, "--stop") if stop else ()
     head = "" if continuation_only else shown_prime
 
-    stream = files is None and num_samples == 1 and sys.stdout.isatty()
+    stream = files is None and num_samples == 1 and sys.stdout.isatty() and not as_json
     on_step = None
     if stream:
         sys.stdout.write(head)
@@ -169,26 +196,34 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
     rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature,
                     top_k=top_k, top_p=top_p, seed=seed, stop=stop_ids, on_step=on_step)
     texts = [head + tokenizer.decode(row) for row in rows]
+    reports = [{"tokens": len(row), "stopped": len(row) < length} for row in rows]  # only --stop ends one early
 
     if files is not None:
-        for file, text in zip(files, texts):
+        for file, text, report in zip(files, texts, reports):
             file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(file, text)
-            print(file)
-        return
+            report["path"] = str(file)
+            if not as_json:
+                print(file)
+        return reports
+    if as_json:
+        return [{**report, "text": text} for report, text in zip(reports, texts)]
     if stream:
         if not texts[0].endswith("\n"):
             sys.stdout.write("\n")
-        return
+        return reports
     for i, text in enumerate(texts, 1):
         if num_samples > 1:
             sys.stdout.write(f"{'' if i == 1 else chr(10)}==> sample {i} <==\n")
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
+    return reports
 
 
 def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
-                 temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only) -> None:
+                 temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
+                 as_json) -> list[dict]:
+    """Writes the pieces (to files, or one to stdout); returns one report each."""
     from .midi import audio, matplotlib_pyplot, midi_bytes, notes_array, piano_roll_png, wav_bytes
 
     if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
@@ -211,6 +246,7 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
     rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature, top_k=top_k,
                     top_p=top_p, seed=seed, rules=tokenizer.rules(valid_only), token_time=tokenizer.token_seconds,
                     max_time=seconds)
+    reports = []
     for i, row in enumerate(rows):
         notes, report = tokenizer.decode([*prime_ids.tolist(), *row])
         if continuation_only:  # the notes the primer did not strike, moved to the start of the file
@@ -222,6 +258,8 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
         length_s = float(notes["end"].max()) if len(notes) else 0.0
         summary = (f"{len(notes)} notes, {length_s:.1f}s; decoder ignored {report.ignored} of "
                    f"{len(row)} generated events")
+        reports.append({"events": len(row), "notes": len(notes), "seconds": round(length_s, 3),
+                        "ignored_events": report.ignored})
         if files is None:
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
@@ -230,7 +268,9 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
         file = files[i]
         file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(file, data)
-        print(file)
+        reports[-1]["path"] = str(file)
+        if not as_json:
+            print(file)
         print(f"{file}: {summary}", file=sys.stderr)
         if plot:
             atomic_write_bytes(file.with_suffix(".png"), piano_roll_png(notes, title=file.name))
@@ -238,6 +278,7 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
             samples, how = audio(notes, program=program, tempo=tempo)
             atomic_write_bytes(file.with_suffix(".wav"), wav_bytes(samples))
             print(f"{file.with_suffix('.wav')}: rendered with {how}", file=sys.stderr)
+    return reports
 
 
 def info(checkpoint_path, *, as_json: bool) -> str:

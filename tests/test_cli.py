@@ -88,6 +88,38 @@ def test_sample_to_a_directory_and_refusing_to_overwrite(run, tmp_path):
     assert (tmp_path / "one.txt").read_text() and single.stdout.strip() == str(tmp_path / "one.txt")
 
 
+def test_shards_are_distinct_reproducible_and_numbered_apart(run, tmp_path):
+    def shard(index, out):
+        result = invoke("sample", run, "-k", "2", "-n", "40", "--seed", "5", "--shard", f"{index}/5", "--out", out,
+                        "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    first, second = shard(0, tmp_path / "a"), shard(1, tmp_path / "a")
+    assert [e["index"] for e in first["samples"] + second["samples"]] == [1, 2, 3, 4]
+    files = sorted((tmp_path / "a").iterdir())
+    assert [f.name for f in files] == [f"sample_00{i}.txt" for i in (1, 2, 3, 4)]
+    texts = [f.read_text() for f in files]
+    assert len(set(texts)) == 4  # no shard repeats another
+    again = shard(1, tmp_path / "b")
+    assert [(tmp_path / "b" / f"sample_00{i}.txt").read_text() for i in (3, 4)] == texts[2:]
+    assert second["samples"][0] == {"index": 3, "path": str(tmp_path / "a" / "sample_003.txt"), "tokens": 40,
+                                    "stopped": False}
+    assert again["seed"] == 5 and again["shard"] == "1/5"
+    last = shard(4, tmp_path / "c")  # the job's 10 samples: every shard names its files 3 digits wide
+    assert [e["path"][-14:] for e in last["samples"]] == ["sample_009.txt", "sample_010.txt"]
+    for bad in ("5/5", "1", "a/b", "-1/2"):
+        refused = invoke("sample", run, "--shard", bad)
+        assert refused.exit_code == 2 and "I/N" in refused.stderr
+
+
+def test_json_reports_the_seed_it_drew_so_a_batch_can_be_made_again(run):
+    drawn = json.loads(invoke("sample", run, "-k", "2", "-n", "30", "--json").stdout)
+    assert [e["tokens"] for e in drawn["samples"]] == [30, 30]
+    again = json.loads(invoke("sample", run, "-k", "2", "-n", "30", "--json", "--seed", drawn["seed"]).stdout)
+    assert [e["text"] for e in again["samples"]] == [e["text"] for e in drawn["samples"]]
+
+
 def test_stop_string(run):
     full = invoke("sample", run, "-n", "300", "--seed", "4", "--prime", "I").stdout
     stop = full[20:22]

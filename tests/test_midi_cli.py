@@ -100,6 +100,17 @@ def test_plot_and_wav_beside_each_file(run, tmp_path):
     assert "rendered with" in result.stderr
 
 
+def test_json_summary_of_midi_samples_needs_files(run, tmp_path):
+    result = invoke("sample", run, "-k", "2", "--seconds", "2", "--seed", "1", "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["kind"] == "midi" and report["seed"] == 1 and len(report["samples"]) == 2
+    for entry in report["samples"]:
+        assert len(notes_of(entry["path"])) == entry["notes"] and entry["ignored_events"] == 0
+    refused = invoke("sample", run, "--seconds", "2", "--json")
+    assert refused.exit_code == 1 and "--out" in refused.stderr
+
+
 def test_info_and_eval_speak_midi(run, songs):
     info = invoke("info", run)
     assert "MIDI events, vocabulary 389" in info.stdout and "6 MIDI files" in info.stdout
