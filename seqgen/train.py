@@ -8,6 +8,7 @@ optimizer, RNG and carried state included) and, when validation improved, `best`
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -169,7 +170,8 @@ def train_step(model: RNNLM, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
     """One step of truncated BPTT: ids x, targets y (B, T), the state carried in from the previous
     batch (L, S, B, H) -> (loss, the state to carry on), both detached from the graph and fp32.
     `autocast`: the dtype the forward pass computes in (None: fp32)."""
-    with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+    # No autocast context at all in fp32: older torch refuses one for some devices (mps) even when disabled.
+    with torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext():
         logits, state = model(x, carry.detach())  # (B, T, V)
     loss = sequence_loss(logits.float(), y)  # the softmax in fp32
     optimizer.zero_grad(set_to_none=True)
