@@ -73,7 +73,9 @@ def read(path: Path) -> Checkpoint:
         data = path.read_bytes()
     except OSError as e:
         raise SeqgenError(f"{path}: {e.strerror or e}") from None
-    if data[:2] == b"PK" or data[:1] == b"\x80":
+    # A safetensors file may begin with these bytes too (a header of 128 + 256k bytes starts with
+    # 0x80), so only a file that is not laid out as safetensors is called a pickle.
+    if not _safetensors_layout(data) and (data[:2] == b"PK" or data[:1] == b"\x80"):
         raise SeqgenError(
             f"{path}: a PyTorch/pickle file; seqgen never unpickles files (they can run code) "
             "and reads only its own safetensors checkpoints"
@@ -91,6 +93,14 @@ def read(path: Path) -> Checkpoint:
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise SeqgenError(f"{path}: corrupt or truncated checkpoint ({e})") from None
     return Checkpoint(meta, tensors, path)
+
+
+def _safetensors_layout(data: bytes) -> bool:
+    """A u64 little-endian header length that fits the file, then the header's opening brace."""
+    if len(data) < 9:
+        return False
+    (n,) = struct.unpack("<Q", data[:8])
+    return n <= len(data) - 8 and data[8:9] == b"{"
 
 
 def _header_meta(data: bytes, path: Path) -> dict:

@@ -57,6 +57,19 @@ def test_pickles_are_refused_and_never_run(tmp_path, monkeypatch, how):
     assert not marker.exists()
 
 
+def test_a_checkpoint_whose_first_byte_looks_like_a_pickle_still_loads(trained_run, tmp_path):
+    # A header of 128 + 256k bytes makes the file start with 0x80, pickle's first byte; a kill test
+    # once met one by chance, which the pickle check refused.
+    ckpt = checkpoint.read(trained_run / checkpoint.BEST)
+    path = tmp_path / "x.safetensors"
+    for pad in range(0, 512, 8):
+        checkpoint.save(path, {**ckpt.meta, "pad": "x" * pad}, ckpt.tensors)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    assert checkpoint.read(path).meta["pad"] == "x" * pad
+
+
 def test_truncated_file_is_a_clear_error(trained_run, tmp_path):
     data = (trained_run / checkpoint.BEST).read_bytes()
     for cut in (4, 100, len(data) // 2, len(data) - 1):
