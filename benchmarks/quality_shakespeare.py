@@ -128,8 +128,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    caps = getattr(torch.cpu, "get_capabilities", dict)()
-    bf16 = "yes" if caps.get("avx512_bf16") or caps.get("amx_bf16") else "no"
+    from seqgen.train import pick_precision
+
+    bf16 = "yes" if pick_precision("auto", torch.device("cpu")) else "no"  # what --precision auto trains in
     return (f"{cpu}, {os.cpu_count()} cores, native bf16 {bf16}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads")
 

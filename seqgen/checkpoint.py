@@ -73,13 +73,6 @@ def read(path: Path) -> Checkpoint:
         data = path.read_bytes()
     except OSError as e:
         raise SeqgenError(f"{path}: {e.strerror or e}") from None
-    # A safetensors file may begin with these bytes too (a header of 128 + 256k bytes starts with
-    # 0x80), so only a file that is not laid out as safetensors is called a pickle.
-    if not _safetensors_layout(data) and (data[:2] == b"PK" or data[:1] == b"\x80"):
-        raise SeqgenError(
-            f"{path}: a PyTorch/pickle file; seqgen never unpickles files (they can run code) "
-            "and reads only its own safetensors checkpoints"
-        )
     meta = _header_meta(data, path)
     if meta.get("format") != FORMAT:
         raise SeqgenError(f"{path}: a safetensors file, but not a seqgen checkpoint")
@@ -95,20 +88,17 @@ def read(path: Path) -> Checkpoint:
     return Checkpoint(meta, tensors, path)
 
 
-def _safetensors_layout(data: bytes) -> bool:
-    """A u64 little-endian header length that fits the file, then the header's opening brace."""
-    if len(data) < 9:
-        return False
-    (n,) = struct.unpack("<Q", data[:8])
-    return n <= len(data) - 8 and data[8:9] == b"{"
-
-
 def _header_meta(data: bytes, path: Path) -> dict:
     # safetensors layout: u64 little-endian header length, then that many bytes of JSON.
     if len(data) < 8:
         raise SeqgenError(f"{path}: not a checkpoint (file too short)")
     (n,) = struct.unpack("<Q", data[:8])
-    if n > min(MAX_HEADER, len(data) - 8):
+    if n > min(MAX_HEADER, len(data) - 8) or data[8:9] != b"{":
+        # Only now do pickle's and zip's first bytes mean a pickle: a safetensors header of
+        # 128 + 256k bytes also starts the file with 0x80.
+        if data[:2] == b"PK" or data[:1] == b"\x80":
+            raise SeqgenError(f"{path}: a PyTorch/pickle file; seqgen never unpickles files (they can run "
+                              "code) and reads only its own safetensors checkpoints")
         raise SeqgenError(f"{path}: not a safetensors checkpoint, or truncated")
     try:
         header = json.loads(data[8 : 8 + n])
