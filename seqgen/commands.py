@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .atomic import atomic_write_bytes, atomic_write_text
 from .config import MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict
 from .corpora import load_corpus
@@ -29,9 +29,20 @@ MIDI_FIELDS = tuple(MidiConfig.__dataclass_fields__)
 FIXED_ON_RESUME = ("seq_len", "batch_size", "val_fraction", "seed")
 
 
-def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, bar, quiet) -> Path:
-    """Start (or with `resume`, continue) a run; returns the best checkpoint's path."""
-    reporter = Reporter(bar=bar, quiet=quiet)
+def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, bar, quiet) -> Path | None:
+    """Start (or with `resume`, continue) a run; returns the best checkpoint's path (None in
+    processes other than rank 0 of a run that torchrun started, which write nothing)."""
+    world, _ = distributed.join(pick_device(options["device"]))
+    try:
+        trainer = _trainer(corpus_spec, out, kind, strict, resume, force, options, explicit,
+                           Reporter(bar=bar, quiet=quiet), world)
+        best = trainer.run()
+    finally:
+        distributed.leave()
+    return best if world.is_main else None
+
+
+def _trainer(corpus_spec, out, kind, strict, resume, force, options, explicit, reporter, world) -> Trainer:
     model_options = {k: options[k] for k in MODEL_FIELDS}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
     midi_options = {k: options[k] for k in MIDI_FIELDS}
@@ -47,7 +58,7 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
             raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
         if corpus.kind == "midi":
             train_options.update({k: v for k, v in MIDI_TRAIN_DEFAULTS.items() if k not in explicit})
-        out = Path(out) if out else _default_run_dir(corpus.name, model_options["cell"])
+        out = Path(out) if out else world.agree(_default_run_dir(corpus.name, model_options["cell"]))
         if (out / checkpoint.BEST).exists() or (out / checkpoint.LAST).exists():
             if not force:
                 raise SeqgenError(
@@ -56,10 +67,10 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
         trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
                           out, tokenizer=new_tokenizer(corpus, MidiConfig(**midi_options)), reporter=reporter,
                           strict=strict)
-        if force:  # start over: nothing of the old run may be mistaken for the new one's
+        if force and world.is_main:  # start over: nothing of the old run may be mistaken for the new one's
             for path in [out / checkpoint.BEST, out / checkpoint.LAST, out / METRICS, *checkpoint.kept(out)]:
                 path.unlink(missing_ok=True)
-    return trainer.run()
+    return trainer
 
 
 def _resumed_trainer(corpus_spec, out, kind, strict, options, explicit, reporter) -> Trainer:

@@ -11,36 +11,58 @@ of batch j and the recurrent state can be carried from one batch to the next:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .corpora import midi_pieces
+from .corpora import midi_pieces, open_encoded
 from .errors import SeqgenError
-from .tokenizers import ENCODE_CHUNK, CharTokenizer
-
-
-def as_tensor(ids: np.ndarray) -> torch.Tensor:
-    """Compact ids (uint8/uint16) as a CPU tensor without copying; batches widen to int64 lazily."""
-    if ids.dtype in (np.uint16, np.uint32):  # torch lacks arithmetic on these; int32 is still compact
-        ids = ids.astype(np.int32)
-    return torch.from_numpy(np.ascontiguousarray(ids))
+from .tokenizers import ENCODE_CHUNK, CharTokenizer, tokenizer_from_dict
 
 
 VAL_BLOCKS = 20
+MAX_VAL_TOKENS = 1 << 20  # evaluation scores at most this many: minutes, not hours, on a corpus of gigabytes
 
 
-def split(ids: torch.Tensor, val_fraction: float, blocks: int = VAL_BLOCKS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hold out `val_fraction` of the ids as `blocks` evenly spaced contiguous pieces.
+class Joined:
+    """Several 1-D arrays read as one sequence without joining them: joining would copy a corpus
+    that may be a memory map larger than RAM. Slicing copies only the slice."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = [p for p in parts if len(p)]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts]).tolist()
+        self.dtype = parts[0].dtype if parts else np.int64
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        start, stop, step = index.indices(len(self))
+        assert step == 1, "contiguous slices only"
+        out, i = [], bisect.bisect_right(self.starts, start) - 1
+        while start < stop:
+            lo = start - self.starts[i]
+            piece = self.parts[i][lo : lo + stop - start]
+            out.append(piece)
+            start, i = start + len(piece), i + 1
+        if len(out) == 1:
+            return out[0]
+        return np.concatenate(out) if out else np.empty(0, self.dtype)
+
+
+def split(ids: np.ndarray, val_fraction: float, blocks: int = VAL_BLOCKS) -> tuple[Joined, np.ndarray]:
+    """Hold out `val_fraction` of the ids (at most MAX_VAL_TOKENS) as `blocks` evenly spaced
+    contiguous pieces; returns (the training ids as views, the validation ids in memory).
 
     The validation set samples the whole corpus (not just its last file or chapter), and every
     region of the corpus still contributes training text. Each piece is the tail of one of
     `blocks` equal segments, taken from its start:   [val|train....][val|train....] ...
     """
     n = len(ids)
-    n_val = int(n * val_fraction)
+    n_val = min(int(n * val_fraction), MAX_VAL_TOKENS)
     blocks = max(1, min(blocks, n_val // 256))  # pieces of at least 256 tokens
     segment, piece = n // blocks, n_val // blocks
     train, val = [], []
@@ -48,26 +70,32 @@ def split(ids: torch.Tensor, val_fraction: float, blocks: int = VAL_BLOCKS) -> t
         start, end = b * segment, n if b == blocks - 1 else (b + 1) * segment
         val.append(ids[start : start + piece])
         train.append(ids[start + piece : end])
-    return torch.cat(train), torch.cat(val)
+    return Joined(train), np.concatenate(val)
 
 
 class Streams:
-    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, offset: int = 0):
+    """`batch_size` streams side by side over `ids` (an array, a tensor or a Joined), from
+    `offset`; only the streams numbered in `rows` are read (a process' share of the batch)."""
+
+    def __init__(self, ids, batch_size: int, seq_len: int, offset: int = 0, rows: range | None = None):
+        self.ids = ids.numpy() if isinstance(ids, torch.Tensor) else ids
         # Each stream needs one token beyond its last input, for the last target.
-        length = (len(ids) - offset) // batch_size
-        self.seq_len = seq_len
-        self.data = ids[offset : offset + length * batch_size].view(batch_size, length)  # (B, N)
-        self.num_batches = max(0, (length - 1) // seq_len)  # full windows only
-        self.num_windows = -(-(length - 1) // seq_len) if length > 1 else 0  # with a final short one
+        self.length = (len(self.ids) - offset) // batch_size  # tokens per stream
+        self.batch_size, self.seq_len, self.offset = batch_size, seq_len, offset
+        self.rows = range(batch_size) if rows is None else rows
+        self.num_batches = max(0, (self.length - 1) // seq_len)  # full windows only
+        self.num_windows = -(-(self.length - 1) // seq_len) if self.length > 1 else 0  # with a final short one
 
     def __len__(self) -> int:
         return self.num_batches
 
     def batch(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """x, y of shape (B, T) for window j; the final window may be shorter than T."""
+        """x, y of shape (B, T) for window j (B: the streams in `rows`); the final window may be
+        shorter than T."""
         start = j * self.seq_len
-        end = min(start + self.seq_len, self.data.shape[1] - 1)
-        window = self.data[:, start : end + 1].long()  # (B, T + 1)
+        end = min(start + self.seq_len, self.length - 1)
+        first = [self.offset + b * self.length + start for b in self.rows]
+        window = torch.from_numpy(np.stack([self.ids[a : a + end - start + 1] for a in first]).astype(np.int64))  # (B, T + 1)
         return window[:, :-1], window[:, 1:]
 
 
@@ -86,7 +114,7 @@ def check_trainable(n_train: int, batch_size: int, seq_len: int) -> None:
         )
 
 
-def eval_streams(ids: torch.Tensor, batch_size: int, seq_len: int) -> Streams:
+def eval_streams(ids, batch_size: int, seq_len: int) -> Streams:
     """Streams for scoring: each at least four windows long so most tokens see a warm state."""
     streams = max(1, min(batch_size, len(ids) // (4 * seq_len)))
     return Streams(ids, streams, seq_len)
@@ -95,11 +123,11 @@ def eval_streams(ids: torch.Tensor, batch_size: int, seq_len: int) -> Streams:
 class TextData:
     """A corpus that is one long sequence: split once into train and valid (see `split`)."""
 
-    def __init__(self, ids: torch.Tensor, val_fraction: float, sha256: str):
+    def __init__(self, ids: np.ndarray, val_fraction: float, sha256: str):
         self._train, self.val = split(ids, val_fraction)
         self.sha256 = sha256
 
-    def train(self, epoch: int) -> torch.Tensor:
+    def train(self, epoch: int) -> Joined:
         return self._train
 
 
@@ -116,26 +144,37 @@ class PieceData:
         held = set(np.linspace(0, len(pieces) - 1, n_val).round().astype(int).tolist())
         self._pieces = [p for i, p in enumerate(pieces) if i not in held]
         self._encode, self._seed, self.sha256 = encode, seed, sha256
-        self.val = as_tensor(np.concatenate([encode(pieces[i], None) for i in sorted(held)]))
+        self.val = np.concatenate([encode(pieces[i], None) for i in sorted(held)])
         self._epoch, self._ids = None, None
 
-    def train(self, epoch: int) -> torch.Tensor:
+    def train(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
             rng = np.random.default_rng([self._seed, epoch])
             order = rng.permutation(len(self._pieces))
-            self._ids = as_tensor(np.concatenate([self._encode(self._pieces[i], rng) for i in order.tolist()]))
+            self._ids = np.concatenate([self._encode(self._pieces[i], rng) for i in order.tolist()])
             self._epoch = epoch
         return self._ids
 
 
 def new_tokenizer(corpus, midi_config=None):
-    """The tokenizer for a new run: a character vocabulary fitted to a text corpus, or the MIDI
-    event vocabulary with the given settings."""
+    """The tokenizer for a new run: a character vocabulary fitted to a text corpus (or the one
+    an encoded corpus was written with), or the MIDI event vocabulary with the given settings."""
     if corpus.kind == "midi":
         from .midi import MidiTokenizer
 
         return MidiTokenizer(midi_config)
+    if corpus.encoded:
+        return tokenizer_from_dict(open_encoded(corpus.encoded)[1])
     return CharTokenizer.fit(corpus.text)
+
+
+def _encoded_ids(corpus, tokenizer) -> tuple[np.ndarray, str]:
+    """(the memory-mapped ids of an encoded corpus, its SHA-256), checked against `tokenizer`."""
+    ids, vocabulary, meta = open_encoded(corpus.encoded)
+    if vocabulary != tokenizer.to_dict():
+        raise SeqgenError(f"{corpus.spec}: encoded with a different vocabulary from this model's; "
+                          "train from the text itself, or encode it again")
+    return ids, meta["sha256"]
 
 
 def dataset(corpus, tokenizer, cfg, *, strict: bool = False, log=None) -> TextData | PieceData:
@@ -149,16 +188,20 @@ def dataset(corpus, tokenizer, cfg, *, strict: bool = False, log=None) -> TextDa
             return tokenizer.augmented(notes, rng, cfg.transpose, cfg.stretch)
 
         return PieceData(pieces, encode, cfg.val_fraction, cfg.seed, sha256)
-    ids = as_tensor(tokenizer.encode(corpus.text))
+    if corpus.encoded:
+        ids, sha256 = _encoded_ids(corpus, tokenizer)
+        return TextData(ids, cfg.val_fraction, sha256)
     digest = hashlib.sha256()
     for start in range(0, len(corpus.text), ENCODE_CHUNK):  # in pieces: no second copy of a large corpus
         digest.update(corpus.text[start : start + ENCODE_CHUNK].encode("utf-8"))
-    return TextData(ids, cfg.val_fraction, digest.hexdigest())
+    return TextData(tokenizer.encode(corpus.text), cfg.val_fraction, digest.hexdigest())
 
 
-def all_ids(corpus, tokenizer, *, log=None) -> torch.Tensor:
+def all_ids(corpus, tokenizer, *, log=None) -> np.ndarray:
     """Every token of a corpus, unaugmented, in order: what `seqgen eval` scores."""
     if corpus.kind == "midi":
         pieces, _ = midi_pieces(corpus, tokenizer, log=log)
-        return as_tensor(np.concatenate([tokenizer.encode(p) for p in pieces]))
-    return as_tensor(tokenizer.encode(corpus.text))
+        return np.concatenate([tokenizer.encode(p) for p in pieces])
+    if corpus.encoded:
+        return _encoded_ids(corpus, tokenizer)[0]
+    return tokenizer.encode(corpus.text)

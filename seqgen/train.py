@@ -19,14 +19,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .atomic import atomic_link, atomic_write_text
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .corpora import Corpus
 from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
+from .distributed import World
 from .errors import SeqgenError
 from .model import BATCH_DIM, RNNLM, sequence_loss
 from .progress import Reporter
@@ -98,31 +100,39 @@ def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: RNNLM, ids: torch.Tensor, batch_size: int, seq_len: int) -> tuple[float, int]:
-    """(mean loss in nats per token, tokens scored) over `ids`, state carried across windows.
+def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = World()) -> tuple[float, int]:
+    """(mean loss in nats per token, tokens scored) over `ids` (an array or a tensor), state
+    carried across windows.
 
     The text is scored as B parallel streams. Every stream but the first starts from the state
     after reading the EVAL_WARMUP tokens before it (scored by the stream before), as one reader
-    going through the whole text would: the loss does not depend on B.
+    going through the whole text would: the loss does not depend on B. Under several processes
+    each scores its share of the streams and the sums are added up, so every rank gets the
+    result one process would.
     """
     was_training = model.training
     model.eval()
     device = model.head.weight.device
+    ids = ids.numpy() if isinstance(ids, torch.Tensor) else ids
     streams = eval_streams(ids, batch_size, seq_len)
-    b, n = streams.data.shape
-    state = model.initial_state(b)
+    n, rows = streams.length, world.share(streams.batch_size)
+    streams.rows = rows
+    state = model.initial_state(len(rows))
     warmup = min(EVAL_WARMUP, n)
-    if b > 1:
-        context = torch.stack([ids[i * n - warmup : i * n] for i in range(1, b)]).long().to(device)  # (B-1, W)
-        _, warmed = model(context, model.initial_state(b - 1))
-        state = torch.cat([state[:, :, :1], warmed], dim=BATCH_DIM)
+    later = [i for i in rows if i > 0]  # streams that start after the text's first token
+    if later:
+        context = torch.from_numpy(np.stack([ids[i * n - warmup : i * n] for i in later]).astype(np.int64))  # (B', W)
+        _, warmed = model(context.to(device), model.initial_state(len(later)))
+        state = torch.cat([state[:, :, : len(rows) - len(later)], warmed], dim=BATCH_DIM)
     total, count = 0.0, 0
-    for j in range(streams.num_windows):
+    for j in range(streams.num_windows if rows else 0):
         x, y = (t.to(device) for t in streams.batch(j))
         logits, state = model(x, state)  # (B, T, V)
         total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     model.train(was_training)
+    total, count = world.sum(total, count)
+    count = int(count)
     if count == 0:
         raise SeqgenError("nothing to evaluate: the text is shorter than two tokens")
     return total / count, count
@@ -198,7 +208,13 @@ class Trainer:
         self.corpus, self.cfg, self.run_dir = corpus, config, Path(run_dir)
         self.reporter = reporter or Reporter(quiet=True)
         self.tokenizer = tokenizer or new_tokenizer(corpus)
-        self.device = pick_device(config.device)
+        self.world, self.device = distributed.join(pick_device(config.device))
+        if not self.world.is_main:  # rank 0 speaks for every process
+            self.reporter = Reporter(quiet=True)
+        if config.batch_size % self.world.size:
+            raise SeqgenError(f"--batch-size {config.batch_size} does not split evenly over {self.world.size} "
+                              f"processes; use a multiple of {self.world.size}")
+        self.rows = self.world.share(config.batch_size)  # this process' streams of the global batch
         self.autocast = pick_precision(config.precision, self.device)
         self.precision = "bf16" if self.autocast == torch.bfloat16 else "fp32"
         if config.threads:
@@ -218,12 +234,16 @@ class Trainer:
 
         self.model_config = dataclasses.replace(model_config, vocab_size=self.tokenizer.vocab_size)
         self.model = RNNLM(self.model_config).to(self.device)
+        self.stepper = self.world.wrap(self.model)  # what a training step calls: DDP under several processes
         self.optimizer = make_optimizer(self.model, config)
         self.progress = Progress()
-        self.carry = None  # the recurrent state carried into the next batch
+        self.carry = None  # the recurrent state carried into the next batch, for this process' rows
         self.saved_step = None  # the step of the checkpoint in last.safetensors
         if resume_from is not None:
             self._restore(resume_from)
+        if self.world.size > 1:  # dropout draws its own masks in each process (same seed, same step: same run)
+            torch.manual_seed(int(np.random.SeedSequence([config.seed, self.world.rank, self.progress.step])
+                                  .generate_state(1)[0]))
 
     # -- schedule -----------------------------------------------------------------------------
     def _done_fraction(self) -> float:
@@ -242,7 +262,7 @@ class Trainer:
         # the same characters; the offset depends only on (seed, epoch), which keeps resume exact.
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         offset = 0 if epoch == 1 else int(torch.randint(self.cfg.seq_len, (1,), generator=g))
-        return Streams(self.data.train(epoch), self.cfg.batch_size, self.cfg.seq_len, offset)
+        return Streams(self.data.train(epoch), self.cfg.batch_size, self.cfg.seq_len, offset, self.rows)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop_at_step: int | None = None) -> Path:
@@ -251,15 +271,16 @@ class Trainer:
         `stop_at_step` stops early as if interrupted (the run stays resumable); tests use it.
         """
         cfg, p, model = self.cfg, self.progress, self.model
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.run_dir.glob(".*.tmp"):  # half-written files of a run that was killed
-            stale.unlink(missing_ok=True)
+        if self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.run_dir.glob(".*.tmp"):  # half-written files of a run that was killed
+                stale.unlink(missing_ok=True)
         self._log_start()
         model.train()
         started, elapsed_before = time.monotonic(), p.elapsed
         window_loss, window_steps, window_start = torch.zeros((), device=self.device), 0, time.monotonic()
         # A resumed run may already be at a limit: then it only reports, without another step.
-        stopped_by = self._limit_reached(None, stop_at_step, epoch_done=False)
+        stopped_by = self._limit_reached(False, stop_at_step, epoch_done=False)
         with _StopOnSignal() as signals:
             while stopped_by is None:
                 if cfg.epochs and p.epoch > cfg.epochs:
@@ -268,21 +289,24 @@ class Trainer:
                 streams = self._epoch_streams(p.epoch)
                 nb = len(streams)
                 if p.batch == 0 or self.carry is None:
-                    self.carry = model.initial_state(cfg.batch_size)
+                    self.carry = model.initial_state(len(self.rows))
                 self.reporter.start_epoch(p.epoch, cfg.epochs, nb, p.batch)
                 while p.batch < nb and stopped_by is None:
                     x, y = (t.to(self.device, non_blocking=True) for t in streams.batch(p.batch))
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    loss, self.carry = train_step(model, self.optimizer, x, y, self.carry, cfg.clip, self.autocast)
-                    p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + y.numel()
-                    p.elapsed = elapsed_before + time.monotonic() - started
+                    loss, self.carry = train_step(self.stepper, self.optimizer, x, y, self.carry, cfg.clip, self.autocast)
+                    p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + y.numel() * self.world.size
+                    # Every process must stop at the same step and follow the same schedule: they
+                    # agree on the clock (the slowest one's) and on whether any was signalled.
+                    p.elapsed, signalled = self.world.max(elapsed_before + time.monotonic() - started,
+                                                          float(signals.signum is not None))
                     window_loss += loss.detach()
                     window_steps += 1
                     self.reporter.step(loss.item() if self.reporter.bar_enabled else 0.0, lr)
 
-                    stopped_by = self._limit_reached(signals, stop_at_step, epoch_done=p.batch == nb)
+                    stopped_by = self._limit_reached(bool(signalled), stop_at_step, epoch_done=p.batch == nb)
                     if p.step % cfg.eval_every == 0 or stopped_by:
                         train_loss = (window_loss / window_steps).item()
                         seconds = time.monotonic() - window_start
@@ -296,9 +320,9 @@ class Trainer:
         self.reporter.close()
         return self._finish(stopped_by, signals.signum)
 
-    def _limit_reached(self, signals: _StopOnSignal | None, stop_at_step: int | None, epoch_done: bool) -> str | None:
+    def _limit_reached(self, signalled: bool, stop_at_step: int | None, epoch_done: bool) -> str | None:
         cfg, p = self.cfg, self.progress
-        if (signals and signals.signum is not None) or (stop_at_step is not None and p.step >= stop_at_step):
+        if signalled or (stop_at_step is not None and p.step >= stop_at_step):
             return "signal"
         if cfg.epochs and epoch_done and p.epoch >= cfg.epochs:
             return "epochs"
@@ -310,17 +334,21 @@ class Trainer:
 
     def _evaluate_and_save(self, train_loss: float, lr: float, seconds_per_step: float, nb: int) -> None:
         cfg, p = self.cfg, self.progress
+        train_loss = self.world.sum(train_loss)[0] / self.world.size  # the same on every process
         if not math.isfinite(train_loss):
             raise SeqgenError(
                 f"the training loss became {train_loss} by step {p.step}; the last good checkpoint "
                 f"is kept in {self.run_dir} (try a lower --lr or --clip)"
             )
-        val_loss, _ = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.seq_len)
+        val_loss, _ = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.seq_len, self.world)
         improved = p.best_val_loss is None or val_loss < p.best_val_loss
         if improved:
             p.best_val_loss, p.best_step, p.stale_evals = val_loss, p.step, 0
         else:
             p.stale_evals += 1
+        carry = self.world.gather(self.carry, BATCH_DIM)  # (L, S, B, H): the whole batch's state
+        if not self.world.is_main:
+            return
         row = {"step": p.step, "epoch": p.epoch, "tokens": p.tokens, "elapsed_s": round(p.elapsed, 2),
                "lr": f"{lr:.4g}", "loss": round(train_loss, 5), "val_loss": round(val_loss, 5),
                "val_bpc": round(val_loss / math.log(2), 5)}
@@ -331,7 +359,7 @@ class Trainer:
         last = self.run_dir / checkpoint.LAST
         if cfg.keep > 1 and self.saved_step is not None and last.exists():
             atomic_link(last, self.run_dir / checkpoint.KEPT.format(self.saved_step))
-        checkpoint.save(last, {**meta, **self._resume_meta()}, {**weights, **self._resume_tensors()})
+        checkpoint.save(last, {**meta, **self._resume_meta()}, {**weights, **self._resume_tensors(carry)})
         self.saved_step = p.step
         earlier = checkpoint.kept(self.run_dir)
         for path in earlier[: max(len(earlier) - (cfg.keep - 1), 0)]:
@@ -371,6 +399,7 @@ class Trainer:
             "corpus": self.corpus_meta,
             "progress": dataclasses.asdict(self.progress),
             "precision": self.precision,  # what --precision resolved to on the machine that saved it
+            "processes": self.world.size,
             "metrics": metrics,
         }
 
@@ -378,13 +407,13 @@ class Trainer:
         groups = self.optimizer.state_dict()["param_groups"]
         return {"resumable": True, "optimizer": {"param_groups": groups}}
 
-    def _resume_tensors(self) -> dict[str, torch.Tensor]:
+    def _resume_tensors(self, carry: torch.Tensor) -> dict[str, torch.Tensor]:
         state = self.optimizer.state_dict()["state"]
         tensors = {f"optim.{i}.{k}": v for i, s in state.items() for k, v in s.items()}
         tensors["rng.torch"] = torch.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        tensors["carry"] = self.carry
+        tensors["carry"] = carry
         return tensors
 
     def _restore(self, ckpt: checkpoint.Checkpoint) -> None:
@@ -400,19 +429,35 @@ class Trainer:
         torch.set_rng_state(ckpt.tensors["rng.torch"])
         if self.device.type == "cuda" and "rng.cuda" in ckpt.tensors:
             torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"], self.device)
-        self.carry = ckpt.tensors["carry"].to(self.device)
+        # The state of every stream of the global batch is saved, so the run can go on with any
+        # number of processes that divides the batch.
+        self.carry = ckpt.tensors["carry"][:, :, self.rows.start : self.rows.stop].to(self.device)
         self.saved_step = self.progress.step
-        self._truncate_metrics(self.progress.step)
+        if self.world.is_main:
+            self._truncate_metrics(self.progress.step)
 
     def _log_start(self) -> None:
         m, c, p = self.model_config, self.cfg, self.progress
         params = sum(t.numel() for t in self.model.parameters())
         action = f"Resuming at step {p.step}" if p.step else "Training"
+        w = self.world
+        where = self.device.type if w.size == 1 else f"{w.size} {self.device.type} processes ({w.backend})"
+        batch = f"batch {c.batch_size} x {c.seq_len}" if w.size == 1 else (
+            f"global batch {c.batch_size} x {c.seq_len} ({len(self.rows)} streams per process)")
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
-            f"{m.vocab_size}, on {self.device.type}; {self.train_tokens:,} train / "
-            f"{len(self.val_ids):,} valid tokens; batch {c.batch_size} x {c.seq_len}, {self.precision}, "
+            f"{m.vocab_size}, on {where}; {self.train_tokens:,} train / "
+            f"{len(self.val_ids):,} valid tokens; {batch}, {self.precision}, "
             f"{self.batches_per_epoch} steps/epoch -> {self.run_dir}"
+        )
+        limits = [f"{c.max_steps:,} steps"] if c.max_steps else []
+        if c.epochs:
+            limits.append(f"{c.epochs} epochs ({c.epochs * self.batches_per_epoch:,} steps)")
+        if c.time_budget:
+            limits.append(f"{c.time_budget:g}s")
+        self.reporter.log(
+            f"Schedule: AdamW, lr {c.lr:g} after {c.warmup_steps} warmup steps, cosine decay to "
+            f"{c.lr * c.min_lr_ratio:.3g} at {' or '.join(limits) or 'the end'}, whichever comes first"
         )
 
     def _append_metrics(self, row: dict) -> None:

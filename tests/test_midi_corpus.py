@@ -92,14 +92,14 @@ def test_piece_data_holds_out_whole_pieces_and_augments_each_epoch_reproducibly(
     data = dataset(load_corpus(folder), tok, cfg, log=lambda m: None)
     assert isinstance(data, PieceData) and len(data._pieces) == 4
     assert int((data.val == tok.boundary).sum()) == 1  # one whole piece, unaugmented
-    epoch1, epoch2 = data.train(1).clone(), data.train(2).clone()
+    epoch1, epoch2 = data.train(1).copy(), data.train(2).copy()
     assert int((epoch1 == tok.boundary).sum()) == 4
     assert not (len(epoch1) == len(epoch2) and bool((epoch1 == epoch2).all()))
     again = dataset(load_corpus(folder), tok, cfg, log=lambda m: None)
     assert (again.train(2) == epoch2).all() and (again.train(1) == epoch1).all()
     plain = dataset(load_corpus(folder), tok, TrainConfig(val_fraction=0.2, transpose=0, stretch=0.0), log=lambda m: None)
-    assert sorted(np.diff(np.flatnonzero(plain.train(1).numpy() == tok.boundary)).tolist()) == sorted(
-        np.diff(np.flatnonzero(plain.train(2).numpy() == tok.boundary)).tolist())  # only the order changes
+    assert sorted(np.diff(np.flatnonzero(plain.train(1) == tok.boundary)).tolist()) == sorted(
+        np.diff(np.flatnonzero(plain.train(2) == tok.boundary)).tolist())  # only the order changes
 
 
 def test_one_piece_is_not_enough(tmp_path, cache):

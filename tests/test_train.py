@@ -64,11 +64,10 @@ def test_patience_stops_when_validation_stops_improving(corpus_text, tmp_path):
 
 def test_evaluation_does_not_depend_on_the_number_of_streams(trained_run, corpus_text):
     from seqgen import checkpoint
-    from seqgen.data import as_tensor
     from seqgen.train import evaluate
 
     model, tokenizer, _ = checkpoint.load(trained_run)
-    ids = as_tensor(tokenizer.encode(corpus_text))[:3000]
+    ids = tokenizer.encode(corpus_text)[:3000]
     one, n1 = evaluate(model, ids, 1, 32)
     for streams in (4, 16):
         loss, n = evaluate(model, ids, streams, 32)

@@ -1,0 +1,148 @@
+"""Training on several processes: PyTorch's DistributedDataParallel, started by torchrun.
+
+torchrun (or `seqgen train --nproc N`, which runs it) starts one process per GPU, or per share of
+the CPU cores, and tells each its RANK, LOCAL_RANK and WORLD_SIZE in the environment. Every
+process runs the same training loop on its own rows of the global batch; DDP averages the
+gradients, so the processes take identical steps and hold identical weights. A process started
+without those variables is a world of one, and none of this costs it anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .errors import SeqgenError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    backend: str | None = None  # "gloo" (CPU) or "nccl" (CUDA); None for a single process
+    control: object = None  # a gloo group for numbers the CPU decides on (NCCL moves only GPU tensors)
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints, metrics and progress."""
+        return self.rank == 0
+
+    def share(self, n: int) -> range:
+        """This rank's contiguous share of n items (streams, say); shares differ by at most one."""
+        return range(n * self.rank // self.size, n * (self.rank + 1) // self.size)
+
+    def sum(self, *values: float) -> list[float]:
+        return self._reduce(values, "SUM")
+
+    def max(self, *values: float) -> list[float]:
+        return self._reduce(values, "MAX")
+
+    def _reduce(self, values, op) -> list[float]:
+        if self.size == 1:
+            return list(values)
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t, getattr(dist.ReduceOp, op), group=self.control)
+        return t.tolist()
+
+    def gather(self, tensor: torch.Tensor, dim: int) -> torch.Tensor:
+        """Every rank's `tensor` joined along `dim` in rank order (the shares must be equal)."""
+        if self.size == 1:
+            return tensor
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(tensor) for _ in range(self.size)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim)
+
+    def agree(self, value):
+        """Rank 0's `value` on every rank (a run directory named after the time, say)."""
+        if self.size == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0, group=self.control)
+        return box[0]
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as the training step should call it: under DDP when there are several ranks."""
+        if self.size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = next(model.parameters()).device
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def launched() -> bool:
+    """True in a process that torchrun started as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def speaks() -> bool:
+    """Whether this process reports errors: rank 0 speaks for all (they fail alike on bad input)."""
+    return not launched() or os.environ.get("RANK", "0") == "0"
+
+
+def join(device: torch.device) -> tuple[World, torch.device]:
+    """This process' place among those torchrun started, and the device it trains on (under
+    NCCL, the GPU numbered by LOCAL_RANK); a world of one when not launched by torchrun.
+    Joining again returns the same world."""
+    if not launched():
+        return World(), device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif device.type == "cpu":
+        backend = "gloo"
+    else:
+        raise SeqgenError(f"training on several processes needs CUDA GPUs or the CPU, not {device.type}")
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group(backend)
+        except (RuntimeError, ValueError) as e:
+            raise SeqgenError(f"could not join the other training processes: {str(e).splitlines()[0]}") from None
+        global _control
+        _control = dist.new_group(backend="gloo") if backend == "nccl" else None
+    return World(dist.get_rank(), dist.get_world_size(), backend, _control), device
+
+
+_control = None
+
+
+def leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run `seqgen <argv>` as `nproc` processes on this machine under torchrun's launcher
+    (in this process, so an error is one line, not the launcher's report); returns the exit
+    status: 0, or the first failing process' own."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    # torchrun gives each process one thread unless told otherwise; a CPU run wants the cores
+    # shared out instead (GPU runs hardly use the CPU, and one thread each is right there).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # The launcher logs each failing process at length; the process' own one-line error says why.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "seqgen"])
+    args.training_script_args = argv  # set, not parsed: torchrun's parser would take --nproc for its own
+    try:
+        run(args)
+    except ChildFailedError as e:  # each process has already printed its own one-line error
+        codes = [f.exitcode for f in e.failures.values()]
+        return next((c for c in codes if c > 0), 1)
+    return 0
+

@@ -1,0 +1,87 @@
+"""Two processes under torchrun (gloo on the CPU) train the same model one process would, write
+one set of files, and can hand the run over to a different number of processes."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from seqgen import checkpoint
+from seqgen.cli import cli
+
+# fp32: bf16 rounding would make two processes and one differ by more than summation order.
+TINY = ["--layers", "2", "--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "8",
+        "--warmup-steps", "5", "--eval-every", "10", "--precision", "fp32", "--threads", "1", "--no-progress"]
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def torchrun(tmp_path, *args, nproc=2):
+    weights = tmp_path / "weights"
+    weights.mkdir(exist_ok=True)
+    for old in weights.iterdir():
+        old.unlink()
+    env = {**os.environ, "SEQGEN_TEST_WEIGHTS": str(weights), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(WORKER),
+         "train", *args], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    ranks = [load_file(weights / f"rank{r}.safetensors") for r in range(nproc)]
+    return result, ranks
+
+
+def single(*args):
+    result = CliRunner().invoke(cli, ["train", *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def metrics(run):
+    with (run / "metrics.csv").open() as f:
+        return [(int(r["step"]), float(r["loss"]), float(r["val_loss"])) for r in csv.DictReader(f)]
+
+
+def assert_same_run(a, b, tol):
+    wa, wb = checkpoint.read(a / checkpoint.LAST), checkpoint.read(b / checkpoint.LAST)
+    for name, tensor in wa.tensors.items():
+        if name.startswith(("model.", "carry")):
+            torch.testing.assert_close(tensor, wb.tensors[name], atol=tol, rtol=0, msg=name)
+    for (step_a, loss_a, val_a), (step_b, loss_b, val_b) in zip(metrics(a), metrics(b), strict=True):
+        assert step_a == step_b and loss_a == pytest.approx(loss_b, abs=1e-4) and val_a == pytest.approx(val_b, abs=1e-4)
+
+
+def test_two_processes_train_as_one_and_hand_over_to_any_count(tmp_path, corpus_file):
+    two, one = tmp_path / "two", tmp_path / "one"
+    result, (rank0, rank1) = torchrun(tmp_path, str(corpus_file), *TINY, "--max-steps", "20", "--out", str(two))
+
+    assert result.stdout.split() == [str(two / checkpoint.BEST)]  # rank 0 alone prints
+    for name, tensor in rank0.items():
+        assert torch.equal(tensor, rank1[name]), name  # DDP keeps the replicas identical
+    assert sorted(p.name for p in two.iterdir()) == ["best.safetensors", "last.safetensors", "metrics.csv"]
+    assert result.stderr.count("Training:") == 1 and "global batch 8 x 32 (4 streams per process)" in result.stderr
+    assert "Schedule: AdamW, lr 0.01 after 5 warmup steps" in result.stderr
+    assert checkpoint.read(two / checkpoint.LAST).meta["processes"] == 2
+
+    # The global batch is what counts: one process with the same batch takes the same steps.
+    single(str(corpus_file), *TINY, "--max-steps", "20", "--out", str(one))
+    assert_same_run(two, one, tol=1e-4)
+
+    # Resume 2 -> 1 -> 2 processes, against 1 -> 1 -> 1 (the same limits: --max-steps shapes the
+    # schedule). The saved state covers the whole batch, so each count takes its own rows.
+    for run in (two, one):
+        single("--out", str(run), "--resume", "--max-steps", "30")
+    torchrun(tmp_path, "--out", str(two), "--resume", "--max-steps", "40")
+    single("--out", str(one), "--resume", "--max-steps", "40")
+    assert_same_run(two, one, tol=1e-4)
+    assert [row[0] for row in metrics(two)] == [10, 20, 30, 40]
+
+
+def test_the_batch_must_split_evenly_over_the_processes(corpus_file, tmp_path):
+    result = CliRunner().invoke(cli, ["train", str(corpus_file), *TINY, "--nproc", "3", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--batch-size 8 does not split evenly over 3 processes" in result.output
+    assert not (tmp_path / "r").exists()
