@@ -14,6 +14,8 @@ Sections, each a table appended to benchmarks/RESULTS.md with the machine:
               N separate invocations
   data        text encoding MB/s; peak RSS of training on a large corpus; MIDI reading files/s
               and the cache's speed-up
+  distributed tokens/s of one process against two under DDP (gloo, half the cores each), for a
+              plain DDP loop and `seqgen train --nproc 2`, same global batch
 """
 
 from __future__ import annotations
@@ -256,10 +258,70 @@ def data(megabytes: int, workdir: Path) -> list[str]:
     return rows
 
 
+def _plain_ddp_worker(rank: int, size: int, store: str, batch: int, steps: int, seconds) -> None:
+    """The textbook loop under DistributedDataParallel, as its tutorial writes it: each process
+    a share of the batch, one thread each."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
+    torch.manual_seed(0)
+    model = nn.parallel.DistributedDataParallel(Textbook("lstm", 1, 384, 65))
+    adam = torch.optim.Adam(model.parameters(), lr=2e-3)
+    data = torch.randint(65, (batch // size, (steps + 5) * 64 + 1))
+    h = None
+    for i in range(steps + 5):  # 5 warm-up steps, not timed
+        if i == 5:
+            dist.barrier()
+            start = time.perf_counter()
+        x, y = data[:, i * 64 : (i + 1) * 64], data[:, i * 64 + 1 : (i + 1) * 64 + 1]
+        h = None if h is None else tuple(t.detach() for t in h)
+        logits, h = model(x, h)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, 65), y.reshape(-1))
+        adam.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        adam.step()
+    if rank == 0:
+        seconds.value = time.perf_counter() - start
+    dist.destroy_process_group()
+
+
+def plain_tokens_per_s(batch: int, steps: int, nproc: int, workdir: Path) -> float:
+    import torch.multiprocessing as mp
+
+    seconds = mp.get_context("spawn").Value("d", 0.0)
+    store = workdir / f"store-{batch}-{nproc}"
+    store.unlink(missing_ok=True)
+    mp.spawn(_plain_ddp_worker, args=(nproc, str(store), batch, steps, seconds), nprocs=nproc)
+    return steps * batch * 64 / seconds.value
+
+
+def seqgen_tokens_per_s(batch: int, steps: int, nproc: int, workdir: Path) -> float:
+    run = workdir / f"ddp-{batch}-{nproc}"
+    seqgen_cli("train", "--batch-size", batch, "--max-steps", steps, "--eval-every", steps, "--precision", "fp32",
+               "--nproc", nproc, "--out", run, "--force", "--quiet")
+    last = (run / "metrics.csv").read_text().splitlines()[-1].split(",")
+    return int(last[2]) / float(last[3])  # tokens / training seconds (start-up and evaluation left out)
+
+
+def distributed(steps: int, workdir: Path) -> list[str]:
+    """One process against two (gloo, each with half the cores), same global batch, fp32."""
+    rows = ["| global batch x 64, 1 x 384 LSTM | plain loop, 1 process tok/s | plain DDP, 2 processes | "
+            "seqgen, 1 process | seqgen `--nproc 2` | seqgen / plain, 2 processes |", "|---|---|---|---|---|---|"]
+    for batch in (16, 64, 256):
+        plain1, plain2 = (plain_tokens_per_s(batch, steps, n, workdir) for n in (1, 2))
+        ours1, ours2 = (seqgen_tokens_per_s(batch, steps, n, workdir) for n in (1, 2))
+        rows.append(f"| {batch} | {plain1:,.0f} | {plain2:,.0f} ({plain2 / plain1:.2f}x) | {ours1:,.0f} | "
+                    f"{ours2:,.0f} ({ours2 / ours1:.2f}x) | {ours2 / plain2:.2f}x |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer tokens, steps and invocations")
-    parser.add_argument("--only", nargs="*", default=["generation", "training", "cli", "data"])
+    parser.add_argument("--only", nargs="*", default=["generation", "training", "cli", "data", "distributed"])
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--textbook", nargs=5, metavar=("CELL", "LAYERS", "HIDDEN", "VOCAB", "TOKENS"),
                         help=argparse.SUPPRESS)  # one textbook generation measurement, for a fresh process
@@ -278,6 +340,7 @@ def main() -> None:
             "training": lambda: training(10 if args.quick else 40, lim),
             "cli": lambda: cli(10 if args.quick else 100, Path(tmp)),
             "data": lambda: data(20 if args.quick else 100, Path(tmp)),
+            "distributed": lambda: distributed(20 if args.quick else 100, Path(tmp)),
         }
         for name in args.only:
             print(f"-- {name}", flush=True)

@@ -99,6 +99,9 @@ def join(device: torch.device) -> tuple[World, torch.device]:
 
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if device.index >= torch.cuda.device_count():
+            raise SeqgenError(f"{os.environ.get('LOCAL_WORLD_SIZE', 'more')} processes on this machine, but it has "
+                              f"{torch.cuda.device_count()} GPUs: start one process per GPU")
         torch.cuda.set_device(device)
         backend = "nccl"
     elif device.type == "cpu":
@@ -129,20 +132,26 @@ def launch(nproc: int, argv: list[str]) -> int:
     """Run `seqgen <argv>` as `nproc` processes on this machine under torchrun's launcher
     (in this process, so an error is one line, not the launcher's report); returns the exit
     status: 0, or the first failing process' own."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     # torchrun gives each process one thread unless told otherwise; a CPU run wants the cores
     # shared out instead (GPU runs hardly use the CPU, and one thread each is right there).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    # The launcher logs each failing process at length; the process' own one-line error says why.
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # The launcher logs each failure and signal at length; the processes' own one-line messages
+    # say what happened. (Its loggers set their own levels, so each one is quietened.)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "seqgen"])
     args.training_script_args = argv  # set, not parsed: torchrun's parser would take --nproc for its own
     try:
         run(args)
-    except ChildFailedError as e:  # each process has already printed its own one-line error
+    except ChildFailedError as e:  # rank 0 has already printed its one-line error
         codes = [f.exitcode for f in e.failures.values()]
         return next((c for c in codes if c > 0), 1)
+    except SignalException as e:  # Ctrl-C reached the processes too: they saved and said so
+        return 128 + int(e.sigval)
     return 0
 

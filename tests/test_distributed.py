@@ -85,3 +85,20 @@ def test_the_batch_must_split_evenly_over_the_processes(corpus_file, tmp_path):
     result = CliRunner().invoke(cli, ["train", str(corpus_file), *TINY, "--nproc", "3", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "--batch-size 8 does not split evenly over 3 processes" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def seqgen(*args):
+    return subprocess.run([sys.executable, "-m", "seqgen", "train", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_nproc_launches_the_processes_and_speaks_once(corpus_file, tmp_path):
+    run = tmp_path / "run"
+    ok = seqgen(str(corpus_file), *TINY, "--max-steps", "10", "--nproc", "2", "--out", str(run))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split() == [str(run / checkpoint.BEST)]
+    assert "on 2 cpu processes (gloo)" in ok.stderr and "torch.distributed" not in ok.stderr
+
+    bad = seqgen(str(corpus_file), *TINY, "--seq-len", "5000", "--nproc", "2", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 1 and bad.stdout == ""
+    [line] = bad.stderr.splitlines()  # one line, from rank 0; nothing from the launcher
+    assert line.startswith("Error: --seq-len 5000 is longer than the training text")
