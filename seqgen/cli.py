@@ -353,7 +353,8 @@ def midi_stats(folder, reference, cap_seconds, check, as_json):
 
 @cli.group(cls=Group, context_settings=CONTEXT)
 def corpus():
-    """Built-in corpora: list them, download the ones that are not shipped."""
+    """Corpora: list the built-in ones, download those that are not shipped, and encode a large
+    text corpus once into token ids that training reads from disk."""
 
 
 @corpus.command("list", context_settings=CONTEXT)
@@ -389,6 +390,32 @@ def corpus_download(name, url):
         raise CliError(f"no built-in corpus {name!r} (built-in: {', '.join(BUILTINS)})")
     builtin = BUILTINS[name]
     click.echo(builtin_directory(builtin) if builtin.convert is not None else download(builtin, url=url))
+
+
+@corpus.command("encode", context_settings=CONTEXT)
+@click.argument("input_", metavar="INPUT")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True,
+              help="Replace an earlier encoding in OUT_DIR (only once the new one is complete).")
+def corpus_encode(input_, out_dir, force):
+    """Encode the text corpus INPUT (a text file, a directory of text files, or a built-in text
+    corpus name) once into OUT_DIR: ids.bin (the token ids, uint8 or uint16), tokenizer.json and
+    corpus.json; prints OUT_DIR.
+
+    `seqgen train OUT_DIR` then starts at once and maps the ids from disk, so a corpus of many
+    gigabytes needs memory for the model only. INPUT is read twice in chunks (the vocabulary,
+    then the ids), never whole; OUT_DIR appears only when complete.
+
+    \b
+    Examples:
+      seqgen corpus encode books/ books-enc/
+      seqgen train books-enc/ --time-budget 3600
+      seqgen corpus encode big.txt big-enc/ --force    # encode again over an earlier encoding
+    """
+    from .corpora import encode_corpus
+
+    encode_corpus(input_, out_dir, force=force)
+    click.echo(out_dir)
 
 
 def main():
