@@ -33,6 +33,10 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except SeqgenError as e:
+            from .distributed import speaks
+
+            if not speaks():  # rank 0 of a torchrun job says it once for all of its processes
+                raise click.exceptions.Exit(e.exit_code) from None
             raise CliError(str(e), e.exit_code) from None
         except KeyboardInterrupt:
             raise CliError("interrupted", 130) from None
@@ -153,10 +157,13 @@ class FloatRange(click.FloatRange):
               help="Compute precision of training (weights stay fp32); auto: bf16 on CPUs with native bf16 "
                    "(AVX512-BF16, AMX), else fp32.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads  [default: torch's choice]")
+@click.option("--nproc", type=click.IntRange(1), default=1,
+              help="Train as N processes on this machine (one per GPU, or each with a share of the CPU cores) "
+                   "under torchrun and DistributedDataParallel; --batch-size is the global batch.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on stderr but errors.")
 @click.pass_context
-def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, **options):
+def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, nproc, **options):
     """Train a model on CORPUS: a text file, a directory of text files, a MIDI file or a directory
     of MIDI files (searched recursively), or a built-in corpus name (see `seqgen corpus list`;
     default python-docs).
@@ -174,8 +181,17 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, **opti
       seqgen train --out checkpoints/gru --resume     # continue an interrupted run
       seqgen train bach-chorales --time-budget 600    # built-in MIDI corpus: a music model
       seqgen train ~/midi/ --transpose 5 --out checkpoints/piano
+      seqgen train big/ --nproc 4 --batch-size 64     # 4 processes (GPUs, or CPU core shares)
+      torchrun --nproc-per-node 4 -m seqgen train big/ --batch-size 64   # the same, by hand
     """
     from . import commands
+    from .distributed import launch, launched
+
+    if nproc > 1 and not launched():  # in the processes torchrun starts, --nproc has been done
+        if options["batch_size"] % nproc:
+            raise CliError(f"--batch-size {options['batch_size']} does not split evenly over {nproc} "
+                           f"processes; use a multiple of {nproc}", 2)
+        ctx.exit(launch(nproc, sys.argv[1:]))
 
     explicit = {k for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
@@ -183,7 +199,8 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, **opti
         corpus, out, kind=kind, strict=strict, resume=resume, force=force, options=options, explicit=explicit,
         bar=sys.stderr.isatty() if progress is None else progress, quiet=quiet,
     )
-    click.echo(best)
+    if best is not None:  # rank 0 of several processes, or the only one
+        click.echo(best)
 
 
 def _pitches(ctx, param, value):
