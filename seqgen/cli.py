@@ -29,31 +29,50 @@ class CliError(click.ClickException):
 class Group(click.Group):
     """Turns the library's user-facing errors into one `Error: ...` line and an exit status."""
 
+    def main(self, args=None, *rest, **kwargs):
+        global ARGV  # what --nproc hands on to the processes it starts
+        ARGV = list(sys.argv[1:] if args is None else args)
+        return super().main(args, *rest, **kwargs)
+
     def invoke(self, ctx):
+        from .distributed import LAUNCHED_BY_SEQGEN, LOST_CONTACT, launched, speaks
+
         try:
             return super().invoke(ctx)
-        except SeqgenError as e:
-            from .distributed import speaks
-
-            if not speaks():  # rank 0 of a torchrun job says it once for all of its processes
-                raise click.exceptions.Exit(e.exit_code) from None
-            raise CliError(str(e), e.exit_code) from None
-        except KeyboardInterrupt:
-            raise CliError("interrupted", 130) from None
-        except BrokenPipeError:
-            raise  # handled in main(): the reader went away, which is not an error worth a message
-        except OSError as e:
-            where = f"{e.filename}: " if e.filename else ""
-            raise CliError(f"{where}{e.strerror or e}") from None
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except Exception as e:
-            if os.environ.get("SEQGEN_DEBUG"):
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError):
+            raise  # BrokenPipeError is handled in main(): the reader went away, not an error worth a message
+        except BaseException as e:
+            if os.environ.get("SEQGEN_DEBUG") and not isinstance(e, (SeqgenError, KeyboardInterrupt, OSError)):
                 raise
-            raise CliError(
-                f"internal error: {type(e).__name__}: {e} (set SEQGEN_DEBUG=1 for the traceback, "
-                "and please report it)", 70,
-            ) from None
+            error = _cli_error(e, launched())
+            lost = error.exit_code == LOST_CONTACT and os.environ.get(LAUNCHED_BY_SEQGEN)
+            if not speaks() or lost:  # rank 0 speaks for all; --nproc's launcher names a failed peer
+                raise click.exceptions.Exit(error.exit_code) from None
+            raise error from None
+
+
+def _cli_error(e: BaseException, launched: bool) -> CliError:
+    from .distributed import LOST_CONTACT
+
+    if isinstance(e, SeqgenError):
+        return CliError(str(e), e.exit_code)
+    if isinstance(e, KeyboardInterrupt):
+        return CliError("interrupted", 130)
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        return CliError(f"{where}{e.strerror or e}")
+    if launched and (type(e).__module__.startswith("torch.distributed") or "Connection" in str(e)):
+        # What rank 0 sees when another process died: that one's failure is the story.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return CliError(f"lost contact with another training process, which failed or was killed ({first[:200]})",
+                        LOST_CONTACT)
+    if not isinstance(e, Exception):
+        raise e
+    return CliError(f"internal error: {type(e).__name__}: {e} (set SEQGEN_DEBUG=1 for the traceback, "
+                    "and please report it)", 70)
+
+
+ARGV: list[str] = []
 
 
 @click.group(cls=Group, context_settings={**CONTEXT, "auto_envvar_prefix": "SEQGEN"})
@@ -188,10 +207,11 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, nproc,
     from .distributed import launch, launched
 
     if nproc > 1 and not launched():  # in the processes torchrun starts, --nproc has been done
-        if options["batch_size"] % nproc:
+        batch_given = ctx.get_parameter_source("batch_size") != click.core.ParameterSource.DEFAULT
+        if (batch_given or not resume) and options["batch_size"] % nproc:  # a resumed run has its own
             raise CliError(f"--batch-size {options['batch_size']} does not split evenly over {nproc} "
                            f"processes; use a multiple of {nproc}", 2)
-        ctx.exit(launch(nproc, sys.argv[1:]))
+        ctx.exit(launch(nproc, ARGV))
 
     explicit = {k for k, v in options.items()
                 if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}

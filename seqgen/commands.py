@@ -32,14 +32,22 @@ FIXED_ON_RESUME = ("seq_len", "batch_size", "val_fraction", "seed")
 def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, bar, quiet) -> Path | None:
     """Start (or with `resume`, continue) a run; returns the best checkpoint's path (None in
     processes other than rank 0 of a run that torchrun started, which write nothing)."""
-    world, _ = distributed.join(pick_device(options["device"]))
+    world, _ = distributed.join(pick_device(_run_device(out, resume, options, explicit)))
     try:
         trainer = _trainer(corpus_spec, out, kind, strict, resume, force, options, explicit,
-                           Reporter(bar=bar, quiet=quiet), world)
+                           Reporter(bar=bar, quiet=quiet or not world.is_main), world)
         best = trainer.run()
     finally:
         distributed.leave()
     return best if world.is_main else None
+
+
+def _run_device(out, resume, options, explicit) -> str:
+    """The --device the run will use: a resumed run keeps its own unless told otherwise."""
+    last = Path(out) / checkpoint.LAST if out else None
+    if resume and "device" not in explicit and last is not None and last.exists():
+        return checkpoint.read(last).meta.get("train", {}).get("device", options["device"])
+    return options["device"]
 
 
 def _trainer(corpus_spec, out, kind, strict, resume, force, options, explicit, reporter, world) -> Trainer:

@@ -295,6 +295,9 @@ def builtin_text(builtin: Builtin) -> str:
     return read_text(builtin.cache_path)
 
 
+SCRATCH_MARK = ".seqgen-scratch"
+
+
 def builtin_directory(builtin: Builtin) -> Path:
     """The directory of a converted built-in MIDI corpus, converting it on first use."""
     dest = builtin.cache_path
@@ -306,6 +309,9 @@ def builtin_directory(builtin: Builtin) -> Path:
         try:
             builtin.convert(scratch)
             os.replace(scratch, dest)
+        except OSError:
+            if not dest.is_dir():  # else another process (a rank of the same run) got there first
+                raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return dest
@@ -385,7 +391,10 @@ def encode_corpus(spec, out_dir, *, force: bool = False, log=None) -> dict:
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in out.parent.glob(f".{out.name}-*/{SCRATCH_MARK}"):  # an encoding killed outright (SIGKILL)
+            shutil.rmtree(stale.parent, ignore_errors=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        (scratch / SCRATCH_MARK).touch()  # only directories holding this are ever removed as leftovers
     except OSError as e:
         raise SeqgenError(f"could not write {out}: {e.strerror or e}") from None
     try:
@@ -408,6 +417,7 @@ def encode_corpus(spec, out_dir, *, force: bool = False, log=None) -> dict:
                 "tokens": tokens, "dtype": dtype.name, "sha256": digest.hexdigest()}
         atomic_write_bytes(scratch / "tokenizer.json", json.dumps(tokenizer.to_dict()).encode())
         atomic_write_bytes(scratch / "corpus.json", (json.dumps(meta, indent=2) + "\n").encode())
+        (scratch / SCRATCH_MARK).unlink()
         os.chmod(scratch, 0o777 & ~_UMASK)  # mkdtemp makes 0700; give the directory the usual mode
         _put_in_place(scratch, out)
     except OSError as e:

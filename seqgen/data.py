@@ -172,8 +172,8 @@ def _encoded_ids(corpus, tokenizer) -> tuple[np.ndarray, str]:
     """(the memory-mapped ids of an encoded corpus, its SHA-256), checked against `tokenizer`."""
     ids, vocabulary, meta = open_encoded(corpus.encoded)
     if vocabulary != tokenizer.to_dict():
-        raise SeqgenError(f"{corpus.spec}: encoded with a different vocabulary from this model's; "
-                          "train from the text itself, or encode it again")
+        raise SeqgenError(f"{corpus.spec}: encoded with a different character vocabulary from this model's "
+                          "(an encoding fits its own); give the text itself instead")
     return ids, meta["sha256"]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +71,14 @@ class World:
         dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
 
+    def barrier(self) -> None:
+        """Wait until every rank is here: before tearing the group down, so that no process closes
+        its connections while another still uses them (gloo aborts the process then)."""
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.barrier(group=self.control)
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model as the training step should call it: under DDP when there are several ranks."""
         if self.size == 1:
@@ -79,14 +89,21 @@ class World:
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+# The exit status of a process that lost contact with another (which failed first), and the
+# variable that tells processes `seqgen train --nproc` started them.
+LOST_CONTACT = 75
+LAUNCHED_BY_SEQGEN = "SEQGEN_LAUNCHER"
+
+
 def launched() -> bool:
     """True in a process that torchrun started as one of several."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def speaks() -> bool:
-    """Whether this process reports errors: rank 0 speaks for all (they fail alike on bad input)."""
-    return not launched() or os.environ.get("RANK", "0") == "0"
+    """Whether this process reports errors: rank 0 speaks for all (they fail alike on bad input),
+    unless SEQGEN_DEBUG asks to hear from every one."""
+    return not launched() or os.environ.get("RANK", "0") == "0" or bool(os.environ.get("SEQGEN_DEBUG"))
 
 
 def join(device: torch.device) -> tuple[World, torch.device]:
@@ -98,10 +115,11 @@ def join(device: torch.device) -> tuple[World, torch.device]:
     import torch.distributed as dist
 
     if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        if local > torch.cuda.device_count():  # checked in every process, so rank 0 says it too
+            raise SeqgenError(f"{local} processes on this machine, but it has {torch.cuda.device_count()} "
+                              "GPUs: start one process per GPU")
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        if device.index >= torch.cuda.device_count():
-            raise SeqgenError(f"{os.environ.get('LOCAL_WORLD_SIZE', 'more')} processes on this machine, but it has "
-                              f"{torch.cuda.device_count()} GPUs: start one process per GPU")
         torch.cuda.set_device(device)
         backend = "nccl"
     elif device.type == "cpu":
@@ -139,18 +157,33 @@ def launch(nproc: int, argv: list[str]) -> int:
     # torchrun gives each process one thread unless told otherwise; a CPU run wants the cores
     # shared out instead (GPU runs hardly use the CPU, and one thread each is right there).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    os.environ[LAUNCHED_BY_SEQGEN] = "1"  # the processes leave reporting a lost peer to this launcher
     # The launcher logs each failure and signal at length; the processes' own one-line messages
     # say what happened. (Its loggers set their own levels, so each one is quietened.)
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("torch.distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
-    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "seqgen"])
+    # On Ctrl-C the launcher passes the signal on, then kills what still runs after this long:
+    # enough for every process to finish its step, evaluate and save (30 s, torchrun's default, is not).
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--shutdown-timeout=3600",
+                                         "-m", "seqgen"])
     args.training_script_args = argv  # set, not parsed: torchrun's parser would take --nproc for its own
     try:
         run(args)
-    except ChildFailedError as e:  # rank 0 has already printed its one-line error
-        codes = [f.exitcode for f in e.failures.values()]
-        return next((c for c in codes if c > 0), 1)
+    except ChildFailedError as e:
+        rank0 = e.failures.get(0)
+        if rank0 is not None and rank0.exitcode > 0 and rank0.exitcode != LOST_CONTACT:
+            return rank0.exitcode  # rank 0 has printed its one-line error
+        # Another process failed first (rank 0 lost contact, or was stopped by the launcher): say
+        # which, since only rank 0 prints. The launcher's own SIGTERMs are the consequence, not the cause.
+        causes = {r: f for r, f in e.failures.items() if f.exitcode not in (LOST_CONTACT, -signal.SIGTERM)}
+        rank, failure = min(causes.items(), key=lambda rf: rf[1].timestamp) if causes else e.get_first_failure()
+        if failure.exitcode < 0:
+            print(f"Error: training process {rank} was killed by signal {-failure.exitcode}", file=sys.stderr)
+            return 128 - failure.exitcode
+        print(f"Error: training process {rank} failed with exit status {failure.exitcode}; run with "
+              "SEQGEN_DEBUG=1 to see its own error", file=sys.stderr)
+        return failure.exitcode
     except SignalException as e:  # Ctrl-C reached the processes too: they saved and said so
         return 128 + int(e.sigval)
     return 0

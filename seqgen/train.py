@@ -213,7 +213,7 @@ class Trainer:
             self.reporter = Reporter(quiet=True)
         if config.batch_size % self.world.size:
             raise SeqgenError(f"--batch-size {config.batch_size} does not split evenly over {self.world.size} "
-                              f"processes; use a multiple of {self.world.size}")
+                              f"processes; use a multiple of {self.world.size}", exit_code=2)
         self.rows = self.world.share(config.batch_size)  # this process' streams of the global batch
         self.autocast = pick_precision(config.precision, self.device)
         self.precision = "bf16" if self.autocast == torch.bfloat16 else "fp32"
@@ -241,9 +241,14 @@ class Trainer:
         self.saved_step = None  # the step of the checkpoint in last.safetensors
         if resume_from is not None:
             self._restore(resume_from)
-        if self.world.size > 1:  # dropout draws its own masks in each process (same seed, same step: same run)
-            torch.manual_seed(int(np.random.SeedSequence([config.seed, self.world.rank, self.progress.step])
-                                  .generate_state(1)[0]))
+        self._reseed()
+
+    def _reseed(self) -> None:
+        """Under several processes each draws its own dropout masks from (seed, rank, step),
+        reseeded at every checkpoint, so a resumed run draws what it would have drawn."""
+        if self.world.size > 1:
+            key = [self.cfg.seed, self.world.rank, self.progress.step]
+            torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
 
     # -- schedule -----------------------------------------------------------------------------
     def _done_fraction(self) -> float:
@@ -281,6 +286,7 @@ class Trainer:
         window_loss, window_steps, window_start = torch.zeros((), device=self.device), 0, time.monotonic()
         # A resumed run may already be at a limit: then it only reports, without another step.
         stopped_by = self._limit_reached(False, stop_at_step, epoch_done=False)
+        agreed_signum = None
         with _StopOnSignal() as signals:
             while stopped_by is None:
                 if cfg.epochs and p.epoch > cfg.epochs:
@@ -300,13 +306,16 @@ class Trainer:
                     p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + y.numel() * self.world.size
                     # Every process must stop at the same step and follow the same schedule: they
                     # agree on the clock (the slowest one's) and on whether any was signalled.
-                    p.elapsed, signalled = self.world.max(elapsed_before + time.monotonic() - started,
-                                                          float(signals.signum is not None))
+                    # (Only the agreed signal stops a process: one arriving after the agreement
+                    # counts at the next step, in every process alike.)
+                    p.elapsed, signum = self.world.max(elapsed_before + time.monotonic() - started,
+                                                       float(signals.signum or 0))
+                    agreed_signum = int(signum) or None
                     window_loss += loss.detach()
                     window_steps += 1
                     self.reporter.step(loss.item() if self.reporter.bar_enabled else 0.0, lr)
 
-                    stopped_by = self._limit_reached(bool(signalled), stop_at_step, epoch_done=p.batch == nb)
+                    stopped_by = self._limit_reached(agreed_signum is not None, stop_at_step, epoch_done=p.batch == nb)
                     if p.step % cfg.eval_every == 0 or stopped_by:
                         train_loss = (window_loss / window_steps).item()
                         seconds = time.monotonic() - window_start
@@ -318,7 +327,8 @@ class Trainer:
                 if p.batch >= nb:
                     p.epoch, p.batch = p.epoch + 1, 0
         self.reporter.close()
-        return self._finish(stopped_by, signals.signum)
+        self.world.barrier()  # rank 0 may still be writing the last checkpoint
+        return self._finish(stopped_by, agreed_signum)
 
     def _limit_reached(self, signalled: bool, stop_at_step: int | None, epoch_done: bool) -> str | None:
         cfg, p = self.cfg, self.progress
@@ -347,6 +357,7 @@ class Trainer:
         else:
             p.stale_evals += 1
         carry = self.world.gather(self.carry, BATCH_DIM)  # (L, S, B, H): the whole batch's state
+        self._reseed()
         if not self.world.is_main:
             return
         row = {"step": p.step, "epoch": p.epoch, "tokens": p.tokens, "elapsed_s": round(p.elapsed, 2),

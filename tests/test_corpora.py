@@ -118,3 +118,17 @@ def test_cli_download_and_list(fake_builtin):
     assert result.stdout.strip() == str(fake_builtin.cache_path)
     listing = runner.invoke(cli, ["corpus", "list"]).output
     assert "python-docs" in listing and "tinyshakespeare" in listing and "licence" in listing
+
+
+def test_a_builtin_converted_meanwhile_by_another_process_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQGEN_CACHE_DIR", str(tmp_path))
+
+    def convert(scratch):  # as if another rank of the same run finished the conversion first
+        (scratch / "a.mid").write_bytes(b"ours")
+        rival.cache_path.mkdir(parents=True)
+        (rival.cache_path / "a.mid").write_bytes(b"theirs")
+
+    rival = Builtin("race", "test", "test", "test", "1 kB", kind="midi", convert=convert)
+    assert corpora.builtin_directory(rival) == rival.cache_path
+    assert (rival.cache_path / "a.mid").read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.joinpath("corpora").iterdir()] == ["race"]  # no scratch left

@@ -3,8 +3,10 @@ one set of files, and can hand the run over to a different number of processes."
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,20 @@ def test_nproc_launches_the_processes_and_speaks_once(corpus_file, tmp_path):
     assert bad.returncode == 1 and bad.stdout == ""
     [line] = bad.stderr.splitlines()  # one line, from rank 0; nothing from the launcher
     assert line.startswith("Error: --seq-len 5000 is longer than the training text")
+
+
+def test_a_signal_to_one_process_stops_all_after_the_same_step(corpus_file, tmp_path):
+    run = tmp_path / "run"
+    job = subprocess.Popen([sys.executable, "-m", "seqgen", "train", str(corpus_file), *TINY, "--time-budget", "120",
+                            "--nproc", "2", "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run / "metrics.csv").exists() and time.monotonic() < deadline:  # training is under way
+        time.sleep(0.2)
+    workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[-1]), signal.SIGTERM)  # one process only, as a cluster scheduler might
+    out, err = job.communicate(timeout=60)
+    assert job.returncode == 143, err
+    assert out == "" and err.count("Error: SIGTERM: stopped at step") == 1
+    step = int(err.split("stopped at step ")[1].split()[0])
+    assert checkpoint.read(run / checkpoint.LAST).meta["progress"]["step"] == step

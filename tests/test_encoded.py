@@ -309,3 +309,17 @@ def test_training_on_the_encoding_is_training_on_the_text(corpus_file, tmp_path)
     assert encoded.meta["tokenizer"] == text.meta["tokenizer"]
     a, b = text.group("model."), encoded.group("model.")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_leftovers_of_a_killed_encoding_are_removed_and_nothing_else(bom_file, tmp_path):
+    out = tmp_path / "enc"
+    killed = tmp_path / ".enc-k1ll3d00"  # what SIGKILL mid-encoding leaves: a marked scratch directory
+    killed.mkdir()
+    (killed / corpora.SCRATCH_MARK).touch()
+    (killed / "ids.bin").write_bytes(b"\0" * 100)
+    mine = tmp_path / ".enc-20261122"  # the user's own, named alike but unmarked
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    encode_corpus(bom_file, out, log=lambda m: None)
+    assert not killed.exists() and (mine / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in out.iterdir()) == ["corpus.json", "ids.bin", "tokenizer.json"]
