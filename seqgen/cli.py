@@ -35,7 +35,7 @@ class Group(click.Group):
         return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx):
-        from .distributed import LAUNCHED_BY_SEQGEN, LOST_CONTACT, launched, speaks
+        from .distributed import LAUNCHER_NOTES, LOST_CONTACT, launched, note_reported, speaks
 
         try:
             return super().invoke(ctx)
@@ -45,9 +45,10 @@ class Group(click.Group):
             if os.environ.get("SEQGEN_DEBUG") and not isinstance(e, (SeqgenError, KeyboardInterrupt, OSError)):
                 raise
             error = _cli_error(e, launched())
-            lost = error.exit_code == LOST_CONTACT and os.environ.get(LAUNCHED_BY_SEQGEN)
+            lost = error.exit_code == LOST_CONTACT and os.environ.get(LAUNCHER_NOTES)
             if not speaks() or lost:  # rank 0 speaks for all; --nproc's launcher names a failed peer
                 raise click.exceptions.Exit(error.exit_code) from None
+            note_reported()
             raise error from None
 
 

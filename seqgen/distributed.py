@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -90,9 +91,17 @@ class World:
 
 
 # The exit status of a process that lost contact with another (which failed first), and the
-# variable that tells processes `seqgen train --nproc` started them.
+# variable that tells the processes `seqgen train --nproc` starts where rank 0 notes that it has
+# reported an error (so that the launcher adds nothing, or names the process that failed first).
 LOST_CONTACT = 75
-LAUNCHED_BY_SEQGEN = "SEQGEN_LAUNCHER"
+LAUNCHER_NOTES = "SEQGEN_LAUNCHER_NOTES"
+
+
+def note_reported() -> None:
+    """Rank 0 has printed an error: tell `--nproc`'s launcher, if it started this process."""
+    if os.environ.get(LAUNCHER_NOTES):
+        with open(os.environ[LAUNCHER_NOTES], "a") as f:
+            f.write("reported\n")
 
 
 def launched() -> bool:
@@ -157,7 +166,9 @@ def launch(nproc: int, argv: list[str]) -> int:
     # torchrun gives each process one thread unless told otherwise; a CPU run wants the cores
     # shared out instead (GPU runs hardly use the CPU, and one thread each is right there).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    os.environ[LAUNCHED_BY_SEQGEN] = "1"  # the processes leave reporting a lost peer to this launcher
+    fd, notes = tempfile.mkstemp(prefix="seqgen-launch-")
+    os.close(fd)
+    os.environ[LAUNCHER_NOTES] = notes
     # The launcher logs each failure and signal at length; the processes' own one-line messages
     # say what happened. (Its loggers set their own levels, so each one is quietened.)
     for name in list(logging.root.manager.loggerDict):
@@ -171,13 +182,11 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         run(args)
     except ChildFailedError as e:
-        rank0 = e.failures.get(0)
-        if rank0 is not None and rank0.exitcode > 0 and rank0.exitcode != LOST_CONTACT:
-            return rank0.exitcode  # rank 0 has printed its one-line error
-        # Another process failed first (rank 0 lost contact, or was stopped by the launcher): say
-        # which, since only rank 0 prints. The launcher's own SIGTERMs are the consequence, not the cause.
+        # The launcher's own SIGTERMs and lost contact are consequences, not the cause.
         causes = {r: f for r, f in e.failures.items() if f.exitcode not in (LOST_CONTACT, -signal.SIGTERM)}
         rank, failure = min(causes.items(), key=lambda rf: rf[1].timestamp) if causes else e.get_first_failure()
+        if os.path.getsize(notes):  # rank 0 has printed the error (every process met the same one)
+            return failure.exitcode if failure.exitcode > 0 else 1
         if failure.exitcode < 0:
             print(f"Error: training process {rank} was killed by signal {-failure.exitcode}", file=sys.stderr)
             return 128 - failure.exitcode
@@ -186,5 +195,7 @@ def launch(nproc: int, argv: list[str]) -> int:
         return failure.exitcode
     except SignalException as e:  # Ctrl-C reached the processes too: they saved and said so
         return 128 + int(e.sigval)
+    finally:
+        os.unlink(notes)
     return 0
 
