@@ -16,6 +16,7 @@ Sections, each a table appended to benchmarks/RESULTS.md with the machine:
               and the cache's speed-up
   distributed tokens/s of one process against two under DDP (gloo, half the cores each), for a
               plain DDP loop and `seqgen train --nproc 2`, same global batch
+  compile     the default model's training step under torch.compile against eager, fp32 and bf16
 """
 
 from __future__ import annotations
@@ -323,10 +324,39 @@ def distributed(steps: int, workdir: Path) -> list[str]:
     return rows
 
 
+def compiled(steps: int) -> list[str]:
+    """torch.compile of seqgen's model against eager, the default LSTM's training step."""
+    vocab, batch, seq_len = 65, 16, 64
+    data = torch.randint(vocab, (batch, (steps + 10) * seq_len + 1))
+
+    def tokens_per_s(compile_it: bool, autocast) -> float:
+        torch.manual_seed(0)
+        model = RNNLM(ModelConfig(vocab_size=vocab))
+        optimizer = make_optimizer(model, TrainConfig())
+        stepper = torch.compile(model) if compile_it else model
+        state = model.initial_state(batch)
+        for i in range(steps + 10):  # the first 10 (compilation among them) are not timed
+            if i == 10:
+                start = time.perf_counter()
+            x, y = data[:, i * seq_len : (i + 1) * seq_len], data[:, i * seq_len + 1 : (i + 1) * seq_len + 1]
+            _, state = train_step(stepper, optimizer, x, y, state, 1.0, autocast)
+        return steps * batch * seq_len / (time.perf_counter() - start)
+
+    rows = ["| 1 x 384 LSTM, batch 16 x 64 | eager tok/s | `torch.compile` tok/s | ratio |", "|---|---|---|---|"]
+    for name, autocast in (("fp32", None), ("bf16 autocast", pick_precision("auto", torch.device("cpu")))):
+        if name != "fp32" and autocast is None:
+            continue  # no native bf16 here
+        eager, comp = tokens_per_s(False, autocast), tokens_per_s(True, autocast)
+        eager = max(eager, tokens_per_s(False, autocast))  # eager twice: the better of the two
+        rows.append(f"| {name} | {eager:,.0f} | {comp:,.0f} | {comp / eager:.2f}x |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer tokens, steps and invocations")
-    parser.add_argument("--only", nargs="*", default=["generation", "training", "cli", "data", "distributed"])
+    parser.add_argument("--only", nargs="*", default=["generation", "training", "cli", "data", "distributed", "compile"])
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--textbook", nargs=5, metavar=("CELL", "LAYERS", "HIDDEN", "VOCAB", "TOKENS"),
                         help=argparse.SUPPRESS)  # one textbook generation measurement, for a fresh process
@@ -346,6 +376,7 @@ def main() -> None:
             "cli": lambda: cli(10 if args.quick else 100, Path(tmp)),
             "data": lambda: data(20 if args.quick else 100, Path(tmp)),
             "distributed": lambda: distributed(20 if args.quick else 100, Path(tmp)),
+            "compile": lambda: compiled(20 if args.quick else 60),
         }
         for name in args.only:
             print(f"-- {name}", flush=True)
