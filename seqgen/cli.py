@@ -41,7 +41,7 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError):
             raise  # BrokenPipeError is handled in main(): the reader went away, not an error worth a message
-        except BaseException as e:
+        except (Exception, KeyboardInterrupt) as e:
             if os.environ.get("SEQGEN_DEBUG") and not isinstance(e, (SeqgenError, KeyboardInterrupt, OSError)):
                 raise
             error = _cli_error(e, launched())
@@ -52,7 +52,7 @@ class Group(click.Group):
             raise error from None
 
 
-def _cli_error(e: BaseException, launched: bool) -> CliError:
+def _cli_error(e: Exception | KeyboardInterrupt, launched: bool) -> CliError:
     from .distributed import LOST_CONTACT
 
     if isinstance(e, SeqgenError):
@@ -67,8 +67,6 @@ def _cli_error(e: BaseException, launched: bool) -> CliError:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return CliError(f"lost contact with another training process, which failed or was killed ({first[:200]})",
                         LOST_CONTACT)
-    if not isinstance(e, Exception):
-        raise e
     return CliError(f"internal error: {type(e).__name__}: {e} (set SEQGEN_DEBUG=1 for the traceback, "
                     "and please report it)", 70)
 

@@ -32,32 +32,36 @@ FIXED_ON_RESUME = ("seq_len", "batch_size", "val_fraction", "seed")
 def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, bar, quiet) -> Path | None:
     """Start (or with `resume`, continue) a run; returns the best checkpoint's path (None in
     processes other than rank 0 of a run that torchrun started, which write nothing)."""
-    world, _ = distributed.join(pick_device(_run_device(out, resume, options, explicit)))
+    ckpt = _last_checkpoint(out) if resume else None
+    # The processes join on the device the run will use: a resumed run keeps its own unless told.
+    device = options["device"] if ckpt is None or "device" in explicit else ckpt.meta["train"].get("device", options["device"])
+    world, _ = distributed.join(pick_device(device))
     try:
-        trainer = _trainer(corpus_spec, out, kind, strict, resume, force, options, explicit,
-                           Reporter(bar=bar, quiet=quiet or not world.is_main), world)
+        trainer = _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit,
+                           Reporter(bar=bar, quiet=quiet), world)
         best = trainer.run()
     finally:
         distributed.leave()
     return best if world.is_main else None
 
 
-def _run_device(out, resume, options, explicit) -> str:
-    """The --device the run will use: a resumed run keeps its own unless told otherwise."""
-    last = Path(out) / checkpoint.LAST if out else None
-    if resume and "device" not in explicit and last is not None and last.exists():
-        return checkpoint.read(last).meta.get("train", {}).get("device", options["device"])
-    return options["device"]
+def _last_checkpoint(out) -> checkpoint.Checkpoint:
+    if out is None:
+        raise SeqgenError("--resume needs --out RUN_DIR: the run directory to continue")
+    last = Path(out) / checkpoint.LAST
+    if not last.exists():
+        raise SeqgenError(f"{out}: no {checkpoint.LAST} to resume from")
+    return checkpoint.read(last)
 
 
-def _trainer(corpus_spec, out, kind, strict, resume, force, options, explicit, reporter, world) -> Trainer:
+def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, reporter, world) -> Trainer:
     model_options = {k: options[k] for k in MODEL_FIELDS}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
     midi_options = {k: options[k] for k in MIDI_FIELDS}
     if "time_budget" in explicit and "epochs" not in explicit:
         train_options["epochs"] = None  # "train for ten minutes" means ten minutes, however many epochs
-    if resume:
-        trainer = _resumed_trainer(corpus_spec, out, kind, strict, options, explicit, reporter)
+    if ckpt is not None:
+        trainer = _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter)
     else:
         corpus = load_corpus(corpus_spec, kind)
         midi_only = explicit & {*MIDI_FIELDS, "transpose", "stretch"}
@@ -81,13 +85,7 @@ def _trainer(corpus_spec, out, kind, strict, resume, force, options, explicit, r
     return trainer
 
 
-def _resumed_trainer(corpus_spec, out, kind, strict, options, explicit, reporter) -> Trainer:
-    if out is None:
-        raise SeqgenError("--resume needs --out RUN_DIR: the run directory to continue")
-    last = Path(out) / checkpoint.LAST
-    if not last.exists():
-        raise SeqgenError(f"{out}: no {checkpoint.LAST} to resume from")
-    ckpt = checkpoint.read(last)
+def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter) -> Trainer:
     saved = {**ckpt.meta["tokenizer"], **ckpt.meta["train"], **ckpt.meta["model"]}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
     for name in sorted(explicit & (set(MODEL_FIELDS) | set(MIDI_FIELDS) | set(FIXED_ON_RESUME))):
@@ -102,7 +100,7 @@ def _resumed_trainer(corpus_spec, out, kind, strict, options, explicit, reporter
     trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
                       tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict)
     if trainer.corpus_meta["sha256"] != ckpt.meta["corpus"].get("sha256"):
-        reporter.log("Warning: this corpus differs from the one the run started on")
+        trainer.reporter.log("Warning: this corpus differs from the one the run started on")  # rank 0's
     return trainer
 
 

@@ -295,9 +295,6 @@ def builtin_text(builtin: Builtin) -> str:
     return read_text(builtin.cache_path)
 
 
-SCRATCH_MARK = ".seqgen-scratch"
-
-
 def builtin_directory(builtin: Builtin) -> Path:
     """The directory of a converted built-in MIDI corpus, converting it on first use."""
     dest = builtin.cache_path
@@ -347,6 +344,7 @@ ENCODED_FORMAT = "seqgen-encoded-corpus"
 ENCODED_VERSION = 1
 ENCODED_FILES = ("ids.bin", "tokenizer.json", "corpus.json")
 READ_CHUNK = 1 << 24  # bytes of input that encode_corpus reads at a time: what bounds its memory
+SCRATCH_MARK = ".seqgen-scratch"  # in the directory an encoding is written in, until it is complete
 
 
 def encode_corpus(spec, out_dir, *, force: bool = False, log=None) -> dict:

@@ -15,10 +15,12 @@ import signal
 import sys
 import tempfile
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import SeqgenError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI asks `speaks()` on every command
+    import torch
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class World:
     def _reduce(self, values, op) -> list[float]:
         if self.size == 1:
             return list(values)
+        import torch
         import torch.distributed as dist
 
         t = torch.tensor(values, dtype=torch.float64)
@@ -56,6 +59,7 @@ class World:
         """Every rank's `tensor` joined along `dim` in rank order (the shares must be equal)."""
         if self.size == 1:
             return tensor
+        import torch
         import torch.distributed as dist
 
         parts = [torch.empty_like(tensor) for _ in range(self.size)]
@@ -121,6 +125,7 @@ def join(device: torch.device) -> tuple[World, torch.device]:
     Joining again returns the same world."""
     if not launched():
         return World(), device
+    import torch
     import torch.distributed as dist
 
     if device.type == "cuda":

@@ -113,9 +113,8 @@ def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = Wo
     was_training = model.training
     model.eval()
     device = model.head.weight.device
-    ids = ids.numpy() if isinstance(ids, torch.Tensor) else ids
     streams = eval_streams(ids, batch_size, seq_len)
-    n, rows = streams.length, world.share(streams.batch_size)
+    ids, n, rows = streams.ids, streams.length, world.share(streams.batch_size)  # ids as NumPy
     streams.rows = rows
     state = model.initial_state(len(rows))
     warmup = min(EVAL_WARMUP, n)
