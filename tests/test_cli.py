@@ -218,3 +218,12 @@ def test_real_subprocess_train_sample_info_eval(tmp_path, corpus_file):
     shim = subprocess.run([sys.executable, "cli.py", "--version"], capture_output=True, text=True, env=env,
                           cwd=Path(__file__).resolve().parent.parent)
     assert shim.returncode == 0 and shim.stdout.startswith("seqgen, version")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["corpus", "list"], ["train", "--help"]])
+def test_commands_without_a_model_do_not_import_torch(args):
+    # Importing torch costs 1.5 s; the CLI and its error handling must leave it to the commands that run models.
+    probe = ("import sys; from click.testing import CliRunner; from seqgen.cli import cli; "
+             f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
