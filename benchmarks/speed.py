@@ -17,6 +17,8 @@ Sections, each a table appended to benchmarks/RESULTS.md with the machine:
   distributed tokens/s of one process against two under DDP (gloo, half the cores each), for a
               plain DDP loop and `seqgen train --nproc 2`, same global batch
   compile     the default model's training step under torch.compile against eager, fp32 and bf16
+  contention  a shared machine: `seqgen train`, `sample` and `eval` with their default threads
+              against each `--threads` value, while 0, 1 or 2 other processes keep a core busy
 """
 
 from __future__ import annotations
@@ -353,10 +355,59 @@ def compiled(steps: int) -> list[str]:
     return rows
 
 
+BUSY = "while True: pass"  # another user's job: one core, flat out
+
+
+def contention(steps: int, rounds: int, workdir: Path, env_variants: list[str]) -> list[str]:
+    """Seconds per command for the default threads and each `--threads` value, with 0, 1 and 2
+    other processes each keeping a core busy; the median of `rounds` interleaved rounds.
+
+    `env_variants` (NAME=VALUE) add rows that run the default under that environment, to compare
+    candidate defaults (OMP_WAIT_POLICY=PASSIVE, say) in the same run."""
+    from seqgen.corpora import load_corpus
+
+    demo = ROOT / "checkpoints" / "python-docs-lstm"
+    text = workdir / "docs.txt"
+    text.write_text(load_corpus(None).text[:400_000], encoding="utf-8")
+    commands = {
+        "train": ["train", text, "--max-steps", steps, "--eval-every", 10 * steps, "--val-fraction", "0.01",
+                  "--out", workdir / "contention-run", "--force", "--quiet"],
+        "sample": ["sample", demo, "-k", "16", "-n", "10000", "--seed", "1"],
+        "eval": ["eval", demo, text],
+    }
+    cores = os.cpu_count() or 1
+    settings = [("default", [], {})] + [(f"--threads {n}", ["--threads", n], {}) for n in range(1, cores + 1)]
+    settings += [(f"default, {v}", [], dict([v.split("=", 1)])) for v in env_variants]
+    rows = ["| command | other busy processes | " + " | ".join(label for label, _, _ in settings)
+            + " | default / best |", "|---|---|" + "---|" * (len(settings) + 1)]
+    for busy in (0, 1, 2):
+        hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
+        try:
+            for name, args in commands.items():
+                times: list[list[float]] = [[] for _ in settings]
+                for _ in range(rounds):
+                    for i, (_, extra, env) in enumerate(settings):
+                        start = time.perf_counter()
+                        seqgen_cli(*args, *extra, env={**os.environ, **env})
+                        times[i].append(time.perf_counter() - start)
+                medians = [sorted(t)[len(t) // 2] for t in times]
+                best = min(medians[1 : cores + 1])  # the best --threads value
+                rows.append(f"| {name} | {busy} | " + " | ".join(f"{m:.2f}" for m in medians)
+                            + f" | {medians[0] / best:.2f}x |")
+                print(rows[-1], flush=True)
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer tokens, steps and invocations")
     parser.add_argument("--only", nargs="*", default=["generation", "training", "cli", "data", "distributed", "compile"])
+    parser.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="contention: also run the default under each of these environments")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--textbook", nargs=5, metavar=("CELL", "LAYERS", "HIDDEN", "VOCAB", "TOKENS"),
                         help=argparse.SUPPRESS)  # one textbook generation measurement, for a fresh process
@@ -377,6 +428,7 @@ def main() -> None:
             "data": lambda: data(20 if args.quick else 100, Path(tmp)),
             "distributed": lambda: distributed(20 if args.quick else 100, Path(tmp)),
             "compile": lambda: compiled(20 if args.quick else 60),
+            "contention": lambda: contention(30 if args.quick else 100, 1 if args.quick else 3, Path(tmp), args.env),
         }
         for name in args.only:
             print(f"-- {name}", flush=True)

@@ -16,6 +16,7 @@ import click
 from . import __version__
 from .config import CELLS, DEVICES, KINDS, PRECISIONS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, default
 from .errors import SeqgenError
+from .threads import note_start
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -111,6 +112,10 @@ class FloatRange(click.FloatRange):
         return value
 
 
+THREADS = click.option("--threads", type=click.IntRange(1), default=None,
+                       help="CPU threads  [default: one per core that other processes leave free, re-measured while training]")
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("corpus", required=False)
 @click.option("--cell", type=click.Choice(CELLS), default=_model_default("cell"),
@@ -174,7 +179,7 @@ class FloatRange(click.FloatRange):
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_train_default("precision"),
               help="Compute precision of training (weights stay fp32); auto: bf16 on CPUs with native bf16 "
                    "(AVX512-BF16, AMX), else fp32.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads  [default: torch's choice]")
+@THREADS
 @click.option("--nproc", type=click.IntRange(1), default=1,
               help="Train as N processes on this machine (one per GPU, or each with a share of the CPU cores) "
                    "under torchrun and DistributedDataParallel; --batch-size is the global batch.")
@@ -202,6 +207,7 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, nproc,
       seqgen train big/ --nproc 4 --batch-size 64     # 4 processes (GPUs, or CPU core shares)
       torchrun --nproc-per-node 4 -m seqgen train big/ --batch-size 64   # the same, by hand
     """
+    note_start()  # before torch loads: the first measure of how busy the machine is
     from . import commands
     from .distributed import launch, launched
 
@@ -282,6 +288,7 @@ def _shard(ctx, param, value):
 @click.option("--wav", is_flag=True, help="MIDI: also render a .wav beside each .mid (FluidSynth if installed).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where to run the model.")
+@THREADS
 @click.option("--shard", callback=_shard, default=None, metavar="I/N",
               help="Shard I (from 0) of a batch job of N: samples come from a generator seeded by (--seed, I), "
                    "and files are numbered from I x K + 1, so shards never repeat or overwrite each other.")
@@ -306,6 +313,7 @@ def sample(checkpoint, prime, prime_file, **options):
       seqgen sample bach-run/ --primer-pitches 60,64,67 --temperature 0.9 > chord.mid
       seqgen sample run/ -k 100 --seed 7 --shard 3/4 --out batch/ --json   # batch/sample_301.txt ...
     """
+    note_start()  # before torch loads: the first measure of how busy the machine is
     from . import commands
 
     if prime is not None and prime_file is not None:
@@ -343,8 +351,9 @@ def info(checkpoint, as_json):
 @click.option("--batch-size", type=click.IntRange(1), default=64, help="Parallel streams while scoring.")
 @click.option("--seq-len", type=click.IntRange(1), default=None, help="Window length  [default: the training --seq-len]")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", help="Where to run the model.")
+@THREADS
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_(checkpoint, text, batch_size, seq_len, device, as_json):
+def eval_(checkpoint, text, batch_size, seq_len, device, threads, as_json):
     """Score CHECKPOINT on TEXT (a file, a directory of files, or a built-in corpus name): loss in
     nats per token, bits per character and perplexity.
 
@@ -352,9 +361,11 @@ def eval_(checkpoint, text, batch_size, seq_len, device, as_json):
     Example:
       seqgen eval checkpoints/shakespeare valid.txt
     """
+    note_start()  # before torch loads: the first measure of how busy the machine is
     from . import commands
 
-    click.echo(commands.evaluate(checkpoint, text, batch_size=batch_size, seq_len=seq_len, device=device, as_json=as_json))
+    click.echo(commands.evaluate(checkpoint, text, batch_size=batch_size, seq_len=seq_len, device=device,
+                                 threads=threads, as_json=as_json))
 
 
 @cli.command("midi-stats", context_settings=CONTEXT)

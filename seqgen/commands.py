@@ -13,20 +13,23 @@ import numpy as np
 from . import checkpoint, distributed
 from .atomic import atomic_write_bytes, atomic_write_text
 from .config import MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict
-from .corpora import load_corpus
+from .corpora import BUILTINS, load_corpus
 from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
 from .model import layer_table
-from .progress import Reporter
+from .progress import Reporter, duration
 from .sample import generate
+from .threads import Threads
 from .tokenizers import tokenizer_from_dict
-from .train import METRICS, Trainer, evaluate as evaluate_ids, pick_device
+from .hardware import pick_device
+from .train import METRICS, Trainer, evaluate as evaluate_ids
 
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
 MIDI_FIELDS = tuple(MidiConfig.__dataclass_fields__)
 # The data layout a resumed run depends on: changing these would not continue the same run.
 FIXED_ON_RESUME = ("seq_len", "batch_size", "val_fraction", "seed")
+LIMITS = {"epochs", "max_steps", "time_budget"}  # what ends a run (--patience only ends one early)
 
 
 def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, bar, quiet) -> Path | None:
@@ -70,6 +73,11 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
             raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
         if corpus.kind == "midi":
             train_options.update({k: v for k, v in MIDI_TRAIN_DEFAULTS.items() if k not in explicit})
+        builtin = BUILTINS.get(corpus.spec)
+        # A built-in corpus may come with a run length of its own: the quick start's is two minutes.
+        default_budget = builtin.time_budget if builtin is not None and not explicit & LIMITS else None
+        if default_budget:
+            train_options.update(time_budget=default_budget, epochs=None)
         out = Path(out) if out else world.agree(_default_run_dir(corpus.name, model_options["cell"]))
         if (out / checkpoint.BEST).exists() or (out / checkpoint.LAST).exists():
             if not force:
@@ -79,6 +87,9 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
         trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
                           out, tokenizer=new_tokenizer(corpus, MidiConfig(**midi_options)), reporter=reporter,
                           strict=strict)
+        if default_budget:
+            trainer.reporter.log(f"{corpus.name} trains for {duration(default_budget)} unless given "
+                                 "--time-budget, --epochs or --max-steps")
         if force and world.is_main:  # start over: nothing of the old run may be mistaken for the new one's
             for path in [out / checkpoint.BEST, out / checkpoint.LAST, out / METRICS, *checkpoint.kept(out)]:
                 path.unlink(missing_ok=True)
@@ -154,9 +165,10 @@ def shard_seed(seed: int, shard: int) -> int:
     return int(np.random.SeedSequence([seed, shard]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def sample(checkpoint_path, *, out, num_samples, force, device, shard, as_json, **options) -> None:
+def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, as_json, **options) -> None:
     """Generate from a checkpoint: text to stdout or files, or MIDI files. With `as_json`, a
     summary of what was generated goes to stdout instead of the paths (or the text itself)."""
+    Threads(threads)
     model, tokenizer, _ = checkpoint.load(checkpoint_path)
     midi = tokenizer.kind == "midi"
     wrong = [k for k in (TEXT_ONLY if midi else MIDI_ONLY) if options.get(k)]
@@ -355,7 +367,8 @@ def info(checkpoint_path, *, as_json: bool) -> str:
     return "\n".join(lines)
 
 
-def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, as_json) -> str:
+def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads, as_json) -> str:
+    Threads(threads)
     model, tokenizer, ckpt = checkpoint.load(checkpoint_path)
     model.to(pick_device(device))
     corpus = load_corpus(text_spec, "midi" if tokenizer.kind == "midi" else "text")

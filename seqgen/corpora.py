@@ -68,6 +68,7 @@ class Builtin:
     convert: Callable[[Path], None] | None = None  # or MIDI written once from a dependency's data
     url: str | None = None  # or downloaded once, verified and cached
     sha256: str | None = None
+    time_budget: float | None = None  # seconds `seqgen train NAME` runs when given no limit
 
     @property
     def cache_path(self) -> Path:
@@ -146,6 +147,7 @@ BUILTINS = {
             licence="Python Software Foundation License (ships with CPython)",
             approx_size="about 0.5 MB",
             load=_python_docs,
+            time_budget=120.0,  # the quick start's run: two minutes on any machine, busy or not
         ),
         Builtin(
             name="tinyshakespeare",

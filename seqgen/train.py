@@ -30,8 +30,10 @@ from .corpora import Corpus
 from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
 from .distributed import World
 from .errors import SeqgenError
+from .hardware import pick_device, pick_precision
 from .model import BATCH_DIM, RNNLM, sequence_loss
-from .progress import Reporter
+from .progress import Reporter, duration
+from .threads import Threads
 from .tokenizers import Tokenizer
 
 METRICS = "metrics.csv"
@@ -52,39 +54,6 @@ class Progress:
     best_val_loss: float | None = None
     best_step: int | None = None
     stale_evals: int = 0  # evaluations since the best one, for --patience
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SeqgenError("--device cuda: no CUDA GPU is available to this PyTorch build")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise SeqgenError("--device mps: Apple's Metal backend is not available here")
-    return torch.device(name)
-
-
-def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The dtype training computes in under autocast, or None for plain fp32.
-
-    auto: bf16 on a CPU whose vector units multiply bf16 natively (AVX512-BF16 or AMX), where
-    every cell trains faster (the default LSTM 1.2 to 1.6x, benchmarks/README.md); fp32 everywhere
-    else, GPUs included until mixed precision is measured there. The weights, the optimizer and
-    evaluation stay fp32 either way, so checkpoints do not depend on the precision.
-    """
-    if name == "fp32":
-        return None
-    if name == "bf16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise SeqgenError("--precision bf16: this GPU does not support bfloat16")
-        return torch.bfloat16
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
-    native = capabilities.get("avx512_bf16") or capabilities.get("amx_bf16")
-    return torch.bfloat16 if device.type == "cpu" and native else None
 
 
 def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
@@ -214,10 +183,9 @@ class Trainer:
             raise SeqgenError(f"--batch-size {config.batch_size} does not split evenly over {self.world.size} "
                               f"processes; use a multiple of {self.world.size}", exit_code=2)
         self.rows = self.world.share(config.batch_size)  # this process' streams of the global batch
-        self.autocast = pick_precision(config.precision, self.device)
+        self.autocast = pick_precision(config.precision, self.device, model_config.cell)
         self.precision = "bf16" if self.autocast == torch.bfloat16 else "fp32"
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        self.threads = Threads(config.threads, log=self.reporter.log)
         torch.manual_seed(config.seed)
 
         self.data = dataset(corpus, self.tokenizer, config, strict=strict, log=self.reporter.log)
@@ -280,6 +248,7 @@ class Trainer:
             for stale in self.run_dir.glob(".*.tmp"):  # half-written files of a run that was killed
                 stale.unlink(missing_ok=True)
         self._log_start()
+        self.reporter.start(step=p.step, done=self._done_fraction())
         model.train()
         started, elapsed_before = time.monotonic(), p.elapsed
         window_loss, window_steps, window_start = torch.zeros((), device=self.device), 0, time.monotonic()
@@ -295,8 +264,8 @@ class Trainer:
                 nb = len(streams)
                 if p.batch == 0 or self.carry is None:
                     self.carry = model.initial_state(len(self.rows))
-                self.reporter.start_epoch(p.epoch, cfg.epochs, nb, p.batch)
                 while p.batch < nb and stopped_by is None:
+                    self.threads.check()  # between steps: another process may have taken a core, or left
                     x, y = (t.to(self.device, non_blocking=True) for t in streams.batch(p.batch))
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
@@ -312,7 +281,8 @@ class Trainer:
                     agreed_signum = int(signum) or None
                     window_loss += loss.detach()
                     window_steps += 1
-                    self.reporter.step(loss.item() if self.reporter.bar_enabled else 0.0, lr)
+                    self.reporter.step(step=p.step, epoch=p.epoch, epochs=cfg.epochs, done=self._done_fraction(),
+                                       lr=lr, loss=lambda total=window_loss, n=window_steps: (total / n).item())
 
                     stopped_by = self._limit_reached(agreed_signum is not None, stop_at_step, epoch_done=p.batch == nb)
                     if p.step % cfg.eval_every == 0 or stopped_by:
@@ -452,6 +422,8 @@ class Trainer:
         action = f"Resuming at step {p.step}" if p.step else "Training"
         w = self.world
         where = self.device.type if w.size == 1 else f"{w.size} {self.device.type} processes ({w.backend})"
+        if self.device.type == "cpu":
+            where += f" ({self.threads.count} thread{'s' if self.threads.count > 1 else ''}{' each' if w.size > 1 else ''})"
         batch = f"batch {c.batch_size} x {c.seq_len}" if w.size == 1 else (
             f"global batch {c.batch_size} x {c.seq_len} ({len(self.rows)} streams per process)")
         self.reporter.log(
@@ -464,10 +436,14 @@ class Trainer:
         if c.epochs:
             limits.append(f"{c.epochs} epochs ({c.epochs * self.batches_per_epoch:,} steps)")
         if c.time_budget:
-            limits.append(f"{c.time_budget:g}s")
+            limits.append(duration(c.time_budget))
+        if p.step:
+            limits = [f"{limit} in all" for limit in limits]
+        runs = ("Runs until stopped" if not limits else f"Runs for {limits[0]}" if len(limits) == 1
+                else f"Runs until {' or '.join(limits)}, whichever comes first")
         self.reporter.log(
-            f"Schedule: AdamW, lr {c.lr:g} after {c.warmup_steps} warmup steps, cosine decay to "
-            f"{c.lr * c.min_lr_ratio:.3g} at {' or '.join(limits) or 'the end'}, whichever comes first"
+            f"{runs}; AdamW, lr {c.lr:g} after {c.warmup_steps} warmup steps, cosine decay to "
+            f"{c.lr * c.min_lr_ratio:.3g} at the end"
         )
 
     def _append_metrics(self, row: dict) -> None:

@@ -5,6 +5,7 @@ from hypothesis import settings
 
 from seqgen.config import ModelConfig, TrainConfig
 from seqgen.corpora import Corpus
+from seqgen.hardware import bf16_failure
 from seqgen.train import Trainer
 
 # Tiny models run fastest (and deterministically) on one thread; it also keeps the suite from
@@ -16,6 +17,10 @@ torch.set_num_threads(1)
 settings.register_profile("default", derandomize=True, database=None)
 settings.register_profile("explore", max_examples=2000)
 settings.load_profile("default")
+
+# Tests that train in bf16 need a CPU that can (the probe --precision uses); elsewhere they skip.
+BF16_FAILURE = bf16_failure("lstm", torch.device("cpu"))
+needs_bf16 = pytest.mark.skipif(BF16_FAILURE is not None, reason=f"this CPU cannot train an LSTM in bf16: {BF16_FAILURE}")
 
 TEXT = (
     "It was the best of times, it was the worst of times, it was the age of wisdom, "

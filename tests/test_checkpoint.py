@@ -13,7 +13,7 @@ from seqgen.corpora import Corpus
 from seqgen.errors import SeqgenError
 from seqgen.train import Trainer
 
-from .conftest import TINY_MODEL, TINY_TRAIN
+from .conftest import TINY_MODEL, TINY_TRAIN, needs_bf16
 
 
 def test_save_load_gives_identical_logits(trained_run):
@@ -121,7 +121,7 @@ def test_a_tokenizer_that_does_not_match_the_model_is_refused(trained_run, tmp_p
             checkpoint.load(path)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, corpus_text, precision):
     corpus = Corpus("dickens", corpus_text, "dickens", "test")
     config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 7, "precision": precision})

@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from seqgen import __version__, checkpoint
+from seqgen import __version__, checkpoint, hardware, progress
 from seqgen.cli import cli
+
+from .conftest import needs_bf16
 
 TINY = ["--layers", "1", "--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "8",
         "--max-steps", "30", "--eval-every", "10", "--lr", "0.01", "--threads", "1"]
@@ -45,11 +48,21 @@ def test_train_logs_keras_style_lines_on_stderr(tmp_path, corpus_file):
     assert len(lines) == 3
     assert " - loss: " in lines[0] and " - val_loss: " in lines[0] and " - val_bpc: " in lines[0]
     assert "ms/step" in lines[0]
-    assert "it/s" not in result.stderr and "step/s" not in result.stderr  # no bar when asked
+    assert "%|" not in result.stderr  # no bar when asked
     quiet = invoke("train", corpus_file, "--out", tmp_path / "q", *TINY, "--quiet")
     assert quiet.stderr == "" and quiet.exit_code == 0
     bar = invoke("train", corpus_file, "--out", tmp_path / "b", *TINY, "--progress")
-    assert "Epoch 1/10:" in bar.stderr and "step/s" in bar.stderr  # tqdm's bar, forced on
+    assert "Epoch 1/10 " in bar.stderr and "%|" in bar.stderr and "left" in bar.stderr  # tqdm's bar, forced on
+
+
+def test_without_a_terminal_training_says_how_long_it_runs_and_logs_its_progress(tmp_path, corpus_file, monkeypatch):
+    monkeypatch.setattr(progress, "FIRST_HEARTBEAT_S", 0.0)  # a line at every step, to see them all
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.0)
+    result = invoke("train", corpus_file, "--out", tmp_path / "r", *TINY, "--time-budget", "600")
+    assert "Runs until 30 steps or 10m00s, whichever comes first; AdamW" in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Step ")]
+    assert [line.split(" (")[0] for line in lines] == [f"Step {n}" for n in range(1, 31)]
+    assert lines[14].startswith("Step 15 (50%), epoch 2 - ") and " left" in lines[14]  # the run's 50%, not the epoch's
 
 
 def test_sample_is_reproducible_and_includes_the_prime(run):
@@ -144,12 +157,43 @@ def test_info_counts_what_torch_counts(run):
     assert report["precision"] in ("fp32", "bf16") and f"computing in {report['precision']}" in result.stdout
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])
 def test_precision_is_chosen_on_the_command_line_and_recorded(tmp_path, corpus_file, precision):
     result = invoke("train", corpus_file, "--out", tmp_path / "run", *TINY, "--max-steps", "5", "--precision", precision)
     assert result.exit_code == 0, result.output
     assert f"8 x 32, {precision}," in result.stderr  # the start-up line says how it computes
     assert json.loads(invoke("info", tmp_path / "run", "--json").stdout)["precision"] == precision
+
+
+def test_bf16_that_this_cpu_cannot_run_is_one_error_before_any_run_directory(tmp_path, corpus_file, monkeypatch):
+    monkeypatch.setattr(hardware, "bf16_failure", lambda cell, device: "RuntimeError: could not create a primitive")
+    result = invoke("train", corpus_file, "--out", tmp_path / "run", *TINY, "--precision", "bf16")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [(
+        "Error: --precision bf16: this CPU cannot train LSTM cells in bfloat16 (RuntimeError: could not create a "
+        "primitive); use --precision fp32 (or auto, which picks bf16 only where it runs)")]
+    assert not (tmp_path / "run").exists()
+
+
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}  # an x86 CPU without native bf16
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="emulates an x86 CPU")
+def test_on_a_cpu_without_native_bf16_auto_trains_in_fp32_and_bf16_is_refused(tmp_path, corpus_file):
+    def train(out, *more):
+        return subprocess.run([sys.executable, "-m", "seqgen", "train", str(corpus_file), "--out", str(out), *TINY,
+                               "--max-steps", "3", *more], capture_output=True, text=True, timeout=300, check=False,
+                              env={**os.environ, **AVX2_ONLY})
+
+    auto = train(tmp_path / "auto")
+    assert auto.returncode == 0, auto.stderr
+    assert "8 x 32, fp32," in auto.stderr
+    refused = train(tmp_path / "bf16", "--precision", "bf16")
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[0].startswith(
+        "Error: --precision bf16: this CPU cannot train LSTM cells in bfloat16 (RuntimeError: ")
+    assert len(refused.stderr.splitlines()) == 1
+    assert not (tmp_path / "bf16").exists()
 
 
 def test_eval_reports_loss_bpc_and_perplexity(run, corpus_file):

@@ -4,13 +4,15 @@ import math
 import pytest
 import torch
 
-from seqgen import checkpoint
+from seqgen import checkpoint, hardware
 from seqgen.config import ModelConfig, TrainConfig
 from seqgen.corpora import Corpus
 from seqgen.errors import SeqgenError
-from seqgen.train import Trainer, learning_rate, pick_precision
+from seqgen.hardware import pick_precision
+from seqgen.model import RNNLM
+from seqgen.train import Trainer, learning_rate
 
-from .conftest import TINY_MODEL, TINY_TRAIN
+from .conftest import TINY_MODEL, TINY_TRAIN, needs_bf16
 
 
 def test_warmup_then_cosine_to_the_floor():
@@ -75,17 +77,57 @@ def test_evaluation_does_not_depend_on_the_number_of_streams(trained_run, corpus
         assert n1 - n < 2 * streams and abs(loss - one) < 2e-3, (streams, loss, one)
 
 
-@pytest.mark.parametrize("capabilities,expected", [
-    ({"avx512_bf16": True}, torch.bfloat16),
-    ({"amx_bf16": True}, torch.bfloat16),
-    ({"avx512_f": True, "avx2": True}, None),  # AVX-512 without bf16 would only emulate it
-    ({}, None),
+@pytest.mark.parametrize("capabilities,isa,probe,expected", [
+    ({"avx512_bf16": True}, "AVX512", None, torch.bfloat16),
+    ({"amx_bf16": True}, "AVX512", None, torch.bfloat16),
+    ({"avx512_f": True, "avx2": True}, "AVX512", None, None),  # AVX-512 without bf16 would only emulate it
+    ({}, "AVX2", None, None),
+    ({"avx512_bf16": True}, "AVX2", None, None),  # ATEN_CPU_CAPABILITY=avx2: the flags still say bf16
+    ({"avx512_bf16": True}, "AVX512", "RuntimeError: could not create a primitive descriptor", None),
 ])
-def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, capabilities, expected):
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_and_the_probe_runs(monkeypatch, capabilities, isa,
+                                                                                   probe, expected):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: isa)
+    monkeypatch.setattr(hardware, "bf16_failure", lambda cell, device: probe)
     assert pick_precision("auto", torch.device("cpu")) == expected
     assert pick_precision("fp32", torch.device("cpu")) is None
-    assert pick_precision("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_explicit_bf16_that_cannot_run_is_a_bad_option_naming_the_cause_and_the_way_out(monkeypatch):
+    monkeypatch.setattr(hardware, "bf16_failure", lambda cell, device: None)
+    assert pick_precision("bf16", torch.device("cpu"), "gru") == torch.bfloat16
+    monkeypatch.setattr(hardware, "bf16_failure", lambda cell, device: f"RuntimeError: no bf16 {cell} kernel")
+    with pytest.raises(SeqgenError, match=r"cannot train GRU cells in bfloat16 \(RuntimeError: no bf16 gru kernel\)"
+                                          r".*--precision fp32") as error:
+        pick_precision("bf16", torch.device("cpu"), "gru")
+    assert error.value.exit_code == 2
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "irnn"])
+def test_the_probe_trains_the_cell_itself_and_leaves_the_random_state_alone(monkeypatch, cell):
+    hardware.bf16_failure.cache_clear()
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    verdict = hardware.bf16_failure(cell, torch.device("cpu"))
+    assert torch.equal(torch.rand(3), expected)
+    assert verdict is None or verdict.startswith("RuntimeError: ")
+    # It calls the model's own forward under autocast: a cell that fails there is reported, once per process.
+    calls = []
+
+    def broken(self, *args):
+        calls.append(torch.is_autocast_enabled("cpu"))
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive. "
+                           "Run workload with environment variable ONEDNN_VERBOSE=all")
+
+    monkeypatch.setattr(RNNLM, "forward", broken)
+    hardware.bf16_failure.cache_clear()
+    for _ in range(3):
+        assert hardware.bf16_failure(cell, torch.device("cpu")) == (
+            "RuntimeError: could not create a primitive descriptor for the LSTM forward propagation primitive")
+    assert calls == [True]
+    hardware.bf16_failure.cache_clear()
 
 
 def test_auto_precision_leaves_gpus_in_fp32_and_refuses_bf16_where_unsupported(monkeypatch):
@@ -97,6 +139,7 @@ def test_auto_precision_leaves_gpus_in_fp32_and_refuses_bf16_where_unsupported(m
         pick_precision("bf16", torch.device("cuda"))
 
 
+@needs_bf16
 def test_bf16_training_learns_as_well_as_fp32(corpus_text, tmp_path):
     corpus = Corpus("d", corpus_text, "d", "test")
     losses = {}

@@ -1,0 +1,86 @@
+"""What this machine can do: the device, the compute precision and the CPU threads of a command.
+
+Chosen from what runs here, not from what a flag promises: bf16 is used only after a tiny model
+of the run's own cell has trained a step in it (oneDNN has no bf16 LSTM kernel below AVX-512,
+whatever the CPU's flags say).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .config import ModelConfig
+from .errors import SeqgenError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SeqgenError("--device cuda: no CUDA GPU is available to this PyTorch build")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise SeqgenError("--device mps: Apple's Metal backend is not available here")
+    return torch.device(name)
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX) and PyTorch's kernels
+    are allowed to use it: ATEN_CPU_CAPABILITY=avx2 (which also caps the bf16 conversions) says no,
+    whatever the CPU's flags."""
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    flags = bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    return flags and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_failure(cell: str, device: torch.device) -> str | None:
+    """Why a `cell` model cannot train in bf16 autocast on `device`, or None when it can.
+
+    The probe is one forward and backward pass of a tiny model with the run's cell, once per
+    process (about 10 ms): it meets the same kernels as the run, and it leaves the random
+    number generators as it found them."""
+    from .model import RNNLM, sequence_loss  # the model is built only when a probe runs
+
+    with torch.random.fork_rng(devices=[]):
+        model = RNNLM(ModelConfig(vocab_size=5, cell=cell, layers=1, hidden=8, embed=4)).to(device)
+        ids = torch.arange(12, device=device).remainder(5).view(2, 6)  # (B, T)
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                logits, _ = model(ids, model.initial_state(2, device))  # (B, T, V)
+            sequence_loss(logits.float(), ids).backward()
+        except RuntimeError as e:
+            # oneDNN's messages go on with advice about its verbose mode: the first sentence is the cause.
+            return f"{type(e).__name__}: {str(e).strip().split('. ')[0].splitlines()[0]}"
+    return None
+
+
+def pick_precision(name: str, device: torch.device, cell: str = "lstm") -> torch.dtype | None:
+    """The dtype training computes in under autocast, or None for plain fp32.
+
+    auto: bf16 on a CPU that computes it natively (native_bf16_cpu) and where the probe of the
+    run's cell succeeds; there every cell trains faster (the default LSTM 1.2 to 1.6x,
+    benchmarks/README.md). Everywhere else fp32, GPUs included until mixed precision is measured
+    there. bf16: refused with the cause when the probe fails. The weights, the optimizer and
+    evaluation stay fp32 either way, so checkpoints do not depend on the precision.
+    """
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise SeqgenError("--precision bf16: this GPU does not support bfloat16; use --precision fp32", exit_code=2)
+        failure = bf16_failure(cell, device)
+        if failure is not None:
+            where = "this CPU" if device.type == "cpu" else f"this {device.type} device"
+            raise SeqgenError(f"--precision bf16: {where} cannot train {cell.upper()} cells in bfloat16 ({failure}); "
+                              "use --precision fp32 (or auto, which picks bf16 only where it runs)", exit_code=2)
+        return torch.bfloat16
+    if device.type == "cpu" and native_bf16_cpu() and bf16_failure(cell, device) is None:
+        return torch.bfloat16
+    return None
+
