@@ -128,11 +128,12 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    from seqgen.train import pick_precision
+    from seqgen.hardware import pick_precision
 
     bf16 = "yes" if pick_precision("auto", torch.device("cpu")) else "no"  # what --precision auto trains in
-    return (f"{cpu}, {os.cpu_count()} cores, native bf16 {bf16}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+    capped = " ".join(f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ)
+    return (f"{cpu}{f' capped by {capped}' if capped else ''}, {os.cpu_count()} cores, native bf16 {bf16}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
 def publish(lines: list[str], results: Path) -> None:

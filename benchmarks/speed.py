@@ -44,7 +44,8 @@ from quality_shakespeare import machine, publish  # noqa: E402
 from seqgen.config import ModelConfig, TrainConfig  # noqa: E402
 from seqgen.model import RNNLM  # noqa: E402
 from seqgen.sample import generate  # noqa: E402
-from seqgen.train import make_optimizer, pick_precision, train_step  # noqa: E402
+from seqgen.hardware import pick_precision  # noqa: E402
+from seqgen.train import make_optimizer, train_step  # noqa: E402
 
 SIZES = [("lstm", 1, 384, 65), ("lstm", 2, 512, 65), ("lstm", 2, 512, 388), ("gru", 2, 512, 65), ("gru", 2, 512, 388)]
 EMBED = 64
