@@ -19,6 +19,7 @@ Sections, each a table appended to benchmarks/RESULTS.md with the machine:
   compile     the default model's training step under torch.compile against eager, fp32 and bf16
   contention  a shared machine: `seqgen train`, `sample` and `eval` with their default threads
               against each `--threads` value, while 0, 1 or 2 other processes keep a core busy
+              (and one at nice 19); not run unless asked for (about 10 minutes)
 """
 
 from __future__ import annotations
@@ -361,10 +362,11 @@ BUSY = "while True: pass"  # another user's job: one core, flat out
 
 def contention(steps: int, rounds: int, workdir: Path, env_variants: list[str]) -> list[str]:
     """Seconds per command for the default threads and each `--threads` value, with 0, 1 and 2
-    other processes each keeping a core busy; the median of `rounds` interleaved rounds.
+    other processes each keeping a core busy, and one at the lowest priority (nice 19); the median
+    of `rounds` interleaved rounds.
 
-    `env_variants` (NAME=VALUE) add rows that run the default under that environment, to compare
-    candidate defaults (OMP_WAIT_POLICY=PASSIVE, say) in the same run."""
+    `env_variants` (NAME=VALUE) add columns that run the default under that environment, to
+    compare candidate defaults (OMP_WAIT_POLICY=PASSIVE, say) in the same run."""
     from seqgen.corpora import load_corpus
 
     demo = ROOT / "checkpoints" / "python-docs-lstm"
@@ -377,23 +379,26 @@ def contention(steps: int, rounds: int, workdir: Path, env_variants: list[str]) 
         "eval": ["eval", demo, text],
     }
     cores = os.cpu_count() or 1
+    base = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the default must be seqgen's own
     settings = [("default", [], {})] + [(f"--threads {n}", ["--threads", n], {}) for n in range(1, cores + 1)]
     settings += [(f"default, {v}", [], dict([v.split("=", 1)])) for v in env_variants]
     rows = ["| command | other busy processes | " + " | ".join(label for label, _, _ in settings)
             + " | default / best |", "|---|---|" + "---|" * (len(settings) + 1)]
-    for busy in (0, 1, 2):
-        hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
+    for busy, niceness in ((0, 0), (1, 0), (2, 0), (1, 19)):
+        hogs = [subprocess.Popen([sys.executable, "-c", BUSY], preexec_fn=lambda: os.nice(niceness))
+                for _ in range(busy)]
         try:
             for name, args in commands.items():
                 times: list[list[float]] = [[] for _ in settings]
                 for _ in range(rounds):
                     for i, (_, extra, env) in enumerate(settings):
                         start = time.perf_counter()
-                        seqgen_cli(*args, *extra, env={**os.environ, **env})
+                        seqgen_cli(*args, *extra, env={**base, **env})
                         times[i].append(time.perf_counter() - start)
                 medians = [sorted(t)[len(t) // 2] for t in times]
                 best = min(medians[1 : cores + 1])  # the best --threads value
-                rows.append(f"| {name} | {busy} | " + " | ".join(f"{m:.2f}" for m in medians)
+                load = f"{busy}{f' (nice {niceness})' if niceness else ''}"
+                rows.append(f"| {name} | {load} | " + " | ".join(f"{m:.2f}" for m in medians)
                             + f" | {medians[0] / best:.2f}x |")
                 print(rows[-1], flush=True)
         finally:

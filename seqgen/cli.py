@@ -113,7 +113,8 @@ class FloatRange(click.FloatRange):
 
 
 THREADS = click.option("--threads", type=click.IntRange(1), default=None,
-                       help="CPU threads  [default: one per core that other processes leave free, re-measured while training]")
+                       help="CPU threads; fixes the count (as OMP_NUM_THREADS does, which --nproc sets)  "
+                            "[default: one per CPU that other processes leave free, re-measured while training]")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -178,7 +179,8 @@ THREADS = click.option("--threads", type=click.IntRange(1), default=None,
 @click.option("--device", type=click.Choice(DEVICES), default=_train_default("device"), help="Where to train.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_train_default("precision"),
               help="Compute precision of training (weights stay fp32); auto: bf16 on CPUs with native bf16 "
-                   "(AVX512-BF16, AMX), else fp32.")
+                   "(AVX512-BF16, AMX) where a one-step probe of the cell runs in it, else fp32. bf16 where it "
+                   "cannot run is refused before training starts.")
 @THREADS
 @click.option("--nproc", type=click.IntRange(1), default=1,
               help="Train as N processes on this machine (one per GPU, or each with a share of the CPU cores) "
@@ -191,14 +193,15 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, nproc,
     of MIDI files (searched recursively), or a built-in corpus name (see `seqgen corpus list`;
     default python-docs).
 
-    Training stops at the first of --epochs, --max-steps, --time-budget and --patience, then the
+    Training stops at the first of --epochs, --max-steps, --time-budget and --patience (the
+    built-in python-docs, given none of the first three, trains for two minutes), then the
     run directory holds best.safetensors (lowest validation loss), last.safetensors (resumable;
     with --keep K also K-1 earlier ones) and metrics.csv. The path of the best checkpoint is
     printed on stdout.
 
     \b
     Examples:
-      seqgen train                                    # built-in corpus, default model
+      seqgen train                                    # built-in corpus, default model, two minutes
       seqgen train poems.txt --time-budget 600        # your text, ten minutes
       seqgen train shakespeare.txt --cell gru --layers 3 --hidden 256 --out checkpoints/gru
       seqgen train --out checkpoints/gru --resume     # continue an interrupted run

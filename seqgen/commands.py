@@ -16,12 +16,12 @@ from .config import MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfi
 from .corpora import BUILTINS, load_corpus
 from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
+from .hardware import pick_device
 from .model import layer_table
 from .progress import Reporter, duration
 from .sample import generate
-from .threads import Threads
+from .threads import use_threads
 from .tokenizers import tokenizer_from_dict
-from .hardware import pick_device
 from .train import METRICS, Trainer, evaluate as evaluate_ids
 
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
@@ -104,8 +104,13 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
             raise SeqgenError(
                 f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved.get(name)})"
             )
-    # The run keeps its own settings; options given now (say a larger --max-steps) override them.
-    config = from_dict(TrainConfig, {**ckpt.meta["train"], **{k: train_options[k] for k in explicit & set(train_options)}})
+    # The run keeps its own settings; options given now (say a larger --max-steps) override them. A
+    # limit given now replaces all of the run's own: "--resume --epochs 40" means 40 epochs, even
+    # for a run that began with a time budget.
+    given = {k: train_options[k] for k in explicit & set(train_options)}
+    if explicit & LIMITS:
+        given |= {k: train_options[k] if k in explicit else None for k in LIMITS}
+    config = from_dict(TrainConfig, {**ckpt.meta["train"], **given})
     tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
     corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"], kind or ckpt.meta["corpus"].get("kind", "text"))
     trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
@@ -168,7 +173,7 @@ def shard_seed(seed: int, shard: int) -> int:
 def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, as_json, **options) -> None:
     """Generate from a checkpoint: text to stdout or files, or MIDI files. With `as_json`, a
     summary of what was generated goes to stdout instead of the paths (or the text itself)."""
-    Threads(threads)
+    use_threads(threads)
     model, tokenizer, _ = checkpoint.load(checkpoint_path)
     midi = tokenizer.kind == "midi"
     wrong = [k for k in (TEXT_ONLY if midi else MIDI_ONLY) if options.get(k)]
@@ -368,7 +373,7 @@ def info(checkpoint_path, *, as_json: bool) -> str:
 
 
 def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads, as_json) -> str:
-    Threads(threads)
+    use_threads(threads)
     model, tokenizer, ckpt = checkpoint.load(checkpoint_path)
     model.to(pick_device(device))
     corpus = load_corpus(text_spec, "midi" if tokenizer.kind == "midi" else "text")

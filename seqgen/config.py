@@ -48,7 +48,7 @@ class TrainConfig:
     transpose: int = 3  # MIDI augmentation: each piece moved by up to this many semitones per epoch
     stretch: float = 0.05  # MIDI augmentation: and played up to 5% faster or slower
     device: str = "auto"
-    precision: str = "auto"  # bf16 autocast where the hardware computes it natively (see train.pick_precision)
+    precision: str = "auto"  # bf16 autocast where the hardware computes it natively (see hardware.pick_precision)
     threads: int | None = None
 
 

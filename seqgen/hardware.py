@@ -1,4 +1,4 @@
-"""What this machine can do: the device, the compute precision and the CPU threads of a command.
+"""What this machine can do: the device and the compute precision of a command (threads.py: its threads).
 
 Chosen from what runs here, not from what a flag promises: bf16 is used only after a tiny model
 of the run's own cell has trained a step in it (oneDNN has no bf16 LSTM kernel below AVX-512,
@@ -8,6 +8,7 @@ whatever the CPU's flags say).
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 
@@ -51,12 +52,17 @@ def bf16_failure(cell: str, device: torch.device) -> str | None:
         model = RNNLM(ModelConfig(vocab_size=5, cell=cell, layers=1, hidden=8, embed=4)).to(device)
         ids = torch.arange(12, device=device).remainder(5).view(2, 6)  # (B, T)
         try:
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                logits, _ = model(ids, model.initial_state(2, device))  # (B, T, V)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "autocast is not supported here": the dtype check says so
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    logits, _ = model(ids, model.initial_state(2, device))  # (B, T, V)
             sequence_loss(logits.float(), ids).backward()
-        except RuntimeError as e:
+        except Exception as e:  # whatever the kernels raise, the answer is: not here
             # oneDNN's messages go on with advice about its verbose mode: the first sentence is the cause.
-            return f"{type(e).__name__}: {str(e).strip().split('. ')[0].splitlines()[0]}"
+            message = str(e).strip().split(". ")[0].splitlines()
+            return f"{type(e).__name__}: {message[0]}" if message else type(e).__name__
+    if logits.dtype != torch.bfloat16:  # a backend without bf16 autocast warns and computes in fp32
+        return f"autocast on {device.type} computed in {str(logits.dtype).removeprefix('torch.')}, not bfloat16"
     return None
 
 

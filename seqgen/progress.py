@@ -33,31 +33,32 @@ class Reporter:
         self._last_line = (self._start[0], 0)  # when the last progress line was printed, at which step
         self._next_line = self._start[0] + FIRST_HEARTBEAT_S
 
-    def start(self, *, step: int, done: float) -> None:
+    def start(self, *, step: int, done: float | None) -> None:
         """Training begins, or resumes with `done` of the run behind it."""
         self.close()
-        self._start = (self.clock(), done)
+        self._start = (self.clock(), done or 0.0)
         self._last_line = (self._start[0], step)
         self._next_line = self._start[0] + FIRST_HEARTBEAT_S  # the first line comes sooner
         if self.bar_enabled:
-            self._bar = tqdm(total=BAR_UNITS, initial=_units(done), file=self.stream, leave=False,
+            self._bar = tqdm(total=BAR_UNITS, initial=_units(done or 0.0), file=self.stream, leave=False,
                              dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
 
-    def step(self, *, step: int, epoch: int, epochs: int | None, done: float, lr: float,
+    def step(self, *, step: int, epoch: int, epochs: int | None, done: float | None, lr: float,
              loss: Callable[[], float]) -> None:
-        """After each training step; `loss` (the mean training loss lately) is computed only when shown."""
+        """After each training step; `loss` (the mean training loss lately) is computed only when
+        shown. `done` is None for a run without a limit (one that only --patience or a signal ends)."""
         now = self.clock()
-        left = self.time_left(done, now)
+        left = f", {duration(self.time_left(done, now))} left" if done is not None else ""
         if self._bar is not None:
             self._bar.set_description_str(f"Epoch {_of(epoch, epochs)}", refresh=False)
-            self._bar.set_postfix_str(f"step {step:,}, loss {loss():.4f}, lr {lr:.2e}, {duration(left)} left",
-                                      refresh=False)
-            self._bar.update(_units(done) - self._bar.n)
+            self._bar.set_postfix_str(f"step {step:,}, loss {loss():.4f}, lr {lr:.2e}{left}", refresh=False)
+            self._bar.update(_units(done or 0.0) - self._bar.n)
         elif not self.quiet and now >= self._next_line:
             then, then_step = self._last_line
-            ms = 1000 * (now - then) / max(step - then_step, 1)
-            self.log(f"Step {step:,} ({done:.0%}), epoch {_of(epoch, epochs)} - {ms:.0f}ms/step - "
-                     f"loss: {loss():.4f} - lr {lr:.2e} - about {duration(left)} left")
+            ms = 1000 * (now - then) / max(step - then_step, 1)  # evaluations included: the pace of the run
+            share = f" ({done:.0%})" if done is not None else ""
+            self.log(f"Step {step:,}{share}, epoch {_of(epoch, epochs)} - {ms:.0f}ms/step - "
+                     f"loss: {loss():.4f} - lr {lr:.2e}" + (f" - about {left[2:]}" if left else ""))
             self._last_line, self._next_line = (now, step), now + HEARTBEAT_S
 
     def time_left(self, done: float, now: float | None = None) -> float:
@@ -98,6 +99,8 @@ def duration(seconds: float) -> str:
     """45s, 3m05s, 2h07m: a length of time as people read it."""
     if not math.isfinite(seconds):
         return "?"
+    if 0 < seconds < 1:
+        return f"{seconds:.1g}s"
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"

@@ -229,6 +229,11 @@ class Trainer:
             fractions.append(p.elapsed / cfg.time_budget)
         return max(fractions)
 
+    def _done(self) -> float | None:
+        """The share of the run done, for the progress report (None: no limit, no end in sight)."""
+        cfg = self.cfg
+        return self._done_fraction() if cfg.max_steps or cfg.epochs or cfg.time_budget else None
+
     def _epoch_streams(self, epoch: int) -> Streams:
         # Each epoch starts the streams at a different offset, so windows do not always begin at
         # the same characters; the offset depends only on (seed, epoch), which keeps resume exact.
@@ -248,7 +253,7 @@ class Trainer:
             for stale in self.run_dir.glob(".*.tmp"):  # half-written files of a run that was killed
                 stale.unlink(missing_ok=True)
         self._log_start()
-        self.reporter.start(step=p.step, done=self._done_fraction())
+        self.reporter.start(step=p.step, done=self._done())
         model.train()
         started, elapsed_before = time.monotonic(), p.elapsed
         window_loss, window_steps, window_start = torch.zeros((), device=self.device), 0, time.monotonic()
@@ -281,7 +286,7 @@ class Trainer:
                     agreed_signum = int(signum) or None
                     window_loss += loss.detach()
                     window_steps += 1
-                    self.reporter.step(step=p.step, epoch=p.epoch, epochs=cfg.epochs, done=self._done_fraction(),
+                    self.reporter.step(step=p.step, epoch=p.epoch, epochs=cfg.epochs, done=self._done(),
                                        lr=lr, loss=lambda total=window_loss, n=window_steps: (total / n).item())
 
                     stopped_by = self._limit_reached(agreed_signum is not None, stop_at_step, epoch_done=p.batch == nb)
@@ -362,7 +367,7 @@ class Trainer:
         reason = {
             "epochs": lambda: f"{self.cfg.epochs} epochs done",
             "max_steps": lambda: f"{self.cfg.max_steps} steps done",
-            "time_budget": lambda: f"time budget of {self.cfg.time_budget:g}s spent",
+            "time_budget": lambda: f"time budget of {duration(self.cfg.time_budget or 0)} spent",
             "patience": lambda: f"no improvement in {self.cfg.patience} evaluations",
         }.get(stopped_by, lambda: "stopped on request")()
         best = "" if p.best_val_loss is None else (

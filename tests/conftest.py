@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 from hypothesis import settings
@@ -9,8 +11,10 @@ from seqgen.hardware import bf16_failure
 from seqgen.train import Trainer
 
 # Tiny models run fastest (and deterministically) on one thread; it also keeps the suite from
-# competing with itself for the cores.
+# competing with itself for the cores. OMP_NUM_THREADS fixes the count of every command the tests
+# run, in this process and in the subprocesses they start, as it does for a user.
 torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 
 # The suite is deterministic: hypothesis draws the same examples on every run (and keeps no
 # database). To search for new failures: pytest --hypothesis-profile=explore

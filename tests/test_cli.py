@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from seqgen import __version__, checkpoint, hardware, progress
 from seqgen.cli import cli
+from seqgen.train import Trainer
 
 from .conftest import needs_bf16
 
@@ -175,25 +176,41 @@ def test_bf16_that_this_cpu_cannot_run_is_one_error_before_any_run_directory(tmp
     assert not (tmp_path / "run").exists()
 
 
-AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}  # an x86 CPU without native bf16
+# x86 CPUs without native bf16: AVX2 only (oneDNN and ATen both capped), and a CPU whose flags
+# say bf16 while oneDNN may not use it (the probe alone must catch that).
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+ONEDNN_CAPPED = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="emulates an x86 CPU")
-def test_on_a_cpu_without_native_bf16_auto_trains_in_fp32_and_bf16_is_refused(tmp_path, corpus_file):
+@pytest.mark.parametrize("cap", [AVX2_ONLY, ONEDNN_CAPPED], ids=["avx2-only", "onednn-capped"])
+def test_on_a_cpu_without_native_bf16_auto_trains_in_fp32_and_bf16_is_refused(tmp_path, corpus_file, cap):
+    env = {**os.environ, **cap}
+    verdict = subprocess.run(
+        [sys.executable, "-c", "import torch; from seqgen.hardware import bf16_failure, native_bf16_cpu; "
+         "print(native_bf16_cpu(), bf16_failure('lstm', torch.device('cpu')) is None)"],
+        capture_output=True, text=True, env=env, check=True).stdout.split()
+    native, runs = (word == "True" for word in verdict)
+
     def train(out, *more):
         return subprocess.run([sys.executable, "-m", "seqgen", "train", str(corpus_file), "--out", str(out), *TINY,
                                "--max-steps", "3", *more], capture_output=True, text=True, timeout=300, check=False,
-                              env={**os.environ, **AVX2_ONLY})
+                              env=env)
 
     auto = train(tmp_path / "auto")
     assert auto.returncode == 0, auto.stderr
-    assert "8 x 32, fp32," in auto.stderr
-    refused = train(tmp_path / "bf16", "--precision", "bf16")
-    assert refused.returncode == 2
-    assert refused.stderr.splitlines()[0].startswith(
-        "Error: --precision bf16: this CPU cannot train LSTM cells in bfloat16 (RuntimeError: ")
-    assert len(refused.stderr.splitlines()) == 1
-    assert not (tmp_path / "bf16").exists()
+    assert f"8 x 32, {'bf16' if native and runs else 'fp32'}," in auto.stderr
+    if cap is AVX2_ONLY:
+        assert not native  # ATen's kernels are capped below AVX-512, whatever the flags say
+    explicit = train(tmp_path / "bf16", "--precision", "bf16")
+    if runs:
+        assert explicit.returncode == 0 and "8 x 32, bf16," in explicit.stderr
+    else:  # an x86 CPU without AVX-512: oneDNN has no bf16 LSTM there
+        assert explicit.returncode == 2
+        assert explicit.stderr.splitlines()[0].startswith(
+            "Error: --precision bf16: this CPU cannot train LSTM cells in bfloat16 (RuntimeError: ")
+        assert len(explicit.stderr.splitlines()) == 1
+        assert not (tmp_path / "bf16").exists()
 
 
 def test_eval_reports_loss_bpc_and_perplexity(run, corpus_file):
@@ -214,6 +231,11 @@ def test_resume_continues_the_run(tmp_path, corpus_file):
     assert checkpoint.read(out / "last.safetensors").meta["progress"]["step"] == 20
     again = invoke("train", corpus_file, "--out", out, "--resume", "--quiet")  # already at its limit
     assert again.exit_code == 0 and checkpoint.read(out / "last.safetensors").meta["progress"]["step"] == 20
+    # A limit given now replaces the run's own: here the 20 steps, by 3 epochs
+    longer = invoke("train", corpus_file, "--out", out, "--resume", "--epochs", "3", "--quiet")
+    last = checkpoint.read(out / "last.safetensors").meta
+    assert longer.exit_code == 0 and last["progress"]["step"] > 30 and last["progress"]["epoch"] == 3
+    assert (last["train"]["epochs"], last["train"]["max_steps"], last["train"]["time_budget"]) == (3, None, None)
     refused = invoke("train", corpus_file, "--out", out, *TINY)
     assert refused.exit_code == 1 and "--resume" in refused.stderr
     changed = invoke("train", corpus_file, "--out", out, "--resume", "--hidden", "64")
@@ -229,6 +251,31 @@ def test_a_time_budget_replaces_the_default_epoch_limit(tmp_path, corpus_file):
     assert epochs() == 10
     assert epochs("--time-budget", "600") is None
     assert epochs("--time-budget", "600", "--epochs", "4") == 4
+
+
+def test_the_built_in_corpus_trains_for_two_minutes_unless_given_a_limit(tmp_path, monkeypatch):
+    limits = {}
+
+    def run(self, stop_at_step=None):  # no training: only what it was asked to do
+        limits[self.run_dir.name] = (self.cfg.time_budget, self.cfg.epochs, self.cfg.max_steps)
+        return self.run_dir / "best.safetensors"
+
+    monkeypatch.setattr(Trainer, "run", run)
+    small = ["--hidden", "8", "--embed", "4", "--threads", "1"]
+    quick = invoke("train", "--out", tmp_path / "default", *small)
+    assert quick.exit_code == 0 and quick.stderr == "python-docs trains for 2m00s unless given --time-budget, --epochs or --max-steps\n"
+    for name, limit in [("steps", "--max-steps=5"), ("epochs", "--epochs=2"), ("budget", "--time-budget=30")]:
+        assert invoke("train", "python-docs", "--out", tmp_path / name, limit, *small).exit_code == 0
+    assert limits == {"default": (120.0, None, None), "steps": (None, 10, 5), "epochs": (None, 2, None),
+                      "budget": (30.0, None, None)}
+
+
+def test_threads_reach_sample_and_eval(run, corpus_file, monkeypatch):
+    counts = []
+    monkeypatch.setattr(torch, "set_num_threads", counts.append)
+    assert invoke("sample", run, "-n", "5", "--seed", "1", "--threads", "3").exit_code == 0
+    assert invoke("eval", run, corpus_file, "--threads", "2").exit_code == 0
+    assert counts == [3, 2]
 
 
 def test_options_from_environment_variables(run):

@@ -4,7 +4,6 @@ import io
 
 import pytest
 
-from seqgen import progress
 from seqgen.progress import Reporter, duration
 
 
@@ -64,7 +63,7 @@ def test_quiet_prints_nothing():
     assert out.getvalue() == ""
 
 
-@pytest.mark.parametrize("seconds,text", [(0, "0s"), (59.4, "59s"), (60, "1m00s"), (125, "2m05s"), (3600, "1h00m"),
+@pytest.mark.parametrize("seconds,text", [(0, "0s"), (0.4, "0.4s"), (59.4, "59s"), (60, "1m00s"), (125, "2m05s"), (3600, "1h00m"),
                                           (7322, "2h02m"), (float("inf"), "?")])
 def test_durations_read_as_people_write_them(seconds, text):
     assert duration(seconds) == text
@@ -77,4 +76,12 @@ def test_the_time_left_is_unknown_until_something_is_done():
     clock.now += 5
     assert reporter.time_left(0.0) == float("inf")
     assert reporter.time_left(1.0) == 0.0
-    assert progress.HEARTBEAT_S <= 30  # the promise the README makes
+
+
+def test_a_run_without_a_limit_shows_neither_a_share_nor_a_time_left():
+    clock, out = Clock(), io.StringIO()
+    reporter = Reporter(stream=out, clock=clock)
+    reporter.start(step=0, done=None)
+    clock.now += 11
+    reporter.step(step=50, epoch=2, epochs=None, done=None, lr=1e-3, loss=lambda: 1.5)
+    assert out.getvalue() == "Step 50, epoch 2 - 220ms/step - loss: 1.5000 - lr 1.00e-03\n"
