@@ -278,6 +278,25 @@ def test_threads_reach_sample_and_eval(run, corpus_file, monkeypatch):
     assert counts == [3, 2]
 
 
+def test_samples_and_scores_do_not_depend_on_the_thread_count(tmp_path):
+    # The default count follows the machine's load, so the same seed must give the same samples on
+    # 1 thread as on 2 (the demo model: large enough for PyTorch to split its work over threads).
+    demo = Path(__file__).resolve().parents[1] / "checkpoints" / "python-docs-lstm"
+    text = tmp_path / "code.txt"
+    text.write_text("def f(x):\n    return [x * 2 for x in range(10)]\n" * 300, encoding="utf-8")
+
+    def outputs(threads):
+        sample = invoke("sample", demo, "-k", "4", "-n", "200", "--seed", "3", "--threads", threads)
+        score = invoke("eval", demo, text, "--threads", threads, "--json")
+        assert sample.exit_code == 0 and score.exit_code == 0
+        return sample.stdout, score.stdout
+
+    try:
+        assert outputs(1) == outputs(2)
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_options_from_environment_variables(run):
     result = invoke("sample", run, "--seed", "1", "--continuation-only", env={"SEQGEN_SAMPLE_LENGTH": "7"})
     assert result.exit_code == 0 and len(result.stdout) == 7 + 1  # seven characters and a newline
