@@ -43,9 +43,9 @@ from large_corpus import WRAPPER  # noqa: E402
 from quality_shakespeare import machine, publish  # noqa: E402
 
 from seqgen.config import ModelConfig, TrainConfig  # noqa: E402
+from seqgen.hardware import pick_precision  # noqa: E402
 from seqgen.model import RNNLM  # noqa: E402
 from seqgen.sample import generate  # noqa: E402
-from seqgen.hardware import pick_precision  # noqa: E402
 from seqgen.train import make_optimizer, train_step  # noqa: E402
 
 SIZES = [("lstm", 1, 384, 65), ("lstm", 2, 512, 65), ("lstm", 2, 512, 388), ("gru", 2, 512, 65), ("gru", 2, 512, 388)]
@@ -385,8 +385,7 @@ def contention(steps: int, rounds: int, workdir: Path, env_variants: list[str]) 
     rows = ["| command | other busy processes | " + " | ".join(label for label, _, _ in settings)
             + " | default / best |", "|---|---|" + "---|" * (len(settings) + 1)]
     for busy, niceness in ((0, 0), (1, 0), (2, 0), (1, 19)):
-        hogs = [subprocess.Popen([sys.executable, "-c", BUSY], preexec_fn=lambda: os.nice(niceness))
-                for _ in range(busy)]
+        hogs = [subprocess.Popen(["nice", "-n", str(niceness), sys.executable, "-c", BUSY]) for _ in range(busy)]
         try:
             for name, args in commands.items():
                 times: list[list[float]] = [[] for _ in settings]

@@ -57,7 +57,7 @@ def bf16_failure(cell: str, device: torch.device) -> str | None:
                 with torch.autocast(device.type, dtype=torch.bfloat16):
                     logits, _ = model(ids, model.initial_state(2, device))  # (B, T, V)
             sequence_loss(logits.float(), ids).backward()
-        except Exception as e:  # whatever the kernels raise, the answer is: not here
+        except Exception as e:  # noqa: BLE001  whatever the kernels raise, the answer is: not here
             # oneDNN's messages go on with advice about its verbose mode: the first sentence is the cause.
             message = str(e).strip().split(". ")[0].splitlines()
             return f"{type(e).__name__}: {message[0]}" if message else type(e).__name__

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import math
 import shlex
@@ -54,6 +55,10 @@ class Progress:
     best_val_loss: float | None = None
     best_step: int | None = None
     stale_evals: int = 0  # evaluations since the best one, for --patience
+
+
+def _mean(total: torch.Tensor, count: int) -> float:
+    return (total / count).item()
 
 
 def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
@@ -287,7 +292,7 @@ class Trainer:
                     window_loss += loss.detach()
                     window_steps += 1
                     self.reporter.step(step=p.step, epoch=p.epoch, epochs=cfg.epochs, done=self._done(),
-                                       lr=lr, loss=lambda total=window_loss, n=window_steps: (total / n).item())
+                                       lr=lr, loss=functools.partial(_mean, window_loss, window_steps))
 
                     stopped_by = self._limit_reached(agreed_signum is not None, stop_at_step, epoch_done=p.batch == nb)
                     if p.step % cfg.eval_every == 0 or stopped_by:

@@ -187,8 +187,8 @@ ONEDNN_CAPPED = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 def test_on_a_cpu_without_native_bf16_auto_trains_in_fp32_and_bf16_is_refused(tmp_path, corpus_file, cap):
     env = {**os.environ, **cap}
     verdict = subprocess.run(
-        [sys.executable, "-c", "import torch; from seqgen.hardware import bf16_failure, native_bf16_cpu; "
-         "print(native_bf16_cpu(), bf16_failure('lstm', torch.device('cpu')) is None)"],
+        [sys.executable, "-c", ("import torch; from seqgen.hardware import bf16_failure, native_bf16_cpu; "
+                                "print(native_bf16_cpu(), bf16_failure('lstm', torch.device('cpu')) is None)")],
         capture_output=True, text=True, env=env, check=True).stdout.split()
     native, runs = (word == "True" for word in verdict)
 
