@@ -199,7 +199,7 @@ def training(steps: int, lim: dict) -> list[str]:
         base, ours, *mixed = (steps * batch * seq_len / t for t in interleaved(fns, 3))
         params = sum(p.numel() for p in model.parameters())
         mfu = 6 * params * ours / (lim["gflops"] * 1e9)
-        auto_cells = f"{mixed[0]:,.0f} (bf16) | {mixed[0] / base:.2f}x" if mixed else "same as fp32 (no native bf16) | |"
+        auto_cells = f"{mixed[0]:,.0f} (bf16) | {mixed[0] / base:.2f}x" if mixed else "same as fp32 (no native bf16) |"
         rows.append(f"| {layers} x {hidden} {cell.upper()}, V {vocab} | {base:,.0f} | {ours:,.0f} | {ours / base:.2f}x "
                     f"| {mfu:.0%} | {auto_cells} |")
         print(rows[-1], flush=True)

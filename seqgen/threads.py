@@ -3,8 +3,8 @@
 PyTorch computes on one thread per core, and its OpenMP threads meet at a barrier many times a
 step: when another process takes a core, the thread on that core is descheduled for whole
 scheduler time slices while the others wait for it. On 2 cores with one other busy process,
-training took 1.8x as long on 2 threads as on 1, and sampling 2.0x (benchmarks/README.md). Making
-the threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE) cures that but costs 15 to 45% on an
+training took 1.9x as long on 2 threads as on 1, and sampling 2.1x (benchmarks/README.md). Making
+the threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE) cures that but costs 13 to 48% on an
 idle machine.
 
 So unless the user fixes the count (--threads, or OMP_NUM_THREADS), a seqgen command computes on
