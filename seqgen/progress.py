@@ -41,7 +41,7 @@ class Reporter:
         self._next_line = self._start[0] + FIRST_HEARTBEAT_S  # the first line comes sooner
         if self.bar_enabled:
             self._bar = tqdm(total=BAR_UNITS, initial=_units(done or 0.0), file=self.stream, leave=False,
-                             dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+                             dynamic_ncols=True, bar_format="{percentage:3.0f}%|{bar}| {desc}")
 
     def step(self, *, step: int, epoch: int, epochs: int | None, done: float | None, lr: float,
              loss: Callable[[], float]) -> None:
@@ -50,8 +50,8 @@ class Reporter:
         now = self.clock()
         left = f", {duration(self.time_left(done, now))} left" if done is not None else ""
         if self._bar is not None:
-            self._bar.set_description_str(f"Epoch {_of(epoch, epochs)}", refresh=False)
-            self._bar.set_postfix_str(f"step {step:,}, loss {loss():.4f}, lr {lr:.2e}{left}", refresh=False)
+            self._bar.set_description_str(f"epoch {_of(epoch, epochs)}, step {step:,}, loss {loss():.4f}, "
+                                          f"lr {lr:.2e}{left}", refresh=False)
             self._bar.update(_units(done or 0.0) - self._bar.n)
         elif not self.quiet and now >= self._next_line:
             then, then_step = self._last_line
