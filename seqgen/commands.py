@@ -61,8 +61,8 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     model_options = {k: options[k] for k in MODEL_FIELDS}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
     midi_options = {k: options[k] for k in MIDI_FIELDS}
-    if "time_budget" in explicit and "epochs" not in explicit:
-        train_options["epochs"] = None  # "train for ten minutes" means ten minutes, however many epochs
+    if explicit & {"max_steps", "time_budget"} and "epochs" not in explicit:
+        train_options["epochs"] = None  # "train for ten minutes" (or 1,500 steps) means that, however many epochs
     if ckpt is not None:
         trainer = _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter)
     else:
@@ -113,8 +113,15 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
     config = from_dict(TrainConfig, {**ckpt.meta["train"], **given})
     tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
     corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"], kind or ckpt.meta["corpus"].get("kind", "text"))
-    trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
-                      tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict)
+    try:
+        trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
+                          tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict)
+    except SeqgenError as e:
+        if "precision" in explicit or not str(e).startswith("--precision"):
+            raise
+        # The run's own setting, not an option typed now: say so, and how to go on here.
+        raise SeqgenError(f"this run was started with {e} (given to --resume, it applies from here on)",
+                          exit_code=e.exit_code) from None
     if trainer.corpus_meta["sha256"] != ckpt.meta["corpus"].get("sha256"):
         trainer.reporter.log("Warning: this corpus differs from the one the run started on")  # rank 0's
     return trainer

@@ -24,9 +24,9 @@ def pick_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise SeqgenError("--device cuda: no CUDA GPU is available to this PyTorch build")
+        raise SeqgenError("--device cuda: no CUDA GPU is available to this PyTorch build", exit_code=2)
     if name == "mps" and not torch.backends.mps.is_available():
-        raise SeqgenError("--device mps: Apple's Metal backend is not available here")
+        raise SeqgenError("--device mps: Apple's Metal backend is not available here", exit_code=2)
     return torch.device(name)
 
 

@@ -31,7 +31,7 @@ from .corpora import Corpus
 from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
 from .distributed import World
 from .errors import SeqgenError
-from .hardware import pick_device, pick_precision
+from .hardware import native_bf16_cpu, pick_device, pick_precision
 from .model import BATCH_DIM, RNNLM, sequence_loss
 from .progress import Reporter, duration
 from .threads import Threads
@@ -190,6 +190,9 @@ class Trainer:
         self.rows = self.world.share(config.batch_size)  # this process' streams of the global batch
         self.autocast = pick_precision(config.precision, self.device, model_config.cell)
         self.precision = "bf16" if self.autocast == torch.bfloat16 else "fp32"
+        if self.autocast is not None and self.device.type == "cpu" and not native_bf16_cpu():
+            self.reporter.log("Warning: this CPU has no native bf16, so bf16 is emulated and may well be slower "
+                              "than fp32 (which --precision auto would pick here)")
         self.threads = Threads(config.threads, log=self.reporter.log)
         torch.manual_seed(config.seed)
 
@@ -365,7 +368,7 @@ class Trainer:
         if stopped_by == "signal" and signum is not None:
             name = signal.Signals(signum).name
             raise SeqgenError(
-                f"{name}: stopped at step {p.step} and saved {self.run_dir / checkpoint.LAST}; "
+                f"{name}: stopped at step {p.step:,} and saved {self.run_dir / checkpoint.LAST}; "
                 f"resume with: seqgen train {shlex.quote(self.corpus.spec)} --out {shlex.quote(str(self.run_dir))} --resume",
                 exit_code=EXIT_CODES[signum],
             )
@@ -376,8 +379,8 @@ class Trainer:
             "patience": lambda: f"no improvement in {self.cfg.patience} evaluations",
         }.get(stopped_by, lambda: "stopped on request")()
         best = "" if p.best_val_loss is None else (
-            f"; best val_loss {p.best_val_loss:.4f} ({p.best_val_loss / math.log(2):.3f} bpc) at step {p.best_step}")
-        self.reporter.log(f"Finished ({reason}): {p.step} steps in {p.elapsed:.0f}s{best}")
+            f"; best val_loss {p.best_val_loss:.4f} ({p.best_val_loss / math.log(2):.3f} bpc) at step {p.best_step:,}")
+        self.reporter.log(f"Finished ({reason}): {p.step:,} steps in {duration(p.elapsed)}{best}")
         return self.run_dir / checkpoint.BEST
 
     # -- checkpoints --------------------------------------------------------------------------

@@ -33,7 +33,7 @@ ROWS = [
     ("resume without --out", ["train", "{corpus}", "--resume"], 1, r"--resume needs --out"),
     ("resume an empty dir", ["train", "{corpus}", "--resume", "--out", "{tmp}/emptydir"], 1, r"no last.safetensors"),
     ("run dir in use", ["train", "{corpus}", "--out", "{run}"], 1, r"already holds a run"),
-    pytest.param("cuda absent", ["train", "{corpus}", "--device", "cuda"], 1, r"no CUDA GPU",
+    pytest.param("cuda absent", ["train", "{corpus}", "--device", "cuda"], 2, r"no CUDA GPU",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     ("resume with new --seq-len", ["train", "{corpus}", "--resume", "--out", "{run}", "--seq-len", "16"], 1,
      r"--seq-len cannot change when resuming"),

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from seqgen import __version__, checkpoint, hardware, progress
 from seqgen.cli import cli
+from seqgen import train as train_module
 from seqgen.train import Trainer
 
 from .conftest import needs_bf16
@@ -53,7 +54,7 @@ def test_train_logs_keras_style_lines_on_stderr(tmp_path, corpus_file):
     quiet = invoke("train", corpus_file, "--out", tmp_path / "q", *TINY, "--quiet")
     assert quiet.stderr == "" and quiet.exit_code == 0
     bar = invoke("train", corpus_file, "--out", tmp_path / "b", *TINY, "--progress")
-    assert "%|" in bar.stderr and "| epoch 1/10, step " in bar.stderr and "left" in bar.stderr  # forced on
+    assert "%|" in bar.stderr and "| epoch 1, step " in bar.stderr and "left" in bar.stderr  # forced on
 
 
 def test_without_a_terminal_training_says_how_long_it_runs_and_logs_its_progress(tmp_path, corpus_file, monkeypatch):
@@ -176,6 +177,19 @@ def test_bf16_that_this_cpu_cannot_run_is_one_error_before_any_run_directory(tmp
     assert not (tmp_path / "run").exists()
 
 
+def test_resuming_a_bf16_run_where_bf16_cannot_run_says_the_run_asked_for_it(tmp_path, corpus_file, monkeypatch):
+    out = tmp_path / "run"
+    assert invoke("train", corpus_file, "--out", out, *TINY, "--max-steps", "2", "--precision", "fp32").exit_code == 0
+    last = checkpoint.read(out / checkpoint.LAST)  # as if it had been started with --precision bf16
+    checkpoint.save(out / checkpoint.LAST, {**last.meta, "train": {**last.meta["train"], "precision": "bf16"}},
+                    last.tensors)
+    monkeypatch.setattr(hardware, "bf16_failure", lambda cell, device: "RuntimeError: no kernel")
+    refused = invoke("train", "--out", out, "--resume", "--max-steps", "4")
+    assert refused.exit_code == 2 and refused.stderr.startswith("Error: this run was started with --precision bf16: ")
+    resumed = invoke("train", "--out", out, "--resume", "--max-steps", "4", "--precision", "fp32", "--quiet")
+    assert resumed.exit_code == 0 and checkpoint.read(out / checkpoint.LAST).meta["progress"]["step"] == 4
+
+
 # x86 CPUs without native bf16: AVX2 only (oneDNN and ATen both capped), and a CPU whose flags
 # say bf16 while oneDNN may not use it (the probe alone must catch that).
 AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
@@ -242,15 +256,27 @@ def test_resume_continues_the_run(tmp_path, corpus_file):
     assert changed.exit_code == 1 and "--hidden cannot change" in changed.stderr
 
 
-def test_a_time_budget_replaces_the_default_epoch_limit(tmp_path, corpus_file):
-    def epochs(*args):
-        out = tmp_path / str(len(args))
-        assert invoke("train", corpus_file, "--out", out, *TINY, "--max-steps", "3", *args).exit_code == 0
-        return checkpoint.read(out / "best.safetensors").meta["train"]["epochs"]
+def test_a_limit_given_replaces_the_default_epoch_limit(tmp_path, corpus_file):
+    def limits(*args):
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        cut = TINY.index("--max-steps")
+        assert invoke("train", corpus_file, "--out", out, *TINY[:cut], *TINY[cut + 2 :], *args).exit_code == 0
+        train = checkpoint.read(out / "best.safetensors").meta["train"]
+        return train["epochs"], train["max_steps"], train["time_budget"]
 
-    assert epochs() == 10
-    assert epochs("--time-budget", "600") is None
-    assert epochs("--time-budget", "600", "--epochs", "4") == 4
+    assert limits("--epochs", "1") == (1, None, None)
+    assert limits("--max-steps", "3") == (None, 3, None)  # "1,500 steps" means 1,500 steps
+    assert limits("--max-steps", "3", "--time-budget", "600") == (None, 3, 600.0)
+    assert limits("--time-budget", "600", "--epochs", "4", "--max-steps", "3") == (4, 3, 600.0)
+    assert limits("--patience", "50") == (10, None, None)  # no limit given: the default 10 epochs
+
+
+@pytest.mark.skipif(hardware.bf16_failure("gru", torch.device("cpu")) is not None, reason="no bf16 GRU here")
+def test_bf16_without_native_support_warns_that_it_is_emulated(tmp_path, corpus_file, monkeypatch):
+    monkeypatch.setattr(train_module, "native_bf16_cpu", lambda: False)  # it runs, converting to fp32 and back
+    result = invoke("train", corpus_file, "--out", tmp_path / "run", *TINY, "--max-steps", "2", "--cell", "gru",
+                    "--precision", "bf16")
+    assert result.exit_code == 0 and "Warning: this CPU has no native bf16" in result.stderr
 
 
 def test_the_built_in_corpus_trains_for_two_minutes_unless_given_a_limit(tmp_path, monkeypatch):
@@ -266,7 +292,7 @@ def test_the_built_in_corpus_trains_for_two_minutes_unless_given_a_limit(tmp_pat
     assert quick.exit_code == 0 and quick.stderr == "python-docs trains for 2m00s unless given --time-budget, --epochs or --max-steps\n"
     for name, limit in [("steps", "--max-steps=5"), ("epochs", "--epochs=2"), ("budget", "--time-budget=30")]:
         assert invoke("train", "python-docs", "--out", tmp_path / name, limit, *small).exit_code == 0
-    assert limits == {"default": (120.0, None, None), "steps": (None, 10, 5), "epochs": (None, 2, None),
+    assert limits == {"default": (120.0, None, None), "steps": (None, None, 5), "epochs": (None, 2, None),
                       "budget": (30.0, None, None)}
 
 

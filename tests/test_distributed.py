@@ -119,5 +119,5 @@ def test_a_signal_to_one_process_stops_all_after_the_same_step(corpus_file, tmp_
     out, err = job.communicate(timeout=60)
     assert job.returncode == 143, err
     assert out == "" and err.count("Error: SIGTERM: stopped at step") == 1
-    step = int(err.split("stopped at step ")[1].split()[0])
+    step = int(err.split("stopped at step ")[1].split()[0].replace(",", ""))
     assert checkpoint.read(run / checkpoint.LAST).meta["progress"]["step"] == step
