@@ -29,7 +29,16 @@ TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
 MIDI_FIELDS = tuple(MidiConfig.__dataclass_fields__)
 # The data layout a resumed run depends on: changing these would not continue the same run.
 FIXED_ON_RESUME = ("seq_len", "batch_size", "val_fraction", "seed")
-LIMITS = {"epochs", "max_steps", "time_budget"}  # what ends a run (--patience only ends one early)
+LIMITS = ("epochs", "max_steps", "time_budget")  # what ends a run (--patience only ends one early)
+
+
+def _limits(options: dict, explicit: set, default: dict) -> dict:
+    """The limits a run gets: those given on the command line (and no others: "train for ten
+    minutes" or "--resume --epochs 40" mean just that, however many epochs or seconds), else the
+    default ones (10 epochs, a built-in corpus' own time budget, or a resumed run's own)."""
+    if explicit & set(LIMITS):
+        return {k: options[k] if k in explicit else None for k in LIMITS}
+    return default
 
 
 def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, bar, quiet) -> Path | None:
@@ -61,8 +70,6 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     model_options = {k: options[k] for k in MODEL_FIELDS}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
     midi_options = {k: options[k] for k in MIDI_FIELDS}
-    if explicit & {"max_steps", "time_budget"} and "epochs" not in explicit:
-        train_options["epochs"] = None  # "train for ten minutes" (or 1,500 steps) means that, however many epochs
     if ckpt is not None:
         trainer = _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter)
     else:
@@ -73,11 +80,11 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
             raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
         if corpus.kind == "midi":
             train_options.update({k: v for k, v in MIDI_TRAIN_DEFAULTS.items() if k not in explicit})
-        builtin = BUILTINS.get(corpus.spec)
         # A built-in corpus may come with a run length of its own: the quick start's is two minutes.
-        default_budget = builtin.time_budget if builtin is not None and not explicit & LIMITS else None
-        if default_budget:
-            train_options.update(time_budget=default_budget, epochs=None)
+        builtin = BUILTINS.get(corpus.spec)
+        default_budget = builtin.time_budget if builtin is not None else None
+        default = {"epochs": None, "max_steps": None, "time_budget": default_budget} if default_budget else {}
+        train_options.update(_limits(options, explicit, default))
         out = Path(out) if out else world.agree(_default_run_dir(corpus.name, model_options["cell"]))
         if (out / checkpoint.BEST).exists() or (out / checkpoint.LAST).exists():
             if not force:
@@ -87,7 +94,7 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
         trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
                           out, tokenizer=new_tokenizer(corpus, MidiConfig(**midi_options)), reporter=reporter,
                           strict=strict)
-        if default_budget:
+        if default_budget and not explicit & set(LIMITS):
             trainer.reporter.log(f"{corpus.name} trains for {duration(default_budget)} unless given "
                                  "--time-budget, --epochs or --max-steps")
         if force and world.is_main:  # start over: nothing of the old run may be mistaken for the new one's
@@ -104,13 +111,9 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
             raise SeqgenError(
                 f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved.get(name)})"
             )
-    # The run keeps its own settings; options given now (say a larger --max-steps) override them. A
-    # limit given now replaces all of the run's own: "--resume --epochs 40" means 40 epochs, even
-    # for a run that began with a time budget.
+    # The run keeps its own settings; options given now (say a larger --max-steps) override them.
     given = {k: train_options[k] for k in explicit & set(train_options)}
-    if explicit & LIMITS:
-        given |= {k: train_options[k] if k in explicit else None for k in LIMITS}
-    config = from_dict(TrainConfig, {**ckpt.meta["train"], **given})
+    config = from_dict(TrainConfig, {**ckpt.meta["train"], **given, **_limits(options, explicit, {})})
     tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
     corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"], kind or ckpt.meta["corpus"].get("kind", "text"))
     try:

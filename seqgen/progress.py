@@ -29,15 +29,12 @@ class Reporter:
         self.quiet = quiet
         self.clock = clock
         self._bar: tqdm | None = None
-        self._start = (clock(), 0.0)  # when this session's training began, and how much was done then
-        self._last_line = (self._start[0], 0)  # when the last progress line was printed, at which step
-        self._next_line = self._start[0] + FIRST_HEARTBEAT_S
 
     def start(self, *, step: int, done: float | None) -> None:
         """Training begins, or resumes with `done` of the run behind it."""
         self.close()
-        self._start = (self.clock(), done or 0.0)
-        self._last_line = (self._start[0], step)
+        self._start = (self.clock(), done or 0.0)  # when this session's training began, and how much was done then
+        self._last_line = (self._start[0], step)  # when the last progress line was printed, at which step
         self._next_line = self._start[0] + FIRST_HEARTBEAT_S  # the first line comes sooner
         if self.bar_enabled:
             self._bar = tqdm(total=BAR_UNITS, initial=_units(done or 0.0), file=self.stream, leave=False,
