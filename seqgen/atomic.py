@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -14,9 +15,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory, fsync, then rename over `path`.
 
     A crash at any moment leaves either the old file or the new one, never half a file. A failed
-    write (a full disk, say) is a SeqgenError naming `path`, with `path` as it was.
+    write (a full disk, say) is a SeqgenError naming `path`, with `path` as it was. Only a
+    regular file is ever replaced (through a symbolic link, the file it points to): a character
+    device or a FIFO (/dev/null, /dev/stdout, a named pipe) is written in place, as a shell's
+    `>` would, and anything else (a directory, a socket, a disk) is refused.
     """
     path = Path(path)
+    kind = output_kind(path)
+    if kind == "stream":
+        return _write_in_place(path, data)
+    if kind == "other":
+        raise SeqgenError(f"{path}: not a regular file, a device or a pipe; not writing there")
+    if kind == "file" and path.is_symlink():
+        path = Path(os.path.realpath(path))  # replace the file the link names, and keep the link
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
@@ -37,6 +48,38 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(e, OSError):
             raise _write_error(path, e) from None
         raise
+
+
+def output_kind(path: Path) -> str:
+    """What writing to `path` means: "new" (nothing there), "file" (a regular file, replaced
+    whole), "stream" (a character device or FIFO, written in place) or "other" (refused)."""
+    try:
+        st = os.stat(path)  # through symbolic links: /dev/stdout -> /proc/self/fd/1 -> a pipe
+    except FileNotFoundError:
+        return "other" if os.path.islink(path) else "new"  # a dangling link: where would it go?
+    except OSError:
+        return "new"  # unreadable: the write itself gives the reason
+    if stat.S_ISREG(st.st_mode):
+        # A regular file behind a file descriptor (/dev/stdout redirected to a file) is written
+        # in place: the shell holds that file open, and a rename would leave it behind.
+        return "stream" if os.path.realpath(path).startswith("/proc/") else "file"
+    return "stream" if stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode) else "other"
+
+
+def _write_in_place(path: Path, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)  # append: after what a redirected stdout holds
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            raise
+        reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise SeqgenError(f"could not write {path}: {reason}") from None
 
 
 def atomic_link(source: Path, path: Path) -> None:

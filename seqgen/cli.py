@@ -6,8 +6,10 @@ Torch is imported inside the commands so that `seqgen --help` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import click
 
 from . import __version__
 from .config import CELLS, DEVICES, KINDS, PRECISIONS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, default
-from .errors import SeqgenError
+from .errors import SeqgenError, Terminated
 from .threads import note_start
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
@@ -40,10 +42,17 @@ class Group(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError):
-            raise  # BrokenPipeError is handled in main(): the reader went away, not an error worth a message
-        except (Exception, KeyboardInterrupt) as e:
-            if os.environ.get("SEQGEN_DEBUG") and not isinstance(e, (SeqgenError, KeyboardInterrupt, OSError)):
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:
+            # `seqgen sample ... | head`: the reader left. Exit quietly as other Unix tools do, with
+            # 128 + SIGPIPE (click's own handling would exit 1). Output still buffered for the
+            # closed pipe goes nowhere, so the interpreter's final flush raises nothing.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise click.exceptions.Exit(141) from None
+        except (Exception, KeyboardInterrupt, Terminated) as e:
+            if os.environ.get("SEQGEN_DEBUG") and not isinstance(e, (SeqgenError, KeyboardInterrupt, Terminated, OSError)):
                 raise
             error = _cli_error(e, launched())
             lost = error.exit_code == LOST_CONTACT and os.environ.get(LAUNCHER_NOTES)
@@ -53,13 +62,15 @@ class Group(click.Group):
             raise error from None
 
 
-def _cli_error(e: Exception | KeyboardInterrupt, launched: bool) -> CliError:
+def _cli_error(e: BaseException, launched: bool) -> CliError:
     from .distributed import LOST_CONTACT
 
     if isinstance(e, SeqgenError):
         return CliError(str(e), e.exit_code)
     if isinstance(e, KeyboardInterrupt):
         return CliError("interrupted", 130)
+    if isinstance(e, Terminated):
+        return CliError("terminated", 143)
     if isinstance(e, OSError):
         where = f"{e.filename}: " if e.filename else ""
         return CliError(f"{where}{e.strerror or e}")
@@ -73,6 +84,26 @@ def _cli_error(e: Exception | KeyboardInterrupt, launched: bool) -> CliError:
 
 
 ARGV: list[str] = []
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (what `kill`, systemd and job schedulers send) stops the command as Ctrl-C does:
+    the file being written is removed rather than left half-written. (Training has its own
+    handler, which finishes the step and saves.)"""
+
+    def handle(signum, frame):
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=Group, context_settings={**CONTEXT, "auto_envvar_prefix": "SEQGEN"})
@@ -112,6 +143,9 @@ class FloatRange(click.FloatRange):
         return value
 
 
+KEEP_LINE_ENDINGS = click.option(
+    "--keep-line-endings", is_flag=True,
+    help="Text: keep CRLF (Windows) and CR (old Mac) line ends as they are  [default: read them as \\n]")
 THREADS = click.option("--threads", type=click.IntRange(1), default=None,
                        help="CPU threads; fixes the count (as OMP_NUM_THREADS does, which --nproc sets)  "
                             "[default: one per CPU that other processes leave free, re-measured while training]")
@@ -162,6 +196,7 @@ THREADS = click.option("--threads", type=click.IntRange(1), default=None,
 @click.option("--kind", type=click.Choice(KINDS), default=None,
               help="Read CORPUS as text or MIDI  [default: MIDI for .mid/.midi files and folders holding them]")
 @click.option("--strict", is_flag=True, help="MIDI: stop at the first unreadable file instead of skipping it.")
+@KEEP_LINE_ENDINGS
 @click.option("--transpose", type=click.IntRange(0, 24), default=_train_default("transpose"),
               help="MIDI augmentation: move each piece by up to this many semitones, anew each epoch.")
 @click.option("--stretch", type=FloatRange(0, 0.5), default=_train_default("stretch"),
@@ -325,11 +360,12 @@ def sample(checkpoint, prime, prime_file, **options):
         raise CliError("give --primer or --primer-pitches, not both", 2)
     if options["primer_seconds"] is not None and options["primer"] is None:
         raise CliError("--primer-seconds needs --primer", 2)
-    if prime_file is not None:
-        from .corpora import read_text
+    with terminate_as_interrupt():
+        if prime_file is not None:
+            from .corpora import read_text
 
-        prime = read_text(prime_file)
-    commands.sample(checkpoint, prime=prime, **options)
+            prime = read_text(prime_file)
+        commands.sample(checkpoint, prime=prime, **options)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -447,7 +483,8 @@ def corpus_download(name, url):
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True,
               help="Replace an earlier encoding in OUT_DIR (only once the new one is complete).")
-def corpus_encode(input_, out_dir, force):
+@KEEP_LINE_ENDINGS
+def corpus_encode(input_, out_dir, force, keep_line_endings):
     """Encode the text corpus INPUT (a text file, a directory of text files, or a built-in text
     corpus name) once into OUT_DIR: ids.bin (the token ids, uint8 or uint16), tokenizer.json and
     corpus.json; prints OUT_DIR.
@@ -464,15 +501,11 @@ def corpus_encode(input_, out_dir, force):
     """
     from .corpora import encode_corpus
 
-    encode_corpus(input_, out_dir, force=force)
+    with terminate_as_interrupt():
+        encode_corpus(input_, out_dir, force=force, keep_line_endings=keep_line_endings)
     click.echo(out_dir)
 
 
 def main():
-    try:
-        cli.main(prog_name="seqgen")
-    except BrokenPipeError:
-        # `seqgen sample ... | head`: the reader left; exit quietly like other Unix tools.
-        sys.stderr.close()
-        sys.exit(141)
+    cli.main(prog_name="seqgen")
 

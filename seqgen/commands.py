@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -11,18 +12,19 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, distributed
-from .atomic import atomic_write_bytes, atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text, output_kind
 from .config import MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict
-from .corpora import BUILTINS, load_corpus
+from .corpora import BUILTINS, LineEnds, check_kind, converted_message, load_corpus
 from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
 from .hardware import pick_device
 from .model import layer_table
 from .progress import Reporter, duration
+from .rundir import Lock, check_new_run, clear_run
 from .sample import generate
 from .threads import use_threads
 from .tokenizers import tokenizer_from_dict
-from .train import METRICS, Trainer, evaluate as evaluate_ids
+from .train import Trainer, evaluate as evaluate_ids
 
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
@@ -44,62 +46,66 @@ def _limits(options: dict, explicit: set, default: dict) -> dict:
 def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, bar, quiet) -> Path | None:
     """Start (or with `resume`, continue) a run; returns the best checkpoint's path (None in
     processes other than rank 0 of a run that torchrun started, which write nothing)."""
-    ckpt = _last_checkpoint(out) if resume else None
-    # The processes join on the device the run will use: a resumed run keeps its own unless told.
-    device = options["device"] if ckpt is None or "device" in explicit else ckpt.meta["train"].get("device", options["device"])
-    world, _ = distributed.join(pick_device(device))
-    try:
-        trainer = _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit,
-                           Reporter(bar=bar, quiet=quiet), world)
-        best = trainer.run()
-    finally:
-        distributed.leave()
+    if resume and out is None:
+        raise SeqgenError("--resume needs --out RUN_DIR: the run directory to continue")
+    with contextlib.ExitStack() as held:
+        # The one process that writes the run directory locks it before reading anything there.
+        lock = held.enter_context if distributed.writes() else lambda _: None
+        if out is not None:
+            lock(Lock(Path(out)))
+        ckpt = _last_checkpoint(out) if resume else None
+        # The processes join on the device the run will use: a resumed run keeps its own unless told.
+        device = options["device"] if ckpt is None or "device" in explicit else ckpt.meta["train"].get("device", options["device"])
+        world, _ = distributed.join(pick_device(device))
+        try:
+            trainer = _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit,
+                               Reporter(bar=bar, quiet=quiet), world, lock)
+            best = trainer.run()
+        finally:
+            distributed.leave()
     return best if world.is_main else None
 
 
 def _last_checkpoint(out) -> checkpoint.Checkpoint:
-    if out is None:
-        raise SeqgenError("--resume needs --out RUN_DIR: the run directory to continue")
     last = Path(out) / checkpoint.LAST
     if not last.exists():
         raise SeqgenError(f"{out}: no {checkpoint.LAST} to resume from")
     return checkpoint.read(last)
 
 
-def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, reporter, world) -> Trainer:
+def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, reporter, world, lock) -> Trainer:
     model_options = {k: options[k] for k in MODEL_FIELDS}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
     midi_options = {k: options[k] for k in MIDI_FIELDS}
     if ckpt is not None:
-        trainer = _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter)
-    else:
-        corpus = load_corpus(corpus_spec, kind)
-        midi_only = explicit & {*MIDI_FIELDS, "transpose", "stretch"}
-        if corpus.kind == "text" and midi_only:
-            flag = "--" + sorted(midi_only)[0].replace("_", "-")
-            raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
-        if corpus.kind == "midi":
-            train_options.update({k: v for k, v in MIDI_TRAIN_DEFAULTS.items() if k not in explicit})
-        # A built-in corpus may come with a run length of its own: the quick start's is two minutes.
-        builtin = BUILTINS.get(corpus.spec)
-        default_budget = builtin.time_budget if builtin is not None else None
-        default = {"epochs": None, "max_steps": None, "time_budget": default_budget} if default_budget else {}
-        train_options.update(_limits(options, explicit, default))
-        out = Path(out) if out else world.agree(_default_run_dir(corpus.name, model_options["cell"]))
-        if (out / checkpoint.BEST).exists() or (out / checkpoint.LAST).exists():
-            if not force:
-                raise SeqgenError(
-                    f"{out} already holds a run; continue it with --resume, or start over with --force"
-                )
-        trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
-                          out, tokenizer=new_tokenizer(corpus, MidiConfig(**midi_options)), reporter=reporter,
-                          strict=strict)
-        if default_budget and not explicit & set(LIMITS):
-            trainer.reporter.log(f"{corpus.name} trains for {duration(default_budget)} unless given "
-                                 "--time-budget, --epochs or --max-steps")
-        if force and world.is_main:  # start over: nothing of the old run may be mistaken for the new one's
-            for path in [out / checkpoint.BEST, out / checkpoint.LAST, out / METRICS, *checkpoint.kept(out)]:
-                path.unlink(missing_ok=True)
+        return _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter)
+    corpus = load_corpus(corpus_spec, kind, keep_line_endings=options["keep_line_endings"])
+    midi_only = explicit & {*MIDI_FIELDS, "transpose", "stretch"}
+    if corpus.kind == "text" and midi_only:
+        flag = "--" + sorted(midi_only)[0].replace("_", "-")
+        raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
+    if corpus.kind == "midi":
+        train_options.update({k: v for k, v in MIDI_TRAIN_DEFAULTS.items() if k not in explicit})
+    # A built-in corpus may come with a run length of its own: the quick start's is two minutes.
+    builtin = BUILTINS.get(corpus.spec)
+    default_budget = builtin.time_budget if builtin is not None else None
+    default = {"epochs": None, "max_steps": None, "time_budget": default_budget} if default_budget else {}
+    train_options.update(_limits(options, explicit, default))
+    if out is None:
+        out = world.agree(_default_run_dir(corpus.name, model_options["cell"]))
+        lock(Lock(out))
+    out = Path(out)
+    check_new_run(out, force)
+    trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
+                      out, tokenizer=new_tokenizer(corpus, MidiConfig(**midi_options)), reporter=reporter,
+                      strict=strict)
+    if corpus.line_ends_converted:
+        trainer.reporter.log(converted_message(corpus.line_ends_converted))
+    if default_budget and not explicit & set(LIMITS):
+        trainer.reporter.log(f"{corpus.name} trains for {duration(default_budget)} unless given "
+                             "--time-budget, --epochs or --max-steps")
+    if force and world.is_main:  # start over: nothing of the old run may be mistaken for the new one's
+        clear_run(out)
     return trainer
 
 
@@ -115,7 +121,14 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
     given = {k: train_options[k] for k in explicit & set(train_options)}
     config = from_dict(TrainConfig, {**ckpt.meta["train"], **given, **_limits(options, explicit, {})})
     tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
-    corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"], kind or ckpt.meta["corpus"].get("kind", "text"))
+    # Runs from before line ends were read as \n kept them: a resumed run reads its text as it began.
+    keep = ckpt.meta["corpus"].get("keep_line_endings", True)
+    if "keep_line_endings" in explicit and options["keep_line_endings"] != keep:
+        raise SeqgenError(f"--keep-line-endings cannot change when resuming (this run {'keeps' if keep else 'converts'} them)")
+    run_kind = ckpt.meta["corpus"].get("kind", "text")
+    if corpus_spec and not kind:
+        check_kind(corpus_spec, run_kind, f"this run trains a {'MIDI' if run_kind == 'midi' else 'text'} model")
+    corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"], kind or run_kind, keep_line_endings=keep)
     try:
         trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
                           tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict)
@@ -140,9 +153,13 @@ def _default_run_dir(corpus_name: str, cell: str) -> Path:
 
 
 def _encode_option(tokenizer, text: str, option: str):
+    if tokenizer.unknown("\r"):  # CRLF and CR line ends as the model read its corpus: as \n
+        text = LineEnds()(text)
     unknown = tokenizer.unknown(text)
     if unknown:
-        raise SeqgenError(f"{option} has characters not in the model's vocabulary: {''.join(unknown)!r}")
+        hint = ("; this model was trained on text with CR line ends (\\r), and writes them where lines end: "
+                "give \\r for a line end (in bash, $'\\r')") if "\n" in unknown and not tokenizer.unknown("\r") else ""
+        raise SeqgenError(f"{option} has characters not in the model's vocabulary: {''.join(unknown)!r}{hint}")
     return tokenizer.encode(text)
 
 
@@ -154,14 +171,22 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
         return None
     path = Path(out)
     count = len(indices)
-    if path.is_dir() or out.endswith(("/", "\\")) or count > 1:
+    if path.is_dir() or out.endswith(("/", "\\")) or total > 1:  # shards of a job too: each writes its own files
         if path.exists() and not path.is_dir():
             raise SeqgenError(f"{out}: exists and is not a directory (needed for {count} samples)")
+        if path.suffix and not path.exists() and not out.endswith(("/", "\\")):
+            raise SeqgenError(f"{out} names a file, and {'-k ' + str(count) if count > 1 else '--shard'} writes "
+                              f"{'files' if count > 1 else 'a file per shard'}: give --out a directory "
+                              f"(end it with / for a directory whose name has a dot)")
         width = max(3, len(str(total)))
         files = [path / f"sample_{i:0{width}d}{suffix}" for i in indices]
     else:
         files = [path]
-    existing = [f for f in files if f.exists()]
+    for f in files:
+        if output_kind(f) == "other":
+            raise SeqgenError(f"{f}: not a regular file, a device or a pipe; not writing there")
+    # Writing to a device or pipe (/dev/null, a FIFO) replaces nothing: no --force needed.
+    existing = [f for f in files if output_kind(f) == "file"]
     if existing and not force:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise SeqgenError(f"{existing[0]}{more} already exist; use --force to overwrite")
@@ -219,7 +244,8 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
     """Writes the samples (to files, or to stdout unless `as_json`); returns one report each."""
     length = length or SAMPLE_DEFAULTS["length"]
     if prime:
-        prime_ids, shown_prime = _encode_option(tokenizer, prime, "--prime"), prime
+        prime_ids = _encode_option(tokenizer, prime, "--prime")
+        shown_prime = tokenizer.decode(prime_ids)  # as the model read it (line ends and all)
     else:
         # No prime: start as if at the beginning of a line, and show only what the model writes.
         start = "\n" if not tokenizer.unknown("\n") else tokenizer.chars[0]
@@ -273,6 +299,8 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
     if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
         raise SeqgenError("MIDI is binary: give --out DIR (or --out FILE.mid for one sample), "
                           "or redirect stdout to a file for one sample")
+    if (plot or wav) and any(output_kind(f) == "stream" for f in files):
+        raise SeqgenError("--plot and --wav write files beside the .mid: give --out a file or directory, not a device")
     if plot:
         matplotlib_pyplot()  # missing matplotlib is an error before any work, not after the first file
     if primer is not None:
@@ -386,7 +414,10 @@ def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads
     use_threads(threads)
     model, tokenizer, ckpt = checkpoint.load(checkpoint_path)
     model.to(pick_device(device))
-    corpus = load_corpus(text_spec, "midi" if tokenizer.kind == "midi" else "text")
+    kind = "midi" if tokenizer.kind == "midi" else "text"
+    check_kind(text_spec, kind, f"this is a {'MIDI' if kind == 'midi' else 'text'} model")
+    # The text as the model read its corpus: line ends as \n, unless it knows CRs (trained keeping them).
+    corpus = load_corpus(text_spec, kind, keep_line_endings=kind == "text" and not tokenizer.unknown("\r"))
     ids = all_ids(corpus, tokenizer)
     seq_len = seq_len or ckpt.meta.get("train", {}).get("seq_len", 128)
     loss, tokens = evaluate_ids(model, ids, batch_size, seq_len)

@@ -28,6 +28,7 @@ import numpy as np
 
 from .atomic import _UMASK, atomic_write_bytes
 from .errors import SeqgenError
+from .rundir import Lock
 from .midi import NOTE_DTYPE
 from .tokenizers import CharTokenizer, _codepoints, id_dtype
 
@@ -47,13 +48,16 @@ class Corpus:
     kind: str = "text"
     files: tuple[Path, ...] = ()  # a MIDI corpus' files
     encoded: Path | None = None  # the directory of an encoded text corpus (`encode_corpus`); text is then ""
+    keep_line_endings: bool = False  # text: CRLF and CR line ends kept as they are, not read as \n
+    line_ends_converted: int = 0  # text: CRLF and CR line ends read as \n
 
     def describe(self) -> dict:
         if self.encoded is not None:
             size = {"characters": _encoded_meta(self.encoded)["tokens"], "encoded": True}
         else:
             size = {"characters": len(self.text)} if self.kind == "text" else {"files": len(self.files)}
-        return {"name": self.name, "kind": self.kind, "spec": self.spec, "source": self.source, **size}
+        text = {"keep_line_endings": self.keep_line_endings} if self.kind == "text" else {}
+        return {"name": self.name, "kind": self.kind, "spec": self.spec, "source": self.source, **size, **text}
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,31 @@ def _not_utf8(where: str, byte: int, offset: int) -> SeqgenError:
                        "convert it first, e.g. `iconv -f latin1 -t utf-8`")
 
 
+def converted_message(count: int) -> str:
+    return f"Read {count:,} CRLF or CR line ends as \\n (--keep-line-endings keeps them as they are)"
+
+
+class LineEnds:
+    """Reads CRLF (Windows) and CR (classic Mac OS) line ends as \n, as Python's universal newlines
+    do, in pieces (a CRLF split between two pieces is one line end), counting what it converted.
+    A model trained on raw CRs writes them, and on a terminal each line then overwrites the last."""
+
+    def __init__(self, keep: bool = False):
+        self.keep, self.converted, self._held = keep, 0, False
+
+    def __call__(self, text: str, final: bool = True) -> str:
+        if self.keep:
+            return text
+        if self._held:
+            text, self._held = "\r" + text, False
+        if text.endswith("\r") and not final:  # its \n may start the next piece
+            text, self._held = text[:-1], True
+        if "\r" not in text:
+            return text
+        self.converted += text.count("\r")
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
@@ -237,11 +266,32 @@ def detect_kind(path: Path) -> str:
     return "midi" if _is_midi(path) else "text"
 
 
-def load_corpus(spec: str | os.PathLike | None, kind: str | None = None) -> Corpus:
+def kind_of(spec) -> str | None:
+    """text or midi: what load_corpus would read `spec` as (None when it names nothing)."""
+    path = Path(spec)
+    if path.exists():
+        return "text" if path.is_dir() and _encoded_meta(path) is not None else detect_kind(path)
+    builtin = BUILTINS.get(str(spec))
+    return builtin.kind if builtin is not None else None
+
+
+def check_kind(spec, kind: str, what: str) -> None:
+    """One clear line when `spec` holds the other kind of data than `what` (say "this is a text
+    model") needs, instead of the reader's complaint about the first file."""
+    found = kind_of(spec)
+    if found is not None and found != kind:
+        holds = "holds MIDI files" if found == "midi" else "is text, not MIDI"
+        raise SeqgenError(f"{what}; {spec} {holds}")
+
+
+def load_corpus(spec: str | os.PathLike | None, kind: str | None = None, *,
+                keep_line_endings: bool = False) -> Corpus:
     """A path to a file or directory, or a built-in corpus name (None means the default).
 
-    `kind` (text or midi) overrides what the path looks like.
+    `kind` (text or midi) overrides what the path looks like. Text is read with \n line ends
+    unless `keep_line_endings` (see LineEnds).
     """
+    ends = LineEnds(keep_line_endings)
     spec = DEFAULT_CORPUS if spec is None else spec
     path = Path(spec)
     if path.exists() and not (path.is_dir() or path.is_file()):
@@ -257,13 +307,19 @@ def load_corpus(spec: str | os.PathLike | None, kind: str | None = None) -> Corp
         if builtin.kind == "midi":
             files = _files(builtin_directory(builtin), MIDI_SUFFIXES)
             return Corpus(builtin.name, "", builtin.name, builtin.provenance, "midi", tuple(files))
-        return _checked(Corpus(builtin.name, builtin_text(builtin), builtin.name, builtin.provenance), spec)
+        text = ends(builtin_text(builtin))
+        return _checked(Corpus(builtin.name, text, builtin.name, builtin.provenance, keep_line_endings=keep_line_endings,
+                               line_ends_converted=ends.converted), spec)
 
     if path.is_dir() and _encoded_meta(path) is not None:
         if kind == "midi":
             raise SeqgenError(f"{spec}: an encoded text corpus, not MIDI")
         meta = open_encoded(path)[2]
-        return Corpus(meta["name"], "", str(path.resolve()), meta["source"], "text", (), path.resolve())
+        if keep_line_endings and not meta.get("keep_line_endings", True):
+            raise SeqgenError(f"{spec}: an encoded corpus whose line ends were read as \\n when it was encoded; "
+                              "encode it again with --keep-line-endings")
+        return Corpus(meta["name"], "", str(path.resolve()), meta["source"], "text", (), path.resolve(),
+                      keep_line_endings=meta.get("keep_line_endings", True))
     kind = kind or detect_kind(path)
     name = path.resolve().name if path.is_dir() else path.stem
     if kind == "midi":
@@ -275,12 +331,13 @@ def load_corpus(spec: str | os.PathLike | None, kind: str | None = None) -> Corp
         files = _files(path)
         if not files:
             raise SeqgenError(f"{path}: no files in this directory")
-        parts = [read_text(f) for f in files]
+        parts = [ends(read_text(f)) for f in files]
         # Files are joined with a newline between them, so one's last line never runs into the next.
         text = "".join(p if p.endswith("\n") else p + "\n" for p in parts if p)
     else:
-        text = read_text(path)
-    return _checked(Corpus(name, text, str(path.resolve()), str(path)), spec)
+        text = ends(read_text(path))
+    return _checked(Corpus(name, text, str(path.resolve()), str(path), keep_line_endings=keep_line_endings,
+                           line_ends_converted=ends.converted), spec)
 
 
 def _checked(corpus: Corpus, spec) -> Corpus:
@@ -349,7 +406,7 @@ READ_CHUNK = 1 << 24  # bytes of input that encode_corpus reads at a time: what 
 SCRATCH_MARK = ".seqgen-scratch"  # in the directory an encoding is written in, until it is complete
 
 
-def encode_corpus(spec, out_dir, *, force: bool = False, log=None) -> dict:
+def encode_corpus(spec, out_dir, *, force: bool = False, keep_line_endings: bool = False, log=None) -> dict:
     """Encode a text corpus once into `out_dir` for training from disk; returns its corpus.json.
 
     `spec` is what load_corpus takes: a text file, a directory of text files or a built-in text
@@ -359,24 +416,30 @@ def encode_corpus(spec, out_dir, *, force: bool = False, log=None) -> dict:
                       (a vocabulary of at most 256 characters) or uint16, no header
       tokenizer.json  the CharTokenizer's `to_dict()`, which `tokenizer_from_dict` rebuilds
       corpus.json     {"format": "seqgen-encoded-corpus", "version": 1, "name", "source",
-                      "tokens", "dtype", "sha256"}, where sha256 is that of the UTF-8 bytes of
-                      load_corpus(spec).text, so a run on the encoding and one on the text agree
+                      "tokens", "dtype", "sha256", "keep_line_endings"}, where sha256 is that of
+                      the UTF-8 bytes of load_corpus(spec).text, so a run on the encoding and one
+                      on the text agree
 
     The input is read twice in chunks of READ_CHUNK bytes, first for the vocabulary, then for the
     ids, and never whole: memory stays at a few chunks whatever the corpus' size. The directory is
     written beside `out_dir` and renamed into place once complete; with `force` it replaces an
-    earlier encoding there, which stays as it was if this one fails.
+    earlier encoding there, which stays as it was if this one fails. Line ends are read as
+    load_corpus reads them (as \n, unless `keep_line_endings`).
     """
-    log = log or (lambda message: print(message, file=sys.stderr))
-    source = _text_source(spec)
     out = Path(out_dir)
+    with Lock(out, beside=True):  # one encoding into `out` at a time: each sweeps the other's scratch
+        return _encode_corpus(spec, out, force, keep_line_endings, log or (lambda m: print(m, file=sys.stderr)))
+
+
+def _encode_corpus(spec, out: Path, force: bool, keep_line_endings: bool, log) -> dict:
+    source = _text_source(spec, keep_line_endings)
     _check_out_dir(out, source.path, force)
     size = source.size()
 
     seen = np.zeros(0x110000, dtype=bool)  # every Unicode code point: has the corpus one
     characters, blank = 0, True
     with _byte_bar(size, "Vocabulary") as bar:
-        for text, n in source.pieces():
+        for text, n in source.pieces(LineEnds(keep_line_endings)):
             seen[_codepoints(text)] = True
             characters += len(text)
             blank = blank and not text.strip()
@@ -400,7 +463,8 @@ def encode_corpus(spec, out_dir, *, force: bool = False, log=None) -> dict:
     try:
         digest, tokens = hashlib.sha256(), 0
         with open(scratch / "ids.bin", "wb") as f, _byte_bar(size, "Encoding") as bar:
-            for text, n in source.pieces():
+            ends = LineEnds(keep_line_endings)
+            for text, n in source.pieces(ends):
                 try:
                     ids = tokenizer.encode(text)
                 except SeqgenError as e:
@@ -414,7 +478,8 @@ def encode_corpus(spec, out_dir, *, force: bool = False, log=None) -> dict:
         if tokens != characters:
             raise SeqgenError(f"{spec} changed while it was being encoded; run again")
         meta = {"format": ENCODED_FORMAT, "version": ENCODED_VERSION, "name": source.name, "source": source.source,
-                "tokens": tokens, "dtype": dtype.name, "sha256": digest.hexdigest()}
+                "tokens": tokens, "dtype": dtype.name, "sha256": digest.hexdigest(),
+                "keep_line_endings": keep_line_endings}
         atomic_write_bytes(scratch / "tokenizer.json", json.dumps(tokenizer.to_dict()).encode())
         atomic_write_bytes(scratch / "corpus.json", (json.dumps(meta, indent=2) + "\n").encode())
         (scratch / SCRATCH_MARK).unlink()
@@ -426,6 +491,8 @@ def encode_corpus(spec, out_dir, *, force: bool = False, log=None) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
     log(f"Encoded {tokens:,} characters (vocabulary {tokenizer.vocab_size}) into {out}: "
         f"ids.bin {_bytes(tokens * dtype.itemsize)}")
+    if ends.converted:
+        log(converted_message(ends.converted))
     return meta
 
 
@@ -450,10 +517,10 @@ class _TextSource:
         except OSError as e:
             raise SeqgenError(f"{e.filename}: {e.strerror or e}") from None
 
-    def pieces(self) -> Iterator[tuple[str, int]]:
+    def pieces(self, ends: LineEnds) -> Iterator[tuple[str, int]]:
         """load_corpus(spec).text in pieces: (text, bytes of input it came from)."""
-        if self.path is None:
-            yield from _decoded(io.BytesIO(self.data), self.name, join=False, bom=False)
+        if self.path is None:  # a built-in corpus' text, line ends already read by load_corpus
+            yield from _decoded(io.BytesIO(self.data), self.name, LineEnds(keep=True), join=False, bom=False)
             return
         for file in self.files:
             try:
@@ -461,17 +528,19 @@ class _TextSource:
             except OSError as e:
                 raise SeqgenError(f"{file}: {e.strerror or e}") from None
             with handle:
-                yield from _decoded(handle, str(file), join=self.path.is_dir())
+                file_ends = LineEnds(ends.keep)  # a CR that ends one file ends a line there
+                yield from _decoded(handle, str(file), file_ends, join=self.path.is_dir())
+                ends.converted += file_ends.converted
 
 
-def _text_source(spec) -> _TextSource:
+def _text_source(spec, keep_line_endings: bool) -> _TextSource:
     path = Path(spec)
     midi = SeqgenError(f"{spec} is a MIDI corpus; only text corpora are encoded (MIDI is cached on first use)")
     if not path.exists():
         builtin = BUILTINS.get(str(spec))
         if builtin is not None and builtin.kind != "text":
             raise midi
-        corpus = load_corpus(spec)  # a built-in text corpus, small enough for memory; else load_corpus's error
+        corpus = load_corpus(spec, keep_line_endings=keep_line_endings)  # a built-in text corpus, small enough for memory; else load_corpus's error
         return _TextSource(corpus.name, corpus.source, None, data=corpus.text.encode("utf-8"))
     if not (path.is_dir() or path.is_file()):
         raise SeqgenError(f"{spec}: not a regular file or directory")
@@ -486,11 +555,11 @@ def _text_source(spec) -> _TextSource:
     return _TextSource(name, str(spec), path, tuple(files))
 
 
-def _decoded(f: BinaryIO, where: str, *, join: bool, bom: bool = True) -> Iterator[tuple[str, int]]:
+def _decoded(f: BinaryIO, where: str, ends: LineEnds, *, join: bool, bom: bool = True) -> Iterator[tuple[str, int]]:
     """A UTF-8 file's text in pieces of at most READ_CHUNK bytes, checked and with its byte-order
     mark dropped as decode_text does (a character split between reads completes in the next
-    piece). With `join`, a newline follows text that does not end with one, as load_corpus joins
-    the files of a directory."""
+    piece), its line ends read by `ends`. With `join`, a newline follows text that does not end
+    with one, as load_corpus joins the files of a directory."""
     try:
         head = f.read(BINARY_SNIFF)
         f.seek(0)
@@ -511,11 +580,16 @@ def _decoded(f: BinaryIO, where: str, *, join: bool, bom: bool = True) -> Iterat
         except UnicodeDecodeError as e:  # e.object is the pending bytes followed by `data`
             raise _not_utf8(where, e.object[e.start], offset - pending + e.start) from None
         if not data:
+            tail = ends("", final=True)  # a CR held back from the last piece
+            if tail:
+                last = tail
+                yield tail, 0
             break
         offset += len(data)
         if text and not started:
             started = True
             text = text[1:] if bom and text[0] == BOM else text
+        text = ends(text, final=False)
         last = text[-1:] or last
         yield text, len(data)
     if join and last not in ("", "\n"):

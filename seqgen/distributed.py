@@ -113,6 +113,12 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def writes() -> bool:
+    """Whether this process writes the run directory: rank 0 of those torchrun started, or the
+    only one. (Known before joining the others, from torchrun's environment.)"""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def speaks() -> bool:
     """Whether this process reports errors: rank 0 speaks for all (they fail alike on bad input),
     unless SEQGEN_DEBUG asks to hear from every one."""

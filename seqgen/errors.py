@@ -13,3 +13,8 @@ class SeqgenError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised wherever the program is (see `cli.terminate_as_interrupt`), so that what
+    it was writing is cleaned up as on Ctrl-C; the CLI exits 143."""

@@ -34,11 +34,10 @@ from .errors import SeqgenError
 from .hardware import native_bf16_cpu, pick_device, pick_precision
 from .model import BATCH_DIM, RNNLM, sequence_loss
 from .progress import Reporter, duration
+from .rundir import METRIC_FIELDS, METRICS, sweep_temps
 from .threads import Threads
 from .tokenizers import Tokenizer
 
-METRICS = "metrics.csv"
-METRIC_FIELDS = ["step", "epoch", "tokens", "elapsed_s", "lr", "loss", "val_loss", "val_bpc"]
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 EVAL_WARMUP = 256  # tokens of context each evaluation stream reads before it is scored
 
@@ -258,8 +257,7 @@ class Trainer:
         cfg, p, model = self.cfg, self.progress, self.model
         if self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            for stale in self.run_dir.glob(".*.tmp"):  # half-written files of a run that was killed
-                stale.unlink(missing_ok=True)
+            sweep_temps(self.run_dir)  # half-written files of a run that was killed
         self._log_start()
         self.reporter.start(step=p.step, done=self._done())
         model.train()

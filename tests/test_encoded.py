@@ -19,8 +19,9 @@ from seqgen.train import Trainer
 
 from .conftest import TINY_MODEL, TINY_TRAIN
 
-# Non-ASCII of every UTF-8 length (é: 2 bytes, 東: 3, 🎵: 4), CRLF kept as it is, no final newline.
+# Non-ASCII of every UTF-8 length (é: 2 bytes, 東: 3, 🎵: 4), CRLF line ends, no final newline.
 TEXT = "Ça va? Très bien — naïve café, 東京 ✓ 🎵\r\nsecond line\ttab\r\n" * 5 + "end 🎵"
+READ = TEXT.replace("\r\n", "\n")  # as it is read unless --keep-line-endings
 
 
 def quiet(message):
@@ -31,9 +32,9 @@ def encode(spec, out, **kw):
     return encode_corpus(spec, out, log=quiet, **kw)
 
 
-def expect_same(out, spec):
+def expect_same(out, spec, keep=False):
     """`out` holds exactly what the format promises for load_corpus(spec).text."""
-    text = load_corpus(spec).text
+    text = load_corpus(spec, keep_line_endings=keep).text
     tokenizer = CharTokenizer.fit(text)
     assert sorted(p.name for p in out.iterdir()) == ["corpus.json", "ids.bin", "tokenizer.json"]
     assert (out / "ids.bin").read_bytes() == tokenizer.encode(text).tobytes()
@@ -68,17 +69,19 @@ def test_file_round_trip(bom_file, tmp_path):
     out = tmp_path / "enc"
     meta = encode(bom_file, out)
     assert meta == {"format": "seqgen-encoded-corpus", "version": 1, "name": "poems", "source": str(bom_file),
-                    "tokens": len(TEXT), "dtype": "uint8", "sha256": hashlib.sha256(TEXT.encode()).hexdigest()}
+                    "tokens": len(READ), "dtype": "uint8", "sha256": hashlib.sha256(READ.encode()).hexdigest(),
+                    "keep_line_endings": False}
     assert expect_same(out, bom_file) == meta
 
     corpus = load_corpus(out)
     assert (corpus.name, corpus.text, corpus.kind, corpus.files) == ("poems", "", "text", ())
     assert corpus.encoded == out.resolve() and corpus.spec == str(out.resolve())
     assert corpus.describe() == {"name": "poems", "kind": "text", "spec": str(out.resolve()),
-                                 "source": str(bom_file), "characters": len(TEXT), "encoded": True}
+                                 "source": str(bom_file), "characters": len(READ), "encoded": True,
+                                 "keep_line_endings": False}
     ids, tokenizer, meta_again = open_encoded(out)
     assert isinstance(ids, np.memmap) and ids.dtype == np.uint8 and not ids.flags.writeable
-    assert tokenizer_from_dict(tokenizer).decode(ids) == TEXT
+    assert tokenizer_from_dict(tokenizer).decode(ids) == READ
     assert meta_again == meta
 
 
@@ -95,13 +98,15 @@ def test_builtin_corpus_by_name(tmp_path):
     expect_same(tmp_path / "enc", "python-docs")
 
 
+@pytest.mark.parametrize("keep", [False, True])
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7])
-def test_characters_split_between_reads(bom_file, text_dir, tmp_path, monkeypatch, chunk):
+def test_characters_split_between_reads(bom_file, text_dir, tmp_path, monkeypatch, chunk, keep):
     monkeypatch.setattr(corpora, "READ_CHUNK", chunk)
-    encode(bom_file, tmp_path / "file")  # the BOM and every é, 東 and 🎵 straddle reads somewhere
-    expect_same(tmp_path / "file", bom_file)
-    encode(text_dir, tmp_path / "dir")
-    expect_same(tmp_path / "dir", text_dir)
+    # The BOM, every é, 東 and 🎵, and every CRLF straddle reads somewhere.
+    encode(bom_file, tmp_path / "file", keep_line_endings=keep)
+    assert expect_same(tmp_path / "file", bom_file, keep)["tokens"] == len(TEXT if keep else READ)
+    encode(text_dir, tmp_path / "dir", keep_line_endings=keep)
+    expect_same(tmp_path / "dir", text_dir, keep)
 
 
 def test_the_input_is_read_in_chunks(bom_file, tmp_path, monkeypatch):
@@ -230,7 +235,7 @@ def test_a_failure_midway_leaves_nothing(text_dir, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         encode(text_dir, tmp_path / "deep" / "enc")
     assert len(calls) == 2
-    assert list((tmp_path / "deep").iterdir()) == []  # neither the output nor a scratch directory
+    assert not (tmp_path / "deep").exists()  # neither the output, a scratch directory, nor the folder made for them
 
 
 @pytest.fixture
@@ -281,7 +286,8 @@ def test_cli_encode(bom_file, tmp_path):
     result = runner.invoke(cli, ["corpus", "encode", str(bom_file), str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out}\n"
-    assert f"Encoded {len(TEXT):,} characters (vocabulary" in result.stderr
+    assert f"Encoded {len(READ):,} characters (vocabulary" in result.stderr
+    assert "Read 10 CRLF or CR line ends as \\n (--keep-line-endings keeps them as they are)" in result.stderr
     expect_same(out, bom_file)
 
     again = runner.invoke(cli, ["corpus", "encode", str(bom_file), str(out)])

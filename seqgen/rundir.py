@@ -1,0 +1,182 @@
+"""A directory seqgen writes into: which files in it are seqgen's, and the lock that makes one
+process its only writer.
+
+A run directory may hold the user's own files too (notes, plots, a README); seqgen touches only
+the names it writes itself, and refuses to start a run among files it did not write unless told
+to (`--force`). Two processes writing one directory would mix their checkpoints and metrics, so a
+writer holds an exclusive `flock` on a lock file: the operating system releases it when the
+process ends, however it ends, so a lock is never left stale.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+from pathlib import Path
+
+from .atomic import _UMASK
+from .errors import SeqgenError
+
+LOCK = ".seqgen.lock"
+METRICS = "metrics.csv"
+METRIC_FIELDS = ["step", "epoch", "tokens", "elapsed_s", "lr", "loss", "val_loss", "val_bpc"]
+CHECKPOINTS = ("best.safetensors", "last.safetensors")
+_OWN = r"(?:best|last|step-\d{8})\.safetensors|metrics\.csv"
+OWN = re.compile(_OWN)
+# What atomic.py writes on the way to those names: `.NAME.<random>.tmp` and `.NAME.link.tmp`.
+OWN_TEMP = re.compile(rf"\.(?:{_OWN})\.[^/]+\.tmp")
+
+
+class Lock:
+    """An exclusive lock on `directory` (made if missing) held through the file LOCK in it, or
+    through `name` beside it in its parent (for a directory that is replaced whole, like an
+    encoded corpus). A second process is refused at once, told which PID holds it."""
+
+    def __init__(self, directory: Path, *, beside: bool = False):
+        directory = Path(directory)
+        self.made: list[Path] = []  # directories made for the lock, removed again by release(clean=True)
+        target = directory.parent if beside else directory
+        for parent in reversed([target, *target.parents]):
+            if not parent.exists():
+                try:
+                    parent.mkdir()
+                    self.made.append(parent)
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    self._undo()
+                    raise SeqgenError(f"could not make {parent}: {e.strerror or e}") from None
+        if target.exists() and not target.is_dir():
+            raise SeqgenError(f"{target}: exists and is not a directory")
+        self.path = directory.parent / f".{directory.name}.seqgen.lock" if beside else directory / LOCK
+        self.fd: int | None = None
+        self._acquire(directory)
+
+    def _acquire(self, directory: Path) -> None:
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_UMASK)
+            except OSError as e:
+                self._undo()
+                raise SeqgenError(f"could not write {self.path}: {e.strerror or e}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                holder = _read_pid(fd)
+                os.close(fd)
+                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise SeqgenError(f"could not lock {self.path}: {e.strerror or e}") from None
+                who = f"process {holder}" if holder else "another process"
+                raise SeqgenError(f"{directory} is in use by seqgen {who}; wait for it to finish or stop it, "
+                                  "or choose another --out") from None
+            # The holder before us may have removed the file after we opened it: then we hold a
+            # lock on a name no one else can find, and must take the new file's instead.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self, *, clean: bool = True) -> None:
+        """Let go of the lock; with `clean`, remove the lock file, and the directories made for
+        it when nothing else was written there."""
+        if self.fd is None:
+            return
+        if clean:
+            try:
+                os.unlink(self.path)  # while still held: a process that opened it retries (see _acquire)
+            except OSError:
+                pass
+        os.close(self.fd)
+        self.fd = None
+        if clean:
+            self._undo()
+
+    def _undo(self) -> None:
+        for directory in reversed(self.made):
+            try:
+                directory.rmdir()  # only when empty
+            except OSError:
+                break
+        self.made = []
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def is_own(path: Path) -> bool:
+    """Whether `path` in a run directory is a file seqgen writes: a checkpoint, the metrics log
+    (by its header, so a user's own metrics.csv is not mistaken for one), a temporary file on
+    the way to one of them, or the lock."""
+    name = path.name
+    if name == LOCK or OWN_TEMP.fullmatch(name):
+        return True
+    if not OWN.fullmatch(name) or not path.is_file() or path.is_symlink():
+        return False
+    if name != METRICS:
+        return True
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return f.readline().strip() == ",".join(METRIC_FIELDS)
+    except OSError:
+        return False
+
+
+def foreign(directory: Path) -> list[Path]:
+    """The entries of `directory` that seqgen did not write, sorted."""
+    try:
+        return sorted(p for p in Path(directory).iterdir() if not is_own(p))
+    except FileNotFoundError:
+        return []
+
+
+def sweep_temps(directory: Path) -> None:
+    """Remove the half-written files a killed run left; only seqgen's own temporary names (and
+    only by the lock holder: another writer's temporary file is in use)."""
+    for path in Path(directory).glob(".*.tmp"):
+        if OWN_TEMP.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+
+
+def check_new_run(directory: Path, force: bool) -> None:
+    """Refuse to start a run over another one (without --force) or among files seqgen did not
+    write (without --force; and never where a name seqgen writes is taken by the user's file)."""
+    directory = Path(directory)
+    if any((directory / name).exists() for name in CHECKPOINTS) and not force:
+        raise SeqgenError(f"{directory} already holds a run; continue it with --resume, or start over with --force")
+    others = foreign(directory)
+    if not others:
+        return
+    taken = [p for p in others if OWN.fullmatch(p.name)]
+    if taken:
+        raise SeqgenError(f"{taken[0]} is not a file seqgen wrote, and a run would write there; "
+                          "move it, or choose another --out (not even --force replaces it)")
+    if not force:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise SeqgenError(f"{directory} holds files that are not a seqgen run ({others[0].name}{more}); choose a new "
+                          "or empty --out, or add --force to train there (only seqgen's own files are ever replaced)")
+
+
+def clear_run(directory: Path) -> None:
+    """Start over (--force): remove the files of the run before, and only those."""
+    for path in Path(directory).iterdir():
+        if path.name != LOCK and is_own(path):
+            path.unlink(missing_ok=True)
