@@ -363,3 +363,24 @@ def test_commands_without_a_model_do_not_import_torch(args):
              f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_cr_line_ends_are_read_as_newlines_and_kept_on_request(tmp_path, corpus_text):
+    mac = tmp_path / "mac.txt"
+    mac.write_bytes(corpus_text.replace("\n", "\r").encode())  # CR-only, as classic Mac OS wrote text
+    lines = corpus_text.count("\n")
+    result = invoke("train", mac, "--out", tmp_path / "run", *TINY, "--max-steps", "10")
+    assert f"Read {lines:,} CRLF or CR line ends as \\n (--keep-line-endings keeps them as they are)" in result.stderr
+    model = tmp_path / "run"
+    assert "\r" not in checkpoint.read(model / checkpoint.BEST).meta["tokenizer"]["chars"]
+    sample = invoke("sample", model, "--prime", "It was\nthe", "--stop", "\n", "-n", "200", "--seed", "1")
+    assert sample.exit_code == 0 and "\r" not in sample.stdout and sample.stdout.startswith("It was\nthe")
+    assert invoke("eval", model, mac).exit_code == 0  # its own corpus, read as it was trained
+
+    kept = invoke("train", mac, "--out", tmp_path / "kept", *TINY, "--max-steps", "10", "--keep-line-endings")
+    assert kept.exit_code == 0 and "line ends" not in kept.stderr
+    assert "\r" in checkpoint.read(tmp_path / "kept" / checkpoint.BEST).meta["tokenizer"]["chars"]
+    hint = invoke("sample", tmp_path / "kept", "--prime", "It was\nthe")
+    assert hint.exit_code == 1 and "trained on text with CR line ends" in hint.stderr and "$'\\r'" in hint.stderr
+    again = invoke("train", mac, "--out", tmp_path / "run", "--resume", "--keep-line-endings")
+    assert again.exit_code == 1 and "--keep-line-endings cannot change when resuming" in again.stderr

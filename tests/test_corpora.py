@@ -132,3 +132,24 @@ def test_a_builtin_converted_meanwhile_by_another_process_is_used(tmp_path, monk
     assert corpora.builtin_directory(rival) == rival.cache_path
     assert (rival.cache_path / "a.mid").read_bytes() == b"theirs"
     assert [p.name for p in tmp_path.joinpath("corpora").iterdir()] == ["race"]  # no scratch left
+
+
+@pytest.mark.parametrize("raw,read,converted", [
+    ("one\r\ntwo\r\n", "one\ntwo\n", 2),  # Windows
+    ("one\rtwo\r", "one\ntwo\n", 2),  # classic Mac OS, and War and Peace as distributed
+    ("one\r\rtwo\n", "one\n\ntwo\n", 2),  # mixed: each CR is a line end
+    ("one\ntwo", "one\ntwo", 0),
+])
+def test_line_ends_are_read_as_newlines_unless_kept(tmp_path, raw, read, converted):
+    path = tmp_path / "old.txt"
+    path.write_bytes(raw.encode())
+    corpus = load_corpus(path)
+    assert (corpus.text, corpus.line_ends_converted) == (read, converted)
+    kept = load_corpus(path, keep_line_endings=True)
+    assert (kept.text, kept.line_ends_converted, kept.describe()["keep_line_endings"]) == (raw, 0, True)
+
+
+def test_a_crlf_split_between_pieces_is_one_line_end():
+    ends = corpora.LineEnds()
+    assert [ends("a\r", final=False), ends("\nb\r", final=False), ends("", final=True)] == ["a", "\nb", "\n"]
+    assert ends.converted == 2
