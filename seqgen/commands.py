@@ -50,9 +50,12 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
         raise SeqgenError("--resume needs --out RUN_DIR: the run directory to continue")
     with contextlib.ExitStack() as held:
         # The one process that writes the run directory locks it before reading anything there.
-        lock = held.enter_context if distributed.writes() else lambda _: None
+        def lock(directory) -> None:
+            if distributed.writes():
+                held.enter_context(Lock(Path(directory)))
+
         if out is not None:
-            lock(Lock(Path(out)))
+            lock(out)
         ckpt = _last_checkpoint(out) if resume else None
         # The processes join on the device the run will use: a resumed run keeps its own unless told.
         device = options["device"] if ckpt is None or "device" in explicit else ckpt.meta["train"].get("device", options["device"])
@@ -93,7 +96,7 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     train_options.update(_limits(options, explicit, default))
     if out is None:
         out = world.agree(_default_run_dir(corpus.name, model_options["cell"]))
-        lock(Lock(out))
+        lock(out)
     out = Path(out)
     check_new_run(out, force)
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),

@@ -133,3 +133,16 @@ def test_resume_sweeps_only_seqgen_temporary_files(tmp_path, corpus_file):
         path.write_text("half")
     assert invoke("train", corpus_file, "--out", out, "--resume", "--max-steps", "20").exit_code == 0
     assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs)
+
+
+def test_under_nproc_rank_0_takes_the_lock(tmp_path, corpus_file):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "seqgen", "train", str(corpus_file), "--out", str(out), *TINY, "--max-steps", "4",
+            "--nproc", "2", "--precision", "fp32"]
+    with Lock(out):
+        held = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert held.returncode == 1 and held.stderr.startswith(f"Error: {out} is in use by seqgen process {os.getpid()};")
+    assert held.stderr.count("\n") == 1, held.stderr
+    free = subprocess.run(args, capture_output=True, text=True, timeout=300)  # rank 1 must not take it from rank 0
+    assert free.returncode == 0, free.stderr
+    assert checkpoint.read(out / checkpoint.LAST).meta["processes"] == 2 and not (out / LOCK).exists()
