@@ -6,7 +6,7 @@ import io
 import os
 import pickle
 import re
-import shutil
+import socket
 
 import mido
 import pytest
@@ -83,6 +83,18 @@ ROWS = [
     ("bad primer pitches", ["sample", "{run}", "--primer-pitches", "C,E,G"], 2, r"MIDI pitch numbers"),
     ("missing primer", ["sample", "{run}", "--primer", "{tmp}/nope.mid"], 2, r"--primer"),
     ("stats of no MIDI", ["midi-stats", "{tmp}/emptydir"], 1, r"no .mid or .midi files"),
+    ("stats of a missing folder", ["midi-stats", "{tmp}/nope"], 1, r"nope: no such file"),
+    ("stats against a missing reference", ["midi-stats", "{tmp}/tunes", "--reference", "{tmp}/nope"], 1, r"nope: no such file"),
+    ("many samples to one file name", ["sample", "{run}", "-k", "3", "--out", "{tmp}/nofile.txt"], 1,
+     r"nofile.txt names a file, and -k 3 writes files: give --out a directory"),
+    ("a socket as output", ["sample", "{run}", "--out", "{tmp}/socket", "--force"], 1,
+     r"socket: not a regular file, a device or a pipe"),
+    ("train among a user's files", ["train", "{corpus}", "--out", "{tmp}/mine"], 1,
+     r"mine holds files that are not a seqgen run \(.draft.tmp and 1 more\); .*--force"),
+    ("force over a user's metrics.csv", ["train", "{corpus}", "--out", "{tmp}/weights", "--force"], 1,
+     r"weights/metrics.csv is not a file seqgen wrote"),
+    ("keep line ends of an encoding that converted them", ["train", "{tmp}/enc", "--keep-line-endings"], 1,
+     r"encode it again with --keep-line-endings"),
     ("unknown corpus download", ["corpus", "download", "wikipedia"], 1, r"no built-in corpus 'wikipedia'"),
     ("download from a non-URL", ["corpus", "download", "tinyshakespeare", "--url", "not a url"], 1, r"could not download"),
 ]
@@ -105,6 +117,14 @@ def files(tmp_path_factory, corpus_file):
     (tmp / "greek.txt").write_text("It was αβγ")
     (tmp / "manychars.txt").write_text("".join(map(chr, range(0x10000, 0x10000 + 70_000))), encoding="utf-8")
     (tmp / "evil.pt").write_bytes(pickle.dumps(Payload()))
+    for folder, names in {"mine": ["notes.txt", ".draft.tmp"], "weights": ["metrics.csv"]}.items():
+        (tmp / folder).mkdir()  # a user's folders, not runs; a metrics.csv of their own
+        for name in names:
+            (tmp / folder / name).write_text("date,weight\n")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp / "socket"))
+    server.close()  # the socket file stays
+    assert CliRunner().invoke(cli, ["corpus", "encode", str(corpus_file), str(tmp / "enc")]).exit_code == 0
     corrupt = b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x09\x00\x90\x3c"
     (tmp / "corrupt.mid").write_bytes(corrupt)
     good = midi_file(tune())
