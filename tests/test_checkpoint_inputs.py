@@ -130,7 +130,7 @@ def memory():
     return peak_megabytes()
 
 
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def run_all(tmp, corpus_file, meta, tensors, resume, memory):
