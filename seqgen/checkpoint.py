@@ -20,8 +20,17 @@ from safetensors.torch import save as st_save
 
 from . import __version__
 from .atomic import atomic_write_bytes
-from .config import ModelConfig, from_dict
+from .config import (
+    KINDS,
+    PRECISIONS,
+    ModelConfig,
+    Progress,
+    TrainConfig,
+    checked,
+    describe,
+)
 from .errors import SeqgenError
+from .files import read_regular
 from .model import RNNLM, parameter_shapes
 from .tokenizers import tokenizer_from_dict
 
@@ -30,6 +39,10 @@ FORMAT_VERSION = 1
 BEST, LAST = "best.safetensors", "last.safetensors"
 KEPT = "step-{:08d}.safetensors"  # earlier resumable checkpoints, with --keep 2 or more
 MAX_HEADER = 64 << 20  # the JSON header of a real checkpoint is a few kB
+MAX_FILE = 64 << 30  # far beyond any model this CLI trains on one machine; read whole into memory
+MAX_DEPTH = 16  # nesting of the metadata: a real checkpoint's is 5 (optimizer.param_groups[i].params)
+# Weights are float32 as saved; other float types load as float32 (copied by load_state_dict).
+WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 @dataclass
@@ -68,19 +81,19 @@ def resolve(path: Path) -> Path:
 
 
 def read(path: Path) -> Checkpoint:
+    """The checkpoint at `path`, its metadata checked (see `_check_meta`) before anything is built."""
     path = resolve(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SeqgenError(f"{path}: {e.strerror or e}") from None
+    data = read_regular(path, MAX_FILE, "a checkpoint")
     meta = _header_meta(data, path)
     if meta.get("format") != FORMAT:
         raise SeqgenError(f"{path}: a safetensors file, but not a seqgen checkpoint")
-    if not isinstance(meta.get("version"), int) or meta["version"] > FORMAT_VERSION:
+    version = meta.get("version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
         raise SeqgenError(
-            f"{path}: checkpoint format {meta.get('version')!r} is newer than this seqgen "
+            f"{path}: checkpoint format {describe(version)} is newer than this seqgen "
             f"understands ({FORMAT_VERSION}); upgrade seqgen"
         )
+    _check_meta(meta, path)
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
@@ -103,42 +116,216 @@ def _header_meta(data: bytes, path: Path) -> dict:
     try:
         header = json.loads(data[8 : 8 + n])
         meta = json.loads(header["__metadata__"]["seqgen"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: JSON nested too deep
         raise SeqgenError(f"{path}: not a seqgen checkpoint (no seqgen metadata)") from None
     if not isinstance(meta, dict):
         raise SeqgenError(f"{path}: not a seqgen checkpoint (bad metadata)")
     return meta
 
 
+def _depth(value) -> int:
+    """How deeply lists and dicts nest in `value`, without recursion."""
+    deepest, level = 0, [value]
+    while level:
+        deepest += 1
+        level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
+    return deepest - 1
+
+
+def _check_meta(meta: dict, path: Path) -> None:
+    """Every setting a command reads from the metadata, checked against the CLI's types and
+    ranges (config.py), so that what is built from them (a model of `layers` layers, a tokenizer,
+    a report) can be built, and a bad file is one line naming the setting, never a crash."""
+    if _depth(meta) > MAX_DEPTH:
+        raise SeqgenError(f"{path}: bad checkpoint metadata (nested more than {MAX_DEPTH} levels deep)")
+    for name in ("model", "tokenizer"):
+        if name not in meta:
+            raise SeqgenError(f"{path}: bad checkpoint metadata (no {name} settings)")
+    sections = {"model": ModelConfig, "train": TrainConfig, "progress": Progress}
+    for name, cls in sections.items():
+        if name in meta:
+            try:
+                checked(cls, meta[name])
+            except (TypeError, ValueError) as e:
+                raise SeqgenError(f"{path}: bad checkpoint metadata ({name}: {e})") from None
+    _check_tokenizer(meta["tokenizer"], path)
+    fields = {"corpus": dict, "metrics": dict, "optimizer": dict, "precision": str, "resumable": bool,
+              "processes": int, "seqgen_version": str, "saved_at": str}
+    for name, kind in fields.items():
+        if name in meta and not (isinstance(meta[name], kind) and (kind is bool or not isinstance(meta[name], bool))):
+            raise SeqgenError(f"{path}: bad checkpoint metadata ({name} = {describe(meta[name])})")
+    if meta.get("precision", "fp32") not in PRECISIONS:
+        raise SeqgenError(f"{path}: bad checkpoint metadata (precision = {describe(meta['precision'])})")
+    _check_corpus(meta.get("corpus", {}), path)
+
+
+def _check_tokenizer(data, path: Path) -> None:
+    try:
+        tokenizer_from_dict(data)
+    except SeqgenError as e:
+        raise SeqgenError(f"{path}: bad checkpoint metadata (tokenizer: {e})") from None
+
+
+# What commands read of the corpus a run was trained on (`info` prints it, `--resume` reloads it).
+CORPUS_FIELDS = {"name": str, "kind": str, "spec": str, "source": str, "sha256": str, "characters": int, "files": int}
+
+
+def _check_corpus(corpus: dict, path: Path) -> None:
+    for name, kind in CORPUS_FIELDS.items():
+        value = corpus.get(name)
+        if name not in corpus or (value is None and kind is str):  # info prints a missing name as None
+            continue
+        ok = isinstance(value, kind) and not isinstance(value, bool) and (kind is str or value >= 0)
+        if not ok or (name == "kind" and value not in KINDS):
+            raise SeqgenError(f"{path}: bad checkpoint metadata (corpus {name} = {describe(value)})")
+
+
 def build_model(ckpt: Checkpoint) -> RNNLM:
     """The model with the checkpoint's weights, on the CPU, in eval mode."""
     weights = ckpt.group("model.")
-    try:
-        config = from_dict(ModelConfig, ckpt.meta["model"])
-        # The config must describe exactly the tensors in the file (whose size the file itself
-        # bounds) before anything is built: a config naming absurd sizes costs no memory.
-        expected = parameter_shapes(config)
-        found = {k: tuple(v.shape) for k, v in weights.items()}
-        if expected != found:
-            diff = sorted(set(expected.items()) ^ set(found.items()))[0][0]
-            raise ValueError(f"tensor {diff!r} is missing or has the wrong shape")
-        model = RNNLM(config)
-        model.load_state_dict(weights)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SeqgenError(f"{ckpt.path}: checkpoint weights do not match its model config ({first})") from None
+    config = checked(ModelConfig, ckpt.meta["model"])  # checked by read(): it cannot fail here
+    # The config must describe exactly the tensors in the file (whose size the file itself
+    # bounds) before anything is built: a config naming absurd sizes costs no memory.
+    expected = parameter_shapes(config)
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != found:
+        diff = min(set(expected.items()) ^ set(found.items()))[0]
+        raise SeqgenError(f"{ckpt.path}: checkpoint weights do not match its model config "
+                          f"(tensor {diff!r} is missing or has the wrong shape)")
+    for name, tensor in weights.items():
+        check_tensor(ckpt, f"model.{name}", tensor, WEIGHT_DTYPES)
+    model = RNNLM(config)
+    model.load_state_dict(weights)
     return model.eval()
+
+
+def check_tensor(ckpt: Checkpoint, name: str, tensor: torch.Tensor, dtypes, shape=None) -> None:
+    """A tensor of the checkpoint: one of `dtypes`, of `shape` if given, and if floating-point
+    finite (as float32, the type it is used in: a float64 of 1e300 is inf there)."""
+    if tensor.dtype not in dtypes:
+        allowed = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise SeqgenError(f"{ckpt.path}: checkpoint tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')}, "
+                          f"not {allowed}")
+    if shape is not None and tuple(tensor.shape) != tuple(shape):
+        raise SeqgenError(f"{ckpt.path}: checkpoint tensor {name!r} has shape {tuple(tensor.shape)}, "
+                          f"not {tuple(shape)}")
+    if tensor.is_floating_point() and not torch.isfinite(tensor.to(torch.float32)).all():
+        raise SeqgenError(f"{ckpt.path}: checkpoint tensor {name!r} holds NaN or infinite values")
 
 
 def load(path: Path):
     """(model, tokenizer, checkpoint) from a checkpoint file or run directory."""
     ckpt = read(path)
-    try:
-        tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
-    except (KeyError, TypeError) as e:
-        raise SeqgenError(f"{ckpt.path}: checkpoint has no usable tokenizer ({e})") from None
+    tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])  # checked by read()
     model = build_model(ckpt)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise SeqgenError(f"{ckpt.path}: the tokenizer's vocabulary ({tokenizer.vocab_size}) does not match "
                           f"the model's ({model.config.vocab_size})")
     return model, tokenizer, ckpt
+
+
+def read_resumable(path: Path) -> Checkpoint:
+    """A `last` checkpoint to continue a run from, with the settings a resumed run reads."""
+    ckpt = read(path)
+    if ckpt.meta.get("resumable") is not True:
+        raise SeqgenError(f"{ckpt.path}: not a resumable checkpoint (use the run's {LAST})")
+    for name in ("train", "progress", "optimizer"):
+        if name not in ckpt.meta:
+            raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (no {name} settings, which resuming needs)")
+    return ckpt
+
+
+def resume_state(ckpt: Checkpoint, model: RNNLM, optimizer: torch.optim.Optimizer, batch_size: int) -> dict:
+    """Checks every tensor and setting a resumed run loads against the model and optimizer it
+    loads them into (shapes, dtypes, finite values), so none can fail halfway or train on
+    garbage; returns the optimizer's state dict to load."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    weights = ckpt.group("model.")
+    if {k: tuple(v.shape) for k, v in weights.items()} != shapes:
+        raise SeqgenError(f"{ckpt.path}: checkpoint weights do not match its model config")
+    for name, tensor in weights.items():
+        check_tensor(ckpt, f"model.{name}", tensor, WEIGHT_DTYPES)
+    rng = ckpt.tensors.get("rng.torch")
+    if rng is None:
+        raise SeqgenError(f"{ckpt.path}: checkpoint tensor 'rng.torch' is missing")
+    check_tensor(ckpt, "rng.torch", rng, (torch.uint8,), torch.get_rng_state().shape)
+    carry = ckpt.tensors.get("carry")
+    if carry is None:
+        raise SeqgenError(f"{ckpt.path}: checkpoint tensor 'carry' is missing")
+    c = model.config
+    check_tensor(ckpt, "carry", carry, (torch.float32,), (c.layers, model.state_size, batch_size, c.hidden))
+    groups = _param_groups(ckpt, optimizer.state_dict()["param_groups"])
+    return {"state": _optimizer_tensors(ckpt, optimizer, groups), "param_groups": groups}
+
+
+def _param_groups(ckpt: Checkpoint, mine: list[dict]) -> list[dict]:
+    """The saved optimizer settings over a fresh optimizer's: the same parameters in the same
+    groups, each known setting of the same kind (keys a newer torch adds are left out)."""
+    saved = ckpt.meta["optimizer"].get("param_groups")
+    if not isinstance(saved, list) or len(saved) != len(mine):
+        raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (optimizer param_groups)")
+    groups = []
+    for i, (fresh, theirs) in enumerate(zip(mine, saved)):
+        if not isinstance(theirs, dict) or not _same_ids(theirs.get("params"), fresh["params"]):
+            raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (optimizer param_groups[{i}] params)")
+        group = dict(fresh)
+        for key, value in theirs.items():
+            if key in fresh and key != "params":
+                if not _like(value, fresh[key], key):
+                    raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (optimizer param_groups[{i}] "
+                                      f"{key} = {describe(value)})")
+                group[key] = value
+        groups.append(group)
+    return groups
+
+
+def _same_ids(ids, expected: list[int]) -> bool:
+    return isinstance(ids, list) and len(ids) == len(expected) and all(
+        type(a) is int and a == b for a, b in zip(ids, expected))
+
+
+def _like(value, fresh, key: str) -> bool:
+    """Whether a saved optimizer setting is the same kind of value as a fresh optimizer's."""
+    if isinstance(fresh, bool) or fresh is None:  # flags; None means "let torch choose"
+        return isinstance(value, bool) or value is fresh
+    if isinstance(fresh, (int, float)):  # lr, eps, weight_decay: non-negative
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
+    if isinstance(fresh, (list, tuple)):  # betas: each in [0, 1)
+        return (isinstance(value, list) and len(value) == len(fresh) and all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in value))
+    return type(value) is type(fresh)
+
+
+def _optimizer_tensors(ckpt: Checkpoint, optimizer: torch.optim.Optimizer, groups: list[dict]) -> dict:
+    """AdamW's per-parameter state: a step count and moments shaped like the parameter."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # in the order of their ids
+    names = ["step", "exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if groups[0].get("amsgrad") else [])
+    saved = ckpt.group("optim.")
+    expected = {f"{i}.{name}" for i in range(len(params)) for name in names}
+    if saved.keys() != expected:
+        odd = min(saved.keys() ^ expected)
+        raise SeqgenError(f"{ckpt.path}: checkpoint tensor 'optim.{odd}' is missing or unexpected")
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for i, param in enumerate(params):
+        for name in names:
+            tensor = saved[f"{i}.{name}"]
+            shape = () if name == "step" else param.shape
+            check_tensor(ckpt, f"optim.{i}.{name}", tensor, (torch.float32,), shape)
+            if name != "exp_avg" and (tensor < 0).any():  # a negative step or second moment makes NaN
+                raise SeqgenError(f"{ckpt.path}: checkpoint tensor 'optim.{i}.{name}' holds negative values")
+            state.setdefault(i, {})[name] = tensor
+    return state
+
+
+def restore_rng(ckpt: Checkpoint, device: torch.device) -> None:
+    """The saved generator states (checked by `resume_state`); torch refuses some bytes of the
+    right size, which is a bad checkpoint too."""
+    try:
+        torch.set_rng_state(ckpt.tensors["rng.torch"])
+        if device.type == "cuda" and "rng.cuda" in ckpt.tensors:
+            cuda = ckpt.tensors["rng.cuda"]
+            check_tensor(ckpt, "rng.cuda", cuda, (torch.uint8,), torch.cuda.get_rng_state(device).shape)
+            torch.cuda.set_rng_state(cuda, device)
+    except RuntimeError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SeqgenError(f"{ckpt.path}: bad generator state in the checkpoint ({first})") from None

@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import CELLS, DEVICES, KINDS, PRECISIONS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, default
+from .config import (DEVICES, KINDS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, SEED, MidiConfig, ModelConfig, TrainConfig, bounds, choices,
+                     default, field_kind)
 from .errors import SeqgenError, Terminated
 from .threads import note_start
 
@@ -84,6 +85,7 @@ def _cli_error(e: BaseException, launched: bool) -> CliError:
 
 
 ARGV: list[str] = []
+MAX_PRIME_FILE = 16 << 20  # a prime is read whole and fed token by token: far more is a mistake
 
 
 @contextlib.contextmanager
@@ -143,76 +145,88 @@ class FloatRange(click.FloatRange):
         return value
 
 
+def _ranged(cls, name):
+    """The click type of a numeric option: its range is the config field's (config.py), which a
+    checkpoint's settings are also checked against."""
+    r = bounds(cls, name)
+    kind = click.IntRange if field_kind(cls, name) is int else FloatRange
+    return kind(r.lo, r.hi, min_open=r.min_open, max_open=r.max_open)
+
+
+def _choice(cls, name):
+    return click.Choice(choices(cls, name))
+
+
 KEEP_LINE_ENDINGS = click.option(
     "--keep-line-endings", is_flag=True,
     help="Text: keep CRLF (Windows) and CR (old Mac) line ends as they are  [default: read them as \\n]")
-THREADS = click.option("--threads", type=click.IntRange(1), default=None,
+THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), default=None,
                        help="CPU threads; fixes the count (as OMP_NUM_THREADS does, which --nproc sets)  "
                             "[default: one per CPU that other processes leave free, re-measured while training]")
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("corpus", required=False)
-@click.option("--cell", type=click.Choice(CELLS), default=_model_default("cell"),
+@click.option("--cell", type=_choice(ModelConfig, "cell"), default=_model_default("cell"),
               help="Recurrent cell; irnn is a ReLU RNN with identity-initialised recurrent weights.")
-@click.option("--layers", type=click.IntRange(1, 64), default=_model_default("layers"), help="Stacked recurrent layers.")
-@click.option("--hidden", type=click.IntRange(1, 65536), default=_model_default("hidden"), help="Hidden units per layer.")
-@click.option("--embed", type=click.IntRange(1, 65536), default=_model_default("embed"), help="Embedding size.")
-@click.option("--dropout", type=FloatRange(0, 1, max_open=True), default=_model_default("dropout"),
+@click.option("--layers", type=_ranged(ModelConfig, "layers"), default=_model_default("layers"), help="Stacked recurrent layers.")
+@click.option("--hidden", type=_ranged(ModelConfig, "hidden"), default=_model_default("hidden"), help="Hidden units per layer.")
+@click.option("--embed", type=_ranged(ModelConfig, "embed"), default=_model_default("embed"), help="Embedding size.")
+@click.option("--dropout", type=_ranged(ModelConfig, "dropout"), default=_model_default("dropout"),
               help="Dropout on each layer's output.")
 @click.option("--residual/--no-residual", default=_model_default("residual"),
               help="Skip connections around every layer after the first.")
-@click.option("--seq-len", type=click.IntRange(1), default=_train_default("seq_len"),
+@click.option("--seq-len", type=_ranged(TrainConfig, "seq_len"), default=_train_default("seq_len"),
               show_default=f"{_train_default('seq_len')}; {MIDI_TRAIN_DEFAULTS['seq_len']} for MIDI",
               help="Time steps per window of truncated backpropagation.")
-@click.option("--batch-size", type=click.IntRange(1), default=_train_default("batch_size"),
+@click.option("--batch-size", type=_ranged(TrainConfig, "batch_size"), default=_train_default("batch_size"),
               help="Parallel contiguous streams per batch.")
-@click.option("--lr", type=FloatRange(0, min_open=True), default=_train_default("lr"), help="Peak learning rate (AdamW).")
-@click.option("--weight-decay", type=FloatRange(0), default=_train_default("weight_decay"),
+@click.option("--lr", type=_ranged(TrainConfig, "lr"), default=_train_default("lr"), help="Peak learning rate (AdamW).")
+@click.option("--weight-decay", type=_ranged(TrainConfig, "weight_decay"), default=_train_default("weight_decay"),
               help="AdamW weight decay on weight matrices.")
-@click.option("--warmup-steps", type=click.IntRange(0), default=_train_default("warmup_steps"),
+@click.option("--warmup-steps", type=_ranged(TrainConfig, "warmup_steps"), default=_train_default("warmup_steps"),
               help="Linear warmup steps before the cosine decay.")
-@click.option("--min-lr-ratio", type=FloatRange(0, 1), default=_train_default("min_lr_ratio"),
+@click.option("--min-lr-ratio", type=_ranged(TrainConfig, "min_lr_ratio"), default=_train_default("min_lr_ratio"),
               help="The cosine decay ends at this fraction of --lr.")
-@click.option("--clip", type=FloatRange(0), default=_train_default("clip"),
+@click.option("--clip", type=_ranged(TrainConfig, "clip"), default=_train_default("clip"),
               help="Clip the global gradient norm to this (0: no clipping).")
-@click.option("--max-steps", type=click.IntRange(1), default=_train_default("max_steps"), help="Stop after this many steps.")
-@click.option("--epochs", type=click.IntRange(1), default=_train_default("epochs"), help="Stop after this many passes over the corpus.")
-@click.option("--time-budget", type=FloatRange(0, min_open=True), default=_train_default("time_budget"),
+@click.option("--max-steps", type=_ranged(TrainConfig, "max_steps"), default=_train_default("max_steps"), help="Stop after this many steps.")
+@click.option("--epochs", type=_ranged(TrainConfig, "epochs"), default=_train_default("epochs"), help="Stop after this many passes over the corpus.")
+@click.option("--time-budget", type=_ranged(TrainConfig, "time_budget"), default=_train_default("time_budget"),
               metavar="SECONDS", help="Stop when this much wall-clock time is spent, then evaluate and save.")
-@click.option("--val-fraction", type=FloatRange(0, 0.5, min_open=True), default=_train_default("val_fraction"),
+@click.option("--val-fraction", type=_ranged(TrainConfig, "val_fraction"), default=_train_default("val_fraction"),
               help="Share of the corpus held out for validation, as 20 evenly spaced pieces.")
-@click.option("--eval-every", type=click.IntRange(1), default=_train_default("eval_every"),
+@click.option("--eval-every", type=_ranged(TrainConfig, "eval_every"), default=_train_default("eval_every"),
               help="Evaluate, log and checkpoint every N steps.")
-@click.option("--patience", type=click.IntRange(1), default=_train_default("patience"),
+@click.option("--patience", type=_ranged(TrainConfig, "patience"), default=_train_default("patience"),
               help="Stop early after N evaluations without a better validation loss.")
-@click.option("--keep", type=click.IntRange(1), default=_train_default("keep"),
+@click.option("--keep", type=_ranged(TrainConfig, "keep"), default=_train_default("keep"),
               help="Resumable checkpoints to keep: last.safetensors and K-1 earlier ones (step-NNNNNNNN.safetensors).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory  [default: checkpoints/<corpus>-<cell>-<date>-<time>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Start over in an --out that already holds a run.")
-@click.option("--seed", type=int, default=_train_default("seed"), help="Seed for initialisation and data order.")
+@click.option("--seed", type=_ranged(TrainConfig, "seed"), default=_train_default("seed"), help="Seed for initialisation and data order.")
 @click.option("--kind", type=click.Choice(KINDS), default=None,
               help="Read CORPUS as text or MIDI  [default: MIDI for .mid/.midi files and folders holding them]")
 @click.option("--strict", is_flag=True, help="MIDI: stop at the first unreadable file instead of skipping it.")
 @KEEP_LINE_ENDINGS
-@click.option("--transpose", type=click.IntRange(0, 24), default=_train_default("transpose"),
+@click.option("--transpose", type=_ranged(TrainConfig, "transpose"), default=_train_default("transpose"),
               help="MIDI augmentation: move each piece by up to this many semitones, anew each epoch.")
-@click.option("--stretch", type=FloatRange(0, 0.5), default=_train_default("stretch"),
+@click.option("--stretch", type=_ranged(TrainConfig, "stretch"), default=_train_default("stretch"),
               help="MIDI augmentation: play each piece up to this fraction faster or slower.")
-@click.option("--resolution", type=FloatRange(0.001, 1), default=_midi_default("resolution"), metavar="SECONDS",
+@click.option("--resolution", type=_ranged(MidiConfig, "resolution"), default=_midi_default("resolution"), metavar="SECONDS",
               help="MIDI: the TIME_SHIFT step.")
-@click.option("--max-shift", type=FloatRange(0.001, 100), default=_midi_default("max_shift"), metavar="SECONDS",
+@click.option("--max-shift", type=_ranged(MidiConfig, "max_shift"), default=_midi_default("max_shift"), metavar="SECONDS",
               help="MIDI: the longest TIME_SHIFT event; longer gaps repeat it.")
-@click.option("--velocity-bins", type=click.IntRange(1, 127), default=_midi_default("velocity_bins"),
+@click.option("--velocity-bins", type=_ranged(MidiConfig, "velocity_bins"), default=_midi_default("velocity_bins"),
               help="MIDI: loudness levels.")
 @click.option("--keep-drums/--no-keep-drums", default=_midi_default("keep_drums"),
               help="MIDI: keep drum tracks (merged into the one performance).")
-@click.option("--max-note", type=FloatRange(0, min_open=True), default=_midi_default("max_note"), metavar="SECONDS",
+@click.option("--max-note", type=_ranged(MidiConfig, "max_note"), default=_midi_default("max_note"), metavar="SECONDS",
               help="MIDI: end notes held longer than this (in the data and in samples).")
-@click.option("--device", type=click.Choice(DEVICES), default=_train_default("device"), help="Where to train.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=_train_default("precision"),
+@click.option("--device", type=_choice(TrainConfig, "device"), default=_train_default("device"), help="Where to train.")
+@click.option("--precision", type=_choice(TrainConfig, "precision"), default=_train_default("precision"),
               help="Compute precision of training (weights stay fp32); auto: bf16 on CPUs with native bf16 "
                    "(AVX512-BF16, AMX) where a one-step probe of the cell runs in it, else fp32. bf16 where it "
                    "cannot run is refused before training starts.")
@@ -310,7 +324,7 @@ def _shard(ctx, param, value):
 @click.option("-k", "--num-samples", type=click.IntRange(1, 100_000), default=1,
               help="Samples to generate, together as one batch.")
 @click.option("--stop", default=None, help="Text: end a sample once it ends with this string (kept in the output).")
-@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same samples.  [default: random]")
+@click.option("--seed", type=click.IntRange(*SEED), default=None, help="Random seed: the same seed gives the same samples.  [default: random]")
 @click.option("-o", "--out", default=None,
               help="'-' for stdout; a directory for one file per sample (sample_001.txt or .mid, ...); "
                    "or a file for one sample.  [default: -]")
@@ -364,7 +378,7 @@ def sample(checkpoint, prime, prime_file, **options):
         if prime_file is not None:
             from .corpora import read_text
 
-            prime = read_text(prime_file)
+            prime = read_text(prime_file, limit=MAX_PRIME_FILE, what="--prime-file")
         commands.sample(checkpoint, prime=prime, **options)
 
 

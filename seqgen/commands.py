@@ -73,7 +73,7 @@ def _last_checkpoint(out) -> checkpoint.Checkpoint:
     last = Path(out) / checkpoint.LAST
     if not last.exists():
         raise SeqgenError(f"{out}: no {checkpoint.LAST} to resume from")
-    return checkpoint.read(last)
+    return checkpoint.read_resumable(last)
 
 
 def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, reporter, world, lock) -> Trainer:
@@ -124,14 +124,17 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
     given = {k: train_options[k] for k in explicit & set(train_options)}
     config = from_dict(TrainConfig, {**ckpt.meta["train"], **given, **_limits(options, explicit, {})})
     tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
+    saved_corpus = ckpt.meta.get("corpus", {})
+    if corpus_spec is None and saved_corpus.get("spec") is None:
+        raise SeqgenError(f"{ckpt.path}: the checkpoint does not say which corpus the run trained on; give CORPUS")
     # Runs from before line ends were read as \n kept them: a resumed run reads its text as it began.
-    keep = ckpt.meta["corpus"].get("keep_line_endings", True)
+    keep = saved_corpus.get("keep_line_endings", True)
     if "keep_line_endings" in explicit and options["keep_line_endings"] != keep:
         raise SeqgenError(f"--keep-line-endings cannot change when resuming (this run {'keeps' if keep else 'converts'} them)")
-    run_kind = ckpt.meta["corpus"].get("kind", "text")
+    run_kind = saved_corpus.get("kind", "text")
     if corpus_spec and not kind:
         check_kind(corpus_spec, run_kind, f"this run trains a {'MIDI' if run_kind == 'midi' else 'text'} model")
-    corpus = load_corpus(corpus_spec or ckpt.meta["corpus"]["spec"], kind or run_kind, keep_line_endings=keep)
+    corpus = load_corpus(corpus_spec or saved_corpus["spec"], kind or run_kind, keep_line_endings=keep)
     try:
         trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
                           tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict)
@@ -141,7 +144,7 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
         # The run's own setting, not an option typed now: say so, and how to go on here.
         raise SeqgenError(f"this run was started with {e} (given to --resume, it applies from here on)",
                           exit_code=e.exit_code) from None
-    if trainer.corpus_meta["sha256"] != ckpt.meta["corpus"].get("sha256"):
+    if trainer.corpus_meta["sha256"] != saved_corpus.get("sha256"):
         trainer.reporter.log("Warning: this corpus differs from the one the run started on")  # rank 0's
     return trainer
 
@@ -408,9 +411,13 @@ def info(checkpoint_path, *, as_json: bool) -> str:
     if best is not None:
         lines.append(
             f"Best validation: loss {best:.4f} nats/{tokenizer.unit}, {best / math.log(2):.3f} bits/{tokenizer.unit}, "
-            f"perplexity {math.exp(best):.2f}, at step {progress.get('best_step')}"
+            f"perplexity {perplexity(best):.2f}, at step {progress.get('best_step')}"
         )
     return "\n".join(lines)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf  # exp overflows a float beyond 709
 
 
 def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads, as_json) -> str:
@@ -424,8 +431,10 @@ def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads
     ids = all_ids(corpus, tokenizer)
     seq_len = seq_len or ckpt.meta.get("train", {}).get("seq_len", 128)
     loss, tokens = evaluate_ids(model, ids, batch_size, seq_len)
+    if not math.isfinite(loss):  # finite weights can still overflow: not a score to report
+        raise SeqgenError(f"{ckpt.path}: the model's loss on this text is {loss} (its outputs overflow)")
     bits = "bpc" if tokenizer.unit == "char" else f"bits_per_{tokenizer.unit}"
-    result = {"loss": loss, bits: loss / math.log(2), "perplexity": math.exp(loss), "tokens": tokens}
+    result = {"loss": loss, bits: loss / math.log(2), "perplexity": perplexity(loss), "tokens": tokens}
     if as_json:
         return json.dumps(result)
     return (f"loss: {loss:.4f} nats/{tokenizer.unit}\n{bits}: {result[bits]:.4f}\n"

@@ -1,24 +1,61 @@
-"""Every default lives here; the CLI reads its defaults from these dataclasses."""
+"""Every default lives here; the CLI reads its defaults from these dataclasses.
+
+So do the CLI's option ranges: a field's allowed values are in its metadata (`ranged`, `one_of`),
+and both the CLI's options and `checked`, which validates a config read from a checkpoint, take
+them from there, so a checkpoint can never hold a setting the CLI would refuse.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+import typing
+from dataclasses import dataclass, field
 
 CELLS = ("lstm", "gru", "rnn", "irnn")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 KINDS = ("text", "midi")
+MAX_VOCAB = 1 << 16  # a character vocabulary's limit; a MIDI vocabulary is at most 10,384 events
+SEED = (0, 2**32 - 1)  # NumPy's SeedSequence takes no negative seed; the epoch offsets multiply it by 1,000,003
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a number: lo and hi are inclusive unless min_open / max_open."""
+
+    lo: float | None = None
+    hi: float | None = None
+    min_open: bool = False
+    max_open: bool = False
+
+    def __contains__(self, x) -> bool:
+        return ((self.lo is None or (x > self.lo if self.min_open else x >= self.lo))
+                and (self.hi is None or (x < self.hi if self.max_open else x <= self.hi)))
+
+    def __str__(self) -> str:
+        parts = [] if self.lo is None else [f"{'>' if self.min_open else '>='} {self.lo}"]
+        parts += [] if self.hi is None else [f"{'<' if self.max_open else '<='} {self.hi}"]
+        return " and ".join(parts)
+
+
+def ranged(default, lo=None, hi=None, *, min_open=False, max_open=False, **kwargs):
+    """A numeric field with the range of values the CLI accepts for it."""
+    return field(default=default, metadata={"range": Range(lo, hi, min_open, max_open)}, **kwargs)
+
+
+def one_of(default, choices: tuple[str, ...]):
+    return field(default=default, metadata={"choices": choices})
 
 
 @dataclass
 class ModelConfig:
-    vocab_size: int
-    cell: str = "lstm"
-    layers: int = 1
-    hidden: int = 384
-    embed: int = 64
-    dropout: float = 0.0
+    vocab_size: int = field(metadata={"range": Range(1, MAX_VOCAB)})
+    cell: str = one_of("lstm", CELLS)
+    layers: int = ranged(1, 1, 64)
+    hidden: int = ranged(384, 1, 65536)
+    embed: int = ranged(64, 1, 65536)
+    dropout: float = ranged(0.0, 0, 1, max_open=True)
     residual: bool = False
 
     def __post_init__(self):
@@ -30,26 +67,26 @@ class ModelConfig:
 class TrainConfig:
     # Tuned for a laptop CPU: 105 s on 2 cores of tiny Shakespeare (benchmarks/README.md). In
     # short runs optimizer steps are scarce, so small batches and one wide layer win.
-    seq_len: int = 64
-    batch_size: int = 16
-    lr: float = 1e-2
-    weight_decay: float = 0.1  # 0.03 nats better on tiny Shakespeare's unseen last plays in 105 s (benchmarks/README.md)
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.02  # a low floor: the last few hundred steps at a small rate are worth 0.02 nats here
-    clip: float = 1.0
-    max_steps: int | None = None
-    epochs: int | None = 10
-    time_budget: float | None = None
-    val_fraction: float = 0.02
-    eval_every: int = 500
-    patience: int | None = None
-    keep: int = 1  # resumable checkpoints kept: last.safetensors and keep - 1 earlier ones
-    seed: int = 1337
-    transpose: int = 3  # MIDI augmentation: each piece moved by up to this many semitones per epoch
-    stretch: float = 0.05  # MIDI augmentation: and played up to 5% faster or slower
-    device: str = "auto"
-    precision: str = "auto"  # bf16 autocast where the hardware computes it natively (see hardware.pick_precision)
-    threads: int | None = None
+    seq_len: int = ranged(64, 1)
+    batch_size: int = ranged(16, 1)
+    lr: float = ranged(1e-2, 0, 10**6, min_open=True)  # a bound: torch turns it into float32 (beyond 3e38 it fails)
+    weight_decay: float = ranged(0.1, 0)  # 0.03 nats better on tiny Shakespeare's unseen last plays in 105 s (benchmarks/README.md)
+    warmup_steps: int = ranged(50, 0)
+    min_lr_ratio: float = ranged(0.02, 0, 1)  # a low floor: the last few hundred steps at a small rate are worth 0.02 nats here
+    clip: float = ranged(1.0, 0)
+    max_steps: int | None = ranged(None, 1)
+    epochs: int | None = ranged(10, 1)
+    time_budget: float | None = ranged(None, 0, min_open=True)
+    val_fraction: float = ranged(0.02, 0, 0.5, min_open=True)
+    eval_every: int = ranged(500, 1)
+    patience: int | None = ranged(None, 1)
+    keep: int = ranged(1, 1)  # resumable checkpoints kept: last.safetensors and keep - 1 earlier ones
+    seed: int = ranged(1337, *SEED)
+    transpose: int = ranged(3, 0, 24)  # MIDI augmentation: each piece moved by up to this many semitones per epoch
+    stretch: float = ranged(0.05, 0, 0.5)  # MIDI augmentation: and played up to 5% faster or slower
+    device: str = one_of("auto", DEVICES)
+    precision: str = one_of("auto", PRECISIONS)  # bf16 autocast where the hardware computes it natively (see hardware.pick_precision)
+    threads: int | None = ranged(None, 1, 4096)  # a bound: OpenMP allocates per thread, and fails on absurd counts
 
 
 # MIDI runs change one training default: a note's release can come a hundred events or more
@@ -61,11 +98,28 @@ MIDI_TRAIN_DEFAULTS = {"seq_len": 256}
 class MidiConfig:
     """The MIDI event tokenizer's settings (Performance RNN's by default); saved in checkpoints."""
 
-    resolution: float = 0.01  # seconds per TIME_SHIFT step
-    max_shift: float = 1.0  # the longest single TIME_SHIFT; longer gaps repeat it
-    velocity_bins: int = 32
+    resolution: float = ranged(0.01, 0.001, 1)  # seconds per TIME_SHIFT step
+    max_shift: float = ranged(1.0, 0.001, 100)  # the longest single TIME_SHIFT; longer gaps repeat it
+    velocity_bins: int = ranged(32, 1, 127)
     keep_drums: bool = False
-    max_note: float = 10.0  # seconds; longer notes are ended (a guard against stuck notes)
+    max_note: float = ranged(10.0, 0, 3600, min_open=True)  # seconds; longer notes are ended (a guard against stuck notes)
+
+
+COUNT = 2**62  # a bound on the counts below: a resumed run derives int64 generator seeds from the epoch
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint so a resumed run picks up exactly here."""
+
+    step: int = ranged(0, 0, COUNT)
+    epoch: int = ranged(1, 1, COUNT)  # the epoch in progress, from 1
+    batch: int = ranged(0, 0, COUNT)  # batches of that epoch already trained
+    tokens: int = ranged(0, 0, COUNT)
+    elapsed: float = ranged(0.0, 0)  # wall-clock seconds of training, summed over resumed sessions
+    best_val_loss: float | None = ranged(None, 0)
+    best_step: int | None = ranged(None, 0, COUNT)
+    stale_evals: int = ranged(0, 0, COUNT)  # evaluations since the best one, for --patience
 
 
 # `seqgen sample`: text samples are `length` characters; MIDI samples `seconds` of music unless
@@ -77,11 +131,89 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
+def checked(cls, data):
+    """A config rebuilt from `data` (read from a file), every field checked against its type and
+    the CLI's range for it: ValueError names the first field that is not (TypeError: `data` is
+    not a dict). Keys this version does not know are ignored (a newer seqgen may add fields);
+    missing ones take their defaults."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{describe(data)} where a table of settings belongs")
+    hints = typing.get_type_hints(cls)
+    values = {f.name: _checked_field(f, hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data}
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and f.default is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{missing[0]} is missing")
+    return cls(**values)
+
+
 def from_dict(cls, data: dict):
     """Rebuild a config, ignoring keys this version does not know (forward compatible reads)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    return checked(cls, data)  # data from a file is never trusted; from the CLI it passes anyway
+
+
+def _checked_field(f: dataclasses.Field, hint, value):
+    optional, kind = type(None) in typing.get_args(hint), _base(hint)
+    if value is None and optional:
+        return None
+    typed = _typed(kind, value)
+    span, choices = f.metadata.get("range"), f.metadata.get("choices")
+    if typed is None or (span is not None and typed not in span) or (choices is not None and typed not in choices):
+        raise ValueError(f"{f.name} = {describe(value)}: {_expected(kind, span, choices, optional)}")
+    return typed
+
+
+def _typed(kind, value):
+    """`value` as a `kind`, or None if it is not one. bool is an int to Python but never a number
+    here, a count is never 3.0, and a float must be finite."""
+    if isinstance(value, bool) or kind is bool:
+        return value if isinstance(value, bool) and kind is bool else None
+    if kind is float and isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            return None
+        return value if math.isfinite(value) else None
+    return value if isinstance(value, kind) else None
+
+
+def _expected(kind, span, choices, optional: bool) -> str:
+    if choices is not None:
+        what = f"one of {', '.join(choices)}"
+    else:
+        what = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[kind]
+        what += f" {span}" if span is not None and str(span) else ""
+    return f"must be {what}{' (or null)' if optional else ''}"
+
+
+def describe(value) -> str:
+    """A value read from a file, shown short: it may be a huge number, string or table."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"a {value.bit_length()}-bit integer"
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def bounds(cls, name: str) -> Range:
+    """The CLI's range for a field (for its click option)."""
+    return next(f.metadata["range"] for f in dataclasses.fields(cls) if f.name == name)
+
+
+def choices(cls, name: str) -> tuple[str, ...]:
+    return next(f.metadata["choices"] for f in dataclasses.fields(cls) if f.name == name)
 
 
 def default(cls, name: str):
     return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def field_kind(cls, name: str) -> type:
+    """A field's type without its None: int, float, bool or str."""
+    return _base(typing.get_type_hints(cls)[name])
+
+
+def _base(hint) -> type:
+    return next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))

@@ -230,7 +230,13 @@ class LineEnds:
         return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, limit: int | None = None, what: str = "this file") -> str:
+    """A UTF-8 text file; with `limit` (bytes), one that must be a regular file of at most that
+    size (a FIFO or /dev/zero named on the command line is refused, not read forever)."""
+    if limit is not None:
+        from .files import read_regular
+
+        return decode_text(read_regular(path, limit, what), str(path))
     try:
         data = path.read_bytes()
     except OSError as e:

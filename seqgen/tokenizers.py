@@ -103,16 +103,21 @@ class CharTokenizer:
 
     @classmethod
     def from_dict(cls, data: dict) -> CharTokenizer:
-        return cls(list(data["chars"]))
+        chars = data["chars"]
+        if not isinstance(chars, str):
+            raise TypeError("chars must be a string of the vocabulary's characters")
+        return cls(list(chars))
 
 
 def tokenizer_from_dict(data: dict) -> Tokenizer:
     from .midi import MidiTokenizer  # imported here: midi imports this module
 
     kinds = {CharTokenizer.kind: CharTokenizer, MidiTokenizer.kind: MidiTokenizer}
+    if not isinstance(data, dict):
+        raise SeqgenError("the tokenizer settings are not a table")
     kind = data.get("kind")
-    if kind not in kinds:
-        raise SeqgenError(f"unknown tokenizer kind {kind!r}; this seqgen knows {', '.join(kinds)}")
+    if not isinstance(kind, str) or kind not in kinds:
+        raise SeqgenError(f"unknown tokenizer kind {kind!r:.40}; this seqgen knows {', '.join(kinds)}")
     try:
         return kinds[kind].from_dict(data)
     except (KeyError, TypeError, ValueError) as e:

@@ -17,7 +17,6 @@ import math
 import shlex
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 
 from . import checkpoint, distributed
 from .atomic import atomic_link, atomic_write_text
-from .config import ModelConfig, TrainConfig, from_dict, to_dict
+from .config import ModelConfig, Progress, TrainConfig, from_dict, to_dict
 from .corpora import Corpus
 from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
 from .distributed import World
@@ -40,20 +39,6 @@ from .tokenizers import Tokenizer
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 EVAL_WARMUP = 256  # tokens of context each evaluation stream reads before it is scored
-
-
-@dataclass
-class Progress:
-    """Where a run stands; saved in every checkpoint so a resumed run picks up exactly here."""
-
-    step: int = 0
-    epoch: int = 1  # the epoch in progress, from 1
-    batch: int = 0  # batches of that epoch already trained
-    tokens: int = 0
-    elapsed: float = 0.0  # wall-clock seconds of training, summed over resumed sessions
-    best_val_loss: float | None = None
-    best_step: int | None = None
-    stale_evals: int = 0  # evaluations since the best one, for --patience
 
 
 def _mean(total: torch.Tensor, count: int) -> float:
@@ -410,16 +395,13 @@ class Trainer:
     def _restore(self, ckpt: checkpoint.Checkpoint) -> None:
         if not ckpt.meta.get("resumable"):
             raise SeqgenError(f"{ckpt.path}: not a resumable checkpoint (use the run's {checkpoint.LAST})")
+        # Everything is checked before anything is loaded: a bad file changes nothing.
+        optimizer_state = checkpoint.resume_state(ckpt, self.model, self.optimizer, self.cfg.batch_size)
+        progress = from_dict(Progress, ckpt.meta.get("progress", {}))
+        checkpoint.restore_rng(ckpt, self.device)
         self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt.group("model.").items()})
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, tensor in ckpt.group("optim.").items():
-            index, name = key.split(".", 1)
-            state.setdefault(int(index), {})[name] = tensor
-        self.optimizer.load_state_dict({"state": state, "param_groups": ckpt.meta["optimizer"]["param_groups"]})
-        self.progress = from_dict(Progress, ckpt.meta["progress"])
-        torch.set_rng_state(ckpt.tensors["rng.torch"])
-        if self.device.type == "cuda" and "rng.cuda" in ckpt.tensors:
-            torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"], self.device)
+        self.optimizer.load_state_dict(optimizer_state)
+        self.progress = progress
         # The state of every stream of the global batch is saved, so the run can go on with any
         # number of processes that divides the batch.
         self.carry = ckpt.tensors["carry"][:, :, self.rows.start : self.rows.stop].to(self.device)

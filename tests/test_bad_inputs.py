@@ -3,6 +3,7 @@ user's files as they were. Each row: (name, command line, expected exit code, me
 
 import errno
 import io
+import math
 import os
 import pickle
 import re
@@ -13,6 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from seqgen import checkpoint
 from seqgen.cli import cli
 
 from .midi_helpers import midi_file, tune
@@ -45,11 +47,27 @@ ROWS = [
     ("unknown prime chars", ["sample", "{run}", "--prime", "It was ∑≈"], 1, r"--prime has characters not in the model's vocabulary: '∑≈'"),
     ("prime and prime file", ["sample", "{run}", "--prime", "a", "--prime-file", "{corpus}"], 2, r"not both"),
     ("missing prime file", ["sample", "{run}", "--prime-file", "{tmp}/nope.txt"], 1, r"nope.txt"),
+    ("/dev/zero as prime file", ["sample", "{run}", "--prime-file", "/dev/zero"], 1,
+     r"/dev/zero: a character device; --prime-file must be a regular file of at most 16 MB"),
+    ("FIFO as prime file", ["sample", "{run}", "--prime-file", "{tmp}/fifo"], 1,
+     r"fifo: a named pipe \(FIFO\); --prime-file must be a regular file of at most 16 MB"),
     ("output file exists", ["sample", "{run}", "--out", "{tmp}/exists.txt"], 1, r"already exist.*--force"),
     ("out is a file for many", ["sample", "{run}", "-k", "2", "--out", "{tmp}/exists.txt"], 1, r"not a directory"),
     ("missing checkpoint", ["sample", "{tmp}/nope.safetensors"], 1, r"no such checkpoint"),
     ("pickle checkpoint", ["sample", "{tmp}/evil.pt"], 1, r"never unpickles"),
     ("text as checkpoint", ["info", "{corpus}"], 1, r"not a safetensors checkpoint"),
+    ("FIFO as checkpoint", ["sample", "{tmp}/fifo", "-n", "5"], 1, r"fifo: a named pipe \(FIFO\); a checkpoint must be a regular file"),
+    ("/dev/zero as checkpoint", ["info", "{tmp}/zero.safetensors"], 1, r"a character device; a checkpoint must be a regular file"),
+    ("10^9 layers in a checkpoint", ["info", "{tmp}/layers.safetensors"], 1,
+     r"layers\.safetensors: bad checkpoint metadata \(model: layers = 1000000000: must be an integer >= 1 and <= 64\)"),
+    ("model settings a list", ["eval", "{tmp}/modellist.safetensors", "{corpus}"], 1,
+     r"modellist\.safetensors: bad checkpoint metadata \(model: a list where a table of settings belongs\)"),
+    ("tokenizer a string", ["sample", "{tmp}/tokstring.safetensors"], 1,
+     r"tokstring\.safetensors: bad checkpoint metadata \(tokenizer: the tokenizer settings are not a table\)"),
+    ("NaN weights", ["sample", "{tmp}/nan.safetensors", "-n", "20"], 1,
+     r"nan\.safetensors: checkpoint tensor 'model\.embed\.weight' holds NaN or infinite values"),
+    ("int64 weights", ["eval", "{tmp}/int64.safetensors", "{corpus}"], 1,
+     r"int64\.safetensors: checkpoint tensor 'model\.\S+' is int64, not float32, bfloat16, float16, float64"),
     ("dir without checkpoint", ["info", "{tmp}/emptydir"], 1, r"no best.safetensors or last.safetensors"),
     ("eval unknown chars", ["eval", "{run}", "{tmp}/greek.txt"], 1, r"characters not in the model's vocabulary: 'αβγ'"),
     ("eval missing file", ["eval", "{run}", "{tmp}/nope.txt"], 1, r"no such file"),
@@ -153,6 +171,22 @@ def files(tmp_path_factory, corpus_file):
     for corpus, out, more in ((corpus_file, run, []), (tmp / "tunes", midirun, ["--batch-size", "2", "--seq-len", "16"])):
         result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *TINY, "--max-steps", "10", *more])
         assert result.exit_code == 0, result.output
+    # Checkpoints that are not regular files, and ones altered in each way a review found
+    # crashing (exit 70), hanging, or loading silently.
+    os.mkfifo(tmp / "fifo")
+    (tmp / "zero.safetensors").symlink_to("/dev/zero")
+    ckpt = checkpoint.read(run)
+    embed = ckpt.tensors["model.embed.weight"].clone()
+    embed[0, 0] = math.nan
+    altered = {
+        "layers": ({**ckpt.meta, "model": {**ckpt.meta["model"], "layers": 10**9}}, ckpt.tensors),
+        "modellist": ({**ckpt.meta, "model": list(ckpt.meta["model"].values())}, ckpt.tensors),
+        "tokstring": ({**ckpt.meta, "tokenizer": "char"}, ckpt.tensors),
+        "nan": (ckpt.meta, {**ckpt.tensors, "model.embed.weight": embed}),
+        "int64": (ckpt.meta, {k: v.to(torch.int64) for k, v in ckpt.tensors.items()}),
+    }
+    for name, (meta, tensors) in altered.items():
+        checkpoint.save(tmp / f"{name}.safetensors", meta, tensors)
     return tmp, run, midirun
 
 
