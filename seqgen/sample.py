@@ -12,6 +12,7 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
+from .errors import SeqgenError
 from .model import BATCH_DIM, RNNLM
 
 
@@ -116,6 +117,8 @@ def generate(
         if temperature and t % block == 0:
             log_e = _log_exponential((block, num_samples, vocab), generator)  # (block, K, V)
         logits, state = step(token, state)  # (K, V)
+        if t == 0 and not torch.isfinite(logits).all():  # finite weights can still overflow (3e38, say)
+            raise SeqgenError("the model's outputs are not finite numbers: its weights are damaged or far too large")
         if rules is not None:
             logits = logits.masked_fill(~rules.allowed(), float("-inf"))
         # Gumbel-max: argmax(logits / T - log E), E ~ Exp(1), is a draw from softmax(logits / T),

@@ -215,3 +215,11 @@ def test_other_float_weights_load_as_float32(source, tmp_path):
         write(tmp_path / "x.safetensors", ckpt.meta, tensors)
         model, _, _ = checkpoint.load(tmp_path / "x.safetensors")
         assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_weights_too_large_to_compute_with_are_one_error_not_blank_samples(source, corpus_file, tmp_path):
+    ckpt, _ = source
+    tensors = {k: v.sign() * 3e38 if k == "model.head.weight" else v for k, v in ckpt.tensors.items()}  # finite, overflowing
+    write(tmp_path / "huge.safetensors", ckpt.meta, tensors)
+    result = CliRunner().invoke(cli, ["sample", str(tmp_path / "huge.safetensors"), "-n", "20"])
+    assert result.exit_code == 1 and "the model's outputs are not finite numbers" in result.stderr, result.output
