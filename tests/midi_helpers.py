@@ -34,3 +34,42 @@ def tune(transpose: int = 0, length: int = 24, step: float = 0.25) -> list[tuple
     rows = [(melody[i % 8] + transpose, 80 + 8 * (i % 3), i * step, (i + 1) * step) for i in range(length)]
     rows += [(48 + transpose, 64, bar * 8 * step, (bar + 1) * 8 * step) for bar in range(length // 8)]
     return rows
+
+
+# -- hostile files: tiny files that describe enormous performances ------------------------------
+def raw_midi(events, *, ticks_per_beat: int = 1, tempo: int | None = None) -> bytes:
+    """A one-track MIDI file from (delta ticks, message) pairs, messages as mido.Message
+    arguments; `tempo` (microseconds per beat) as a set_tempo at tick 0."""
+    import mido
+
+    track = mido.MidiTrack()
+    if tempo is not None:
+        track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    for delta, (kind, note) in events:
+        track.append(mido.Message(kind, note=note, velocity=64, time=delta))
+    buffer = io.BytesIO()
+    mido.MidiFile(ticks_per_beat=ticks_per_beat, tracks=[track]).save(file=buffer)
+    return buffer.getvalue()
+
+
+def years_gap_file() -> bytes:
+    """52 bytes: 1 tick a beat at the slowest tempo (0xFFFFFF us a beat, 16.8 s a tick), and a
+    gap of 9,999,990 ticks (under pretty_midi's 10^7-tick guard) between two notes: 5.3 years."""
+    return raw_midi([(0, ("note_on", 60)), (1, ("note_off", 60)), (9_999_990, ("note_on", 62)),
+                     (1, ("note_off", 62))], tempo=0xFFFFFF)
+
+
+def days_gap_file() -> bytes:
+    """45 bytes: the default tempo (0.5 s a tick at 1 tick a beat), a 58-day gap between two notes."""
+    return raw_midi([(0, ("note_on", 60)), (1, ("note_off", 60)), (9_999_990, ("note_on", 62)),
+                     (1, ("note_off", 62))])
+
+
+def dense_file(notes: int = 120_000) -> bytes:
+    """About 1 MB (8 bytes a note): notes 50 s apart (3 ticks of 16.8 s), each sounding one tick,
+    so every silence (33.6 s) is under the limit: one piece of about 100 events a note."""
+    events = []
+    for i in range(notes):
+        pitch = 36 + i % 48
+        events += [(0 if i == 0 else 2, ("note_on", pitch)), (1, ("note_off", pitch))]
+    return raw_midi(events, tempo=0xFFFFFF)
