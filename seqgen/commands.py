@@ -264,6 +264,36 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
     return reports
 
 
+def _primer_ids(tokenizer, path: Path, seconds: float | None):
+    """The events of a --primer file a sample continues: the piece it starts with (up to its
+    first silence of over MAX_SILENCE), and of that the first `seconds`, by default
+    SAMPLE_DEFAULTS["primer_seconds"]: a user continuing a piece means its opening, not an
+    hour-long file's every event. Each cut is said on stderr."""
+    import stat
+
+    from .midi import MAX_SILENCE
+
+    try:
+        mode = path.stat().st_mode  # stat, not open: opening a FIFO would wait for a writer
+    except FileNotFoundError:
+        raise SeqgenError(f"{path}: no such file") from None
+    except OSError as e:
+        raise SeqgenError(f"{path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        raise SeqgenError(f"{path}: not a regular file (--primer reads a .mid file)")
+    pieces, silences = tokenizer.split(tokenizer.read_notes(path))
+    notes = pieces[0]
+    if silences:
+        print(f"{path}: using its first {tokenizer.duration(notes):.1f} s, up to a silence of {silences[0]:,.0f} s "
+              f"(a silence of over {MAX_SILENCE:g} s ends a piece)", file=sys.stderr)
+    if seconds is None:
+        seconds = SAMPLE_DEFAULTS["primer_seconds"]
+        if tokenizer.duration(notes) > seconds:
+            print(f"{path}: using its first {seconds:g} s of {tokenizer.duration(notes):.1f}; "
+                  "--primer-seconds S uses more or less", file=sys.stderr)
+    return tokenizer.encode(notes, until=seconds)
+
+
 def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
                  as_json) -> list[dict]:
@@ -276,7 +306,7 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
     if plot:
         matplotlib_pyplot()  # missing matplotlib is an error before any work, not after the first file
     if primer is not None:
-        prime_ids = tokenizer.read(primer, seconds=primer_seconds)
+        prime_ids = _primer_ids(tokenizer, primer, primer_seconds)
     elif primer_pitches:
         prime_ids = tokenizer.chord(primer_pitches)
     else:

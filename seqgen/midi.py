@@ -202,53 +202,60 @@ class MidiTokenizer:
         return _resolve_overlaps(q)
 
     def decode(self, ids) -> tuple[np.ndarray, DecodeReport]:
-        """Ids -> (notes, report). Never fails: whatever the ids, the notes form a valid file."""
+        """Ids -> (notes, report). Never fails: whatever the ids, the notes form a valid file.
+
+        The rules, as if reading one event at a time: a second PIECE (after a note or a time shift)
+        ends the piece; a NOTE_ON of a pitch already struck at this instant is ignored; a NOTE_ON
+        of a sounding pitch ends that note first; a NOTE_OFF of a silent pitch is ignored; a note
+        sounds at most the cap; notes sounding when the events run out end there. Computed per
+        pitch as arrays (a primer may hold millions of events): a note's end is the next event
+        of its pitch, if that comes within the cap."""
         res, cap = self.config.resolution, self.cap_steps
-        ids = np.asarray(ids, dtype=np.int64).ravel().tolist()
+        ids = np.asarray(ids, dtype=np.int64).ravel()  # (N,)
         report = DecodeReport()
-        now, velocity = 0, int(self._velocity_of[self._bin_of[64]])
-        sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start step, velocity)
-        struck: dict[int, int] = {}  # pitch -> the step it was last struck
-        notes = []
+        is_on = (ids >= self.note_on) & (ids < self.note_off)
+        is_shift = (ids >= self.time_shift) & (ids < self.velocity)
+        begun = np.cumsum(is_on | is_shift)  # (N,) notes and shifts up to each id
+        second = np.flatnonzero((ids == self.boundary) & (begun > 0))
+        if len(second):  # a boundary after the piece began ends it
+            report.ignored += len(ids) - int(second[0]) - 1
+            ids, is_on, is_shift = ids[: second[0]], is_on[: second[0]], is_shift[: second[0]]
+        report.ignored += int(((ids < 0) | (ids > self.boundary)).sum())
+        time = np.cumsum(np.where(is_shift, ids - self.time_shift + 1, 0))  # (N,) the step of each id
+        now = int(time[-1]) if len(ids) else 0
+        is_velocity = (ids >= self.velocity) & (ids < self.boundary)
+        last_velocity = np.maximum.accumulate(np.where(is_velocity, np.arange(len(ids)), -1))  # (N,) -1: none yet
 
-        def close(pitch: int, at: int) -> None:
-            start, vel = sounding.pop(pitch)
-            notes.append((pitch, vel, start * res, max(at, start + 1) * res))
+        # NOTE_ONs and NOTE_OFFs by pitch, each pitch's in order.
+        index = np.flatnonzero(is_on | ((ids >= self.note_off) & (ids < self.time_shift)))  # (E,)
+        on = is_on[index]
+        pitch = ids[index] - np.where(on, self.note_on, self.note_off)
+        by_pitch = np.argsort(pitch, kind="stable")
+        index, on, pitch, t = index[by_pitch], on[by_pitch], pitch[by_pitch], time[index[by_pitch]]
+        ons = np.flatnonzero(on)
+        again = np.zeros(len(index), bool)  # a NOTE_ON at the step of its pitch's NOTE_ON before
+        again[ons[1:]] = (pitch[ons[1:]] == pitch[ons[:-1]]) & (t[ons[1:]] == t[ons[:-1]])
+        report.ignored += int(again.sum())
+        index, on, pitch, t = index[~again], on[~again], pitch[~again], t[~again]
+        # Each note ends at the next event of its pitch when that comes within the cap.
+        t_next = np.append(t[1:], -1)
+        ended = np.append(pitch[1:] == pitch[:-1], False) & (t_next - t <= cap) & on  # (E,)
+        released = np.zeros(len(on), bool)  # a NOTE_OFF that ends a note
+        released[1:] = ended[:-1] & ~on[1:]
+        report.ignored += int((~on & ~released).sum())
+        capped = on & ~ended & (now - t > cap)
+        at_end = on & ~ended & ~capped
+        report.capped, report.closed_at_end = int(capped.sum()), int(at_end.sum())
+        end = np.where(ended, t_next, np.where(capped, t + cap, now))[on]
 
-        for i, token in enumerate(ids):
-            if token == self.boundary:
-                if i == 0 or (not notes and not sounding and now == 0):
-                    continue  # the piece's opening boundary
-                report.ignored += len(ids) - i - 1  # a second boundary ends the piece
-                break
-            if not 0 <= token < self.boundary:
-                report.ignored += 1
-            elif token < self.note_off:
-                if struck.get(token) == now:  # struck twice at one instant: once is enough
-                    report.ignored += 1
-                    continue
-                if token in sounding:
-                    close(token, now)  # a repeated pitch ends the note still sounding
-                sounding[token] = (now, velocity)
-                struck[token] = now
-            elif token < self.time_shift:
-                pitch = token - self.note_off
-                if pitch in sounding:
-                    close(pitch, now)
-                else:
-                    report.ignored += 1
-            elif token < self.velocity:
-                now += token - self.time_shift + 1
-                for pitch in [p for p, (s, _) in sounding.items() if now - s > cap]:
-                    start = sounding[pitch][0]
-                    close(pitch, start + cap)
-                    report.capped += 1
-            else:
-                velocity = int(self._velocity_of[token - self.velocity])
-        for pitch in list(sounding):
-            close(pitch, now)
-            report.closed_at_end += 1
-        return _sorted(notes_array(notes)), report
+        start, notes = t[on], np.zeros(int(on.sum()), dtype=NOTE_DTYPE)
+        notes["pitch"] = pitch[on]
+        given = last_velocity[index[on]]  # the VELOCITY event in force at each onset, -1 before any
+        bins = np.where(given >= 0, ids[np.maximum(given, 0)] - self.velocity, 0)
+        notes["velocity"] = np.where(given >= 0, self._velocity_of[bins], self._velocity_of[self._bin_of[64]])
+        notes["start"] = start * res
+        notes["end"] = np.maximum(end, start + 1) * res
+        return _sorted(notes), report
 
 
 class EventRules:
