@@ -362,6 +362,7 @@ DECODE_IDS = st.lists(st.one_of(st.integers(-2, SMALL.vocab_size + 2), st.sample
 @settings(max_examples=400, deadline=None)
 @given(DECODE_IDS)
 @example([SMALL.boundary, SMALL.velocity, SMALL.boundary, 60, 60, 128 + 60, 60, 128 + 62, SMALL.time_shift, SMALL.boundary, 62])
+@example([60, 62, SMALL.time_shift + 2, SMALL.time_shift + 1, 128 + 60, SMALL.time_shift, 128 + 62])  # at the cap, past it
 def test_vectorised_decode_equals_the_event_loop(ids):
     for tok, tokens in ((SMALL, ids), (TOK, [i % TOK.vocab_size for i in ids])):
         (got, got_report), (want, want_report) = tok.decode(tokens), reference_decode(tok, tokens)
