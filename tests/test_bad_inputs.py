@@ -84,7 +84,7 @@ ROWS = [
     ("/dev/zero as primer", ["sample", "{midirun}", "--primer", "/dev/zero"], 1, r"/dev/zero: not a regular file"),
     # Two notes 5.3 years apart (52 bytes), or 58 days (45 bytes): split in two pieces of one note.
     ("MIDI with a gap of years", ["train", "{tmp}/yearsgap.mid"], 1, r"longer than the training text \(14 tokens\)"),
-    ("MIDI with a gap of days", ["train", "{tmp}/daysgap.mid"], 1, r"longer than the training text \(10 tokens\)"),
+    ("MIDI with a gap of days", ["train", "{tmp}/daysgap.mid"], 1, r"longer than the training text \(5 tokens\)"),
     ("stats of no MIDI", ["midi-stats", "{tmp}/emptydir"], 1, r"no .mid or .midi files"),
     ("unknown corpus download", ["corpus", "download", "wikipedia"], 1, r"no built-in corpus 'wikipedia'"),
     ("download from a non-URL", ["corpus", "download", "tinyshakespeare", "--url", "not a url"], 1, r"could not download"),
