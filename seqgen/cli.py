@@ -306,10 +306,12 @@ def _shard(ctx, param, value):
 @click.option("-p", "--prime", default=None, help="Text: what the samples start from (included in the output).")
 @click.option("--prime-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Text: read the prime from this UTF-8 file.")
-@click.option("--primer", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="MIDI: continue this .mid file (included in the output).")
+@click.option("--primer", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="MIDI: continue this .mid file (included in the output): its first minute, up to any "
+                   "silence of over a minute.")
 @click.option("--primer-seconds", type=FloatRange(0, min_open=True), default=None,
-              help="MIDI: use only the first SECONDS of --primer  [default: all of it]")
+              help="MIDI: use the first SECONDS of --primer, more or less than the default  "
+                   f"[default: {SAMPLE_DEFAULTS['primer_seconds']:g}]")
 @click.option("--primer-pitches", callback=_pitches, default=None, metavar="P,P,...",
               help="MIDI: start from these pitches struck together, e.g. 60,64,67 (C major).")
 @click.option("-n", "--length", type=click.IntRange(1), default=None,

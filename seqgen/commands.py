@@ -17,6 +17,7 @@ from .config import MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfi
 from .corpora import BUILTINS, LineEnds, check_kind, converted_message, load_corpus
 from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
+from .files import read_regular
 from .hardware import pick_device
 from .model import layer_table
 from .progress import Reporter, duration
@@ -296,6 +297,29 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
     return reports
 
 
+MAX_PRIMER_FILE = 16 << 20  # bytes: a MIDI file of a few hours of dense piano is a few hundred kB
+
+
+def _primer_ids(tokenizer, path: Path, seconds: float | None):
+    """The events of a --primer file a sample continues: the piece it starts with (up to its
+    first silence of over MAX_SILENCE), and of that the first `seconds`, by default
+    SAMPLE_DEFAULTS["primer_seconds"]: a user continuing a piece means its opening, not an
+    hour-long file's every event. Each cut is said on stderr."""
+    from .midi import MAX_SILENCE
+
+    pieces, silences = tokenizer.split(tokenizer.read_notes(read_regular(path, MAX_PRIMER_FILE, "--primer"), str(path)))
+    notes = pieces[0]
+    if silences:
+        print(f"{path}: using its first {tokenizer.duration(notes):.1f} s, up to a silence of {silences[0]:,.0f} s "
+              f"(a silence of over {MAX_SILENCE:g} s ends a piece)", file=sys.stderr)
+    if seconds is None:
+        seconds = SAMPLE_DEFAULTS["primer_seconds"]
+        if tokenizer.duration(notes) > seconds:
+            print(f"{path}: using its first {seconds:g} s of {tokenizer.duration(notes):.1f}; "
+                  "--primer-seconds S uses more or less", file=sys.stderr)
+    return tokenizer.encode(notes, until=seconds)
+
+
 def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
                  as_json) -> list[dict]:
@@ -310,7 +334,7 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
     if plot:
         matplotlib_pyplot()  # missing matplotlib is an error before any work, not after the first file
     if primer is not None:
-        prime_ids = tokenizer.read(primer, seconds=primer_seconds)
+        prime_ids = _primer_ids(tokenizer, primer, primer_seconds)
     elif primer_pitches:
         prime_ids = tokenizer.chord(primer_pitches)
     else:

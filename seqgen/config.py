@@ -123,8 +123,8 @@ class Progress:
 
 
 # `seqgen sample`: text samples are `length` characters; MIDI samples `seconds` of music unless
-# --length (events) is given.
-SAMPLE_DEFAULTS = {"temperature": 0.8, "length": 500, "seconds": 30.0}
+# --length (events) is given, continuing the first `primer_seconds` of a --primer file.
+SAMPLE_DEFAULTS = {"temperature": 0.8, "length": 500, "seconds": 30.0, "primer_seconds": 60.0}
 
 
 def to_dict(config) -> dict:

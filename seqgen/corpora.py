@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ import numpy as np
 
 from .atomic import _UMASK, atomic_write_bytes
 from .errors import SeqgenError
+from .midi import MAX_SILENCE, NOTE_DTYPE
 from .rundir import Lock
-from .midi import NOTE_DTYPE
 from .tokenizers import CharTokenizer, _codepoints, id_dtype
 
 DEFAULT_CORPUS = "python-docs"
@@ -700,15 +701,30 @@ def open_encoded(directory) -> tuple[np.ndarray, dict, dict]:
 
 
 # -- MIDI ----------------------------------------------------------------------------------------
-MIDI_CACHE_VERSION = 1
+MIDI_CACHE_VERSION = 2  # 2: files split at silences of over midi.MAX_SILENCE
+STALE_TEMP_SECONDS = 3600  # a temp file this old in the cache is left by a killed process, not being written
+
+
+def sweep_stale_temp_files(directory: Path, older_than: float = STALE_TEMP_SECONDS) -> None:
+    """Remove the temp files (`.NAME.RANDOM.tmp`, see atomic_write_bytes) a process killed while
+    writing the cache left behind; a newer one may be another process' write in progress."""
+    now = time.time()
+    for path in directory.glob(".*.tmp"):
+        try:
+            if now - path.lstat().st_mtime > older_than:
+                path.unlink()
+        except OSError:  # gone already (another sweep), or not ours to remove: the cache still works
+            pass
 
 
 def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) -> tuple[list, str]:
-    """(the notes of every usable file, a SHA-256 of the files' content and the tokenizer settings).
+    """(the notes of every piece, a SHA-256 of the files' content and the tokenizer settings).
 
-    Unreadable files and files without notes are skipped and summarised in one message (`strict`
-    makes the first one an error). The result is cached under that SHA-256, so the second run
-    on the same files starts at once.
+    A file is one piece, or several when silences of over MAX_SILENCE split it (see
+    `midi.split_at_silences`; one message says how many files were split). Unreadable files and
+    files without notes are skipped and summarised in one message (`strict` makes the first one
+    an error). The result is cached under that SHA-256, so the second run on the same files
+    starts at once.
     """
     from safetensors import SafetensorError, safe_open
     from safetensors.numpy import save as np_save
@@ -727,18 +743,21 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
         "files": [[n, hashlib.sha256(c).hexdigest()] for n, c in zip(names, contents)],
     }).encode()).hexdigest()
     cache = cache_dir() / "midi" / f"{key[:40]}.safetensors"
+    if cache.parent.is_dir():
+        sweep_stale_temp_files(cache.parent)
 
-    pieces, skipped = None, []
+    pieces, skipped, split = None, [], []
     if cache.exists():
         try:
             with safe_open(cache, "np") as f:
                 skipped = json.loads(f.metadata()["skipped"])
+                split = json.loads(f.metadata()["split"])
                 notes = {k: f.get_tensor(k) for k in ("pitch", "velocity", "start", "end", "offsets")}
             log(f"Using the cached encoding of {corpus.name} ({cache})")
             pieces = _unpack(notes)
         except (OSError, SafetensorError, KeyError, ValueError):
             log(f"Ignoring an unreadable cache file; reading {corpus.name} again")
-            pieces, skipped = None, []
+            pieces, skipped, split = None, [], []
     if pieces is None:
         pieces = []
         for name, data in zip(names, contents):
@@ -750,14 +769,18 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
             if len(notes) == 0:
                 skipped.append([name, "no notes" + ("" if tokenizer.config.keep_drums else " (drums are left out)")])
                 continue
-            pieces.append(notes)
+            parts, _ = tokenizer.split(notes)
+            if len(parts) > 1:
+                split.append([name, len(parts)])
+            pieces.extend(parts)
         if pieces:  # a corpus with nothing usable is an error, and is read again next time
             offsets = np.cumsum([0] + [len(p) for p in pieces])
             joined = np.concatenate(pieces)
             tensors = {k: np.ascontiguousarray(joined[k]) for k in ("pitch", "velocity", "start", "end")}
             try:
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(cache, np_save({**tensors, "offsets": offsets}, metadata={"skipped": json.dumps(skipped)}))
+                metadata = {"skipped": json.dumps(skipped), "split": json.dumps(split)}
+                atomic_write_bytes(cache, np_save({**tensors, "offsets": offsets}, metadata=metadata))
             except (OSError, SeqgenError) as e:  # a cache is an optimisation: without it the run goes on
                 log(f"Warning: {e}")
 
@@ -768,6 +791,11 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
         shown = "; ".join(f"{n}: {r}" for n, r in skipped[:5])
         more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         log(f"Skipped {len(skipped)} of {len(names)} MIDI files: {shown}{more}")
+    if split:
+        shown = ", ".join(f"{n} ({k} pieces)" for n, k in split[:5])
+        more = f", and {len(split) - 5} more" if len(split) > 5 else ""
+        log(f"Split {len(split)} of {len(names)} MIDI file{'s' * (len(names) != 1)} at silences of over "
+            f"{MAX_SILENCE:g} s: {shown}{more}")
     if not pieces:
         why = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise SeqgenError(f"{corpus.spec}: no usable notes in {len(names)} MIDI file{'s' * (len(names) != 1)}{why}")

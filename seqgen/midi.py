@@ -10,12 +10,16 @@ start, end in seconds) that becomes events, with the default settings:
 The first 388 ids are Magenta's layout; PIECE comes after them. A performance read from a file
 is normalised once, deliberately (see `read_notes`), and quantised when encoded, so the same
 notes can be encoded again transposed or stretched for augmentation.
+
+A silence of over MAX_SILENCE seconds splits a performance into separate pieces (`split_at_silences`):
+events grow with time, not notes, so a tiny file with a gap of years would otherwise encode to
+billions of TIME_SHIFTs.
 """
 
 from __future__ import annotations
 
 import io
-import math
+import itertools
 import warnings
 from pathlib import Path
 from dataclasses import asdict, dataclass
@@ -28,6 +32,10 @@ from .tokenizers import id_dtype
 
 NOTE_DTYPE = np.dtype([("pitch", np.int16), ("velocity", np.int16), ("start", np.float64), ("end", np.float64)])
 SUSTAIN = 64  # the sustain pedal's MIDI controller number; values >= 64 mean "down"
+# A silence longer than this (seconds, after every note has ended or reached the note cap) ends a
+# piece: what follows is a new piece. A minute is far longer than any rest inside real music, and
+# bounds the events of a piece by its notes: at most 60 TIME_SHIFTs of 1 s between two onsets.
+MAX_SILENCE = 60.0
 
 
 def notes_array(rows=()) -> np.ndarray:
@@ -99,13 +107,18 @@ class MidiTokenizer:
         return "PIECE"
 
     # -- files ------------------------------------------------------------------------------
-    def read_notes(self, source) -> np.ndarray:
-        """The normalised performance in a MIDI file (a path, bytes, or a binary file object)."""
-        return read_notes(source, keep_drums=self.config.keep_drums)
+    def read_notes(self, source, name: str | None = None) -> np.ndarray:
+        """The normalised performance in a MIDI file (a path, bytes, or a binary file object;
+        `name` is what errors call it)."""
+        return read_notes(source, keep_drums=self.config.keep_drums, name=name)
 
-    def read(self, path, seconds: float | None = None) -> np.ndarray:
-        """A MIDI file as ids, PIECE first; with `seconds`, only its events before that time."""
-        return self.encode(self.read_notes(path), until=seconds)
+    def split(self, notes: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+        """(the pieces of a performance, the silences between them in seconds): see `split_at_silences`."""
+        return split_at_silences(notes, self.config.max_note)
+
+    def duration(self, notes: np.ndarray) -> float:
+        """Seconds until the last note ends (or reaches the note cap)."""
+        return float(_capped_end(notes, self.config.max_note).max()) if len(notes) else 0.0
 
     def chord(self, pitches, velocity: int = 80) -> np.ndarray:
         """PIECE, then the pitches struck together at time 0 and left sounding: a primer."""
@@ -142,26 +155,29 @@ class MidiTokenizer:
         order = np.concatenate([np.zeros(n, np.int64), np.ones(n, np.int64)])
         pitches = np.concatenate([pitch, pitch])
         rank = np.lexsort((pitches, order, time))
-        events = []
-        now, velocity = 0, -1
-        limit = math.inf if until is None else round(until * stretch / self.config.resolution)
-        for i in rank.tolist():
-            t = int(time[i])
-            if t >= limit:
-                break
-            while t > now:
-                shift = min(t - now, self.shift_steps)
-                events.append(self.time_shift + shift - 1)
-                now += shift
-            if order[i] == 0:
-                events.append(self.note_off + int(pitches[i]))
-            else:
-                b = int(bins[i - n])
-                if b != velocity:
-                    events.append(self.velocity + b)
-                    velocity = b
-                events.append(self.note_on + int(pitches[i]))
-        return np.array([self.boundary, *events], dtype=id_dtype(self.vocab_size))
+        if until is not None:  # time order: the events before the limit are a prefix
+            rank = rank[: np.searchsorted(time[rank], round(until * stretch / self.config.resolution))]
+        return self._events(time[rank], order[rank] == 1, pitches[rank], np.concatenate([bins, bins])[rank])
+
+    def _events(self, time: np.ndarray, is_on: np.ndarray, pitch: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """PIECE, then each event (all (E,), in order) preceded by the TIME_SHIFTs from the one
+        before (as many of the longest shift as fit, then the rest) and, for a NOTE_ON, by a
+        VELOCITY when its bin differs from the last NOTE_ON's. Computed as arrays, not a loop:
+        training encodes every piece again each epoch."""
+        gap = np.diff(time, prepend=0)  # (E,) steps since the event before
+        full, rest = np.divmod(gap, self.shift_steps)  # (E,) longest shifts, then one of `rest` steps
+        on_bins = bins[is_on]
+        changed = np.zeros(len(time), bool)  # (E,) a NOTE_ON whose bin differs from the last NOTE_ON's
+        changed[is_on] = np.diff(on_bins, prepend=-1) != 0
+        size = full + (rest > 0) + changed + 1  # (E,) tokens for each event
+        first = 1 + np.cumsum(size) - size  # (E,) where each event's tokens begin, after PIECE
+        out = np.full(1 + int(size.sum()), self.time_shift + self.shift_steps - 1, dtype=id_dtype(self.vocab_size))
+        out[0] = self.boundary
+        has_rest = rest > 0
+        out[(first + full)[has_rest]] = self.time_shift + rest[has_rest] - 1
+        out[(first + size - 2)[changed]] = self.velocity + bins[changed]
+        out[first + size - 1] = np.where(is_on, self.note_on, self.note_off) + pitch
+        return out
 
     def augmented(self, notes: np.ndarray, rng: np.random.Generator, transpose: int, stretch: float) -> np.ndarray:
         """`encode` after a random transposition (up to +-`transpose` semitones, never moving a note
@@ -187,53 +203,60 @@ class MidiTokenizer:
         return _resolve_overlaps(q)
 
     def decode(self, ids) -> tuple[np.ndarray, DecodeReport]:
-        """Ids -> (notes, report). Never fails: whatever the ids, the notes form a valid file."""
+        """Ids -> (notes, report). Never fails: whatever the ids, the notes form a valid file.
+
+        The rules, as if reading one event at a time: a second PIECE (after a note or a time shift)
+        ends the piece; a NOTE_ON of a pitch already struck at this instant is ignored; a NOTE_ON
+        of a sounding pitch ends that note first; a NOTE_OFF of a silent pitch is ignored; a note
+        sounds at most the cap; notes sounding when the events run out end there. Computed per
+        pitch as arrays (a primer may hold millions of events): a note's end is the next event
+        of its pitch, if that comes within the cap."""
         res, cap = self.config.resolution, self.cap_steps
-        ids = np.asarray(ids, dtype=np.int64).ravel().tolist()
+        ids = np.asarray(ids, dtype=np.int64).ravel()  # (N,)
         report = DecodeReport()
-        now, velocity = 0, int(self._velocity_of[self._bin_of[64]])
-        sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start step, velocity)
-        struck: dict[int, int] = {}  # pitch -> the step it was last struck
-        notes = []
+        is_on = (ids >= self.note_on) & (ids < self.note_off)
+        is_shift = (ids >= self.time_shift) & (ids < self.velocity)
+        begun = np.cumsum(is_on | is_shift)  # (N,) notes and shifts up to each id
+        second = np.flatnonzero((ids == self.boundary) & (begun > 0))
+        if len(second):  # a boundary after the piece began ends it
+            report.ignored += len(ids) - int(second[0]) - 1
+            ids, is_on, is_shift = ids[: second[0]], is_on[: second[0]], is_shift[: second[0]]
+        report.ignored += int(((ids < 0) | (ids > self.boundary)).sum())
+        time = np.cumsum(np.where(is_shift, ids - self.time_shift + 1, 0))  # (N,) the step of each id
+        now = int(time[-1]) if len(ids) else 0
+        is_velocity = (ids >= self.velocity) & (ids < self.boundary)
+        last_velocity = np.maximum.accumulate(np.where(is_velocity, np.arange(len(ids)), -1))  # (N,) -1: none yet
 
-        def close(pitch: int, at: int) -> None:
-            start, vel = sounding.pop(pitch)
-            notes.append((pitch, vel, start * res, max(at, start + 1) * res))
+        # NOTE_ONs and NOTE_OFFs by pitch, each pitch's in order.
+        index = np.flatnonzero(is_on | ((ids >= self.note_off) & (ids < self.time_shift)))  # (E,)
+        on = is_on[index]
+        pitch = ids[index] - np.where(on, self.note_on, self.note_off)
+        by_pitch = np.argsort(pitch, kind="stable")
+        index, on, pitch, t = index[by_pitch], on[by_pitch], pitch[by_pitch], time[index[by_pitch]]
+        ons = np.flatnonzero(on)
+        again = np.zeros(len(index), bool)  # a NOTE_ON at the step of its pitch's NOTE_ON before
+        again[ons[1:]] = (pitch[ons[1:]] == pitch[ons[:-1]]) & (t[ons[1:]] == t[ons[:-1]])
+        report.ignored += int(again.sum())
+        index, on, pitch, t = index[~again], on[~again], pitch[~again], t[~again]
+        # Each note ends at the next event of its pitch when that comes within the cap.
+        t_next = np.append(t[1:], -1)
+        ended = np.append(pitch[1:] == pitch[:-1], False) & (t_next - t <= cap) & on  # (E,)
+        released = np.zeros(len(on), bool)  # a NOTE_OFF that ends a note
+        released[1:] = ended[:-1] & ~on[1:]
+        report.ignored += int((~on & ~released).sum())
+        capped = on & ~ended & (now - t > cap)
+        at_end = on & ~ended & ~capped
+        report.capped, report.closed_at_end = int(capped.sum()), int(at_end.sum())
+        end = np.where(ended, t_next, np.where(capped, t + cap, now))[on]
 
-        for i, token in enumerate(ids):
-            if token == self.boundary:
-                if i == 0 or (not notes and not sounding and now == 0):
-                    continue  # the piece's opening boundary
-                report.ignored += len(ids) - i - 1  # a second boundary ends the piece
-                break
-            if not 0 <= token < self.boundary:
-                report.ignored += 1
-            elif token < self.note_off:
-                if struck.get(token) == now:  # struck twice at one instant: once is enough
-                    report.ignored += 1
-                    continue
-                if token in sounding:
-                    close(token, now)  # a repeated pitch ends the note still sounding
-                sounding[token] = (now, velocity)
-                struck[token] = now
-            elif token < self.time_shift:
-                pitch = token - self.note_off
-                if pitch in sounding:
-                    close(pitch, now)
-                else:
-                    report.ignored += 1
-            elif token < self.velocity:
-                now += token - self.time_shift + 1
-                for pitch in [p for p, (s, _) in sounding.items() if now - s > cap]:
-                    start = sounding[pitch][0]
-                    close(pitch, start + cap)
-                    report.capped += 1
-            else:
-                velocity = int(self._velocity_of[token - self.velocity])
-        for pitch in list(sounding):
-            close(pitch, now)
-            report.closed_at_end += 1
-        return _sorted(notes_array(notes)), report
+        start, notes = t[on], np.zeros(int(on.sum()), dtype=NOTE_DTYPE)
+        notes["pitch"] = pitch[on]
+        given = last_velocity[index[on]]  # the VELOCITY event in force at each onset, -1 before any
+        bins = np.where(given >= 0, ids[np.maximum(given, 0)] - self.velocity, 0)
+        notes["velocity"] = np.where(given >= 0, self._velocity_of[bins], self._velocity_of[self._bin_of[64]])
+        notes["start"] = start * res
+        notes["end"] = np.maximum(end, start + 1) * res
+        return _sorted(notes), report
 
 
 class EventRules:
@@ -247,13 +270,42 @@ class EventRules:
         self.tok, self.valid_only = tokenizer, valid_only
 
     def start(self, prime, num_samples: int, device) -> None:
+        """The state after `prime`, as `advance` would leave it token by token, computed in one
+        pass over the whole prime (a primer may hold millions of events)."""
         import torch
 
-        self.opened = torch.full((num_samples, 128), -1, dtype=torch.long, device=device)  # (K, 128) onset step; -1 silent
-        self.struck = torch.full((num_samples, 128), -1, dtype=torch.long, device=device)  # (K, 128) last onset step
-        self.now = torch.zeros(num_samples, dtype=torch.long, device=device)  # (K,) steps
-        for token in prime:
-            self.advance(torch.full((num_samples,), int(token), dtype=torch.long, device=device))
+        opened, struck, now = self.after(prime)
+        self.opened = torch.as_tensor(opened, device=device).repeat(num_samples, 1)  # (K, 128) onset step; -1 silent
+        self.struck = torch.as_tensor(struck, device=device).repeat(num_samples, 1)  # (K, 128) last onset step
+        self.now = torch.full((num_samples,), now, dtype=torch.long, device=device)  # (K,) steps
+
+    def after(self, prime) -> tuple[np.ndarray, np.ndarray, int]:
+        """(opened (128,), struck (128,), now): the state after the ids of `prime`.
+
+        struck is the step of each pitch's last NOTE_ON: one ignored as a second strike comes at
+        the step of the NOTE_ON it repeats, so it changes nothing. A pitch is open when its last
+        NOTE_ON that counts (the first at its step) comes after its last NOTE_OFF."""
+        tok = self.tok
+        ids = np.asarray(prime, dtype=np.int64).ravel()  # (N,)
+        shift = np.where((ids >= tok.time_shift) & (ids < tok.velocity), ids - tok.time_shift + 1, 0)
+        time = np.cumsum(shift)  # (N,) the step of each id
+        index = np.arange(len(ids))
+        on = (ids >= tok.note_on) & (ids < tok.note_off)
+        off = (ids >= tok.note_off) & (ids < tok.time_shift)
+        on_pitch, on_time, on_index = ids[on] - tok.note_on, time[on], index[on]
+        by_pitch = np.argsort(on_pitch, kind="stable")  # (ONs,) by pitch, then in order (so in time)
+        p, t = on_pitch[by_pitch], on_time[by_pitch]
+        counts = np.ones(len(p), bool)  # the first NOTE_ON of a pitch at its step
+        counts[1:] = (p[1:] != p[:-1]) | (t[1:] != t[:-1])
+        struck = np.full(128, -1, np.int64)
+        np.maximum.at(struck, on_pitch, on_time)
+        last_on, last_off = np.full(128, -1, np.int64), np.full(128, -1, np.int64)
+        np.maximum.at(last_on, p[counts], on_index[by_pitch][counts])
+        np.maximum.at(last_off, ids[off] - tok.note_off, index[off])
+        opened = np.full(128, -1, np.int64)
+        sounding = last_on > last_off
+        opened[sounding] = time[last_on[sounding]]
+        return opened, struck, int(time[-1]) if len(ids) else 0
 
     def allowed(self):
         """(K, V) bool: which events each sample may draw next."""
@@ -285,6 +337,35 @@ class EventRules:
         self.struck[rows_on, pitch_on] = self.now[rows_on]
         off = (token >= tok.note_off) & (token < tok.time_shift)
         self.opened[rows[off], token[off] - tok.note_off] = -1
+
+
+def _capped_end(notes: np.ndarray, max_note: float) -> np.ndarray:
+    """(N,) when each note stops sounding as encoded: its end, or the note cap."""
+    return np.minimum(notes["end"], notes["start"] + max_note)
+
+
+def split_at_silences(notes: np.ndarray, max_note: float, limit: float = MAX_SILENCE) -> tuple[list, list]:
+    """(pieces, silences): the performance cut wherever nothing sounds for over `limit` seconds
+    (notes sounding at most `max_note`, as they are encoded), and the length of each cut silence.
+
+    Each piece after a cut starts at its first note; so does the first piece when its first note
+    comes after more than `limit` seconds. Notes must be in time order (as `read_notes` gives)."""
+    if not len(notes):
+        return [notes], []
+    end = np.maximum.accumulate(_capped_end(notes, max_note))  # (N,) when the notes so far have all ended
+    gap = notes["start"] - np.concatenate([[0.0], end[:-1]])  # (N,) silence before each note
+    cuts = np.flatnonzero(gap > limit)
+    bounds = [0, *cuts[cuts > 0].tolist(), len(notes)]
+    pieces = []
+    for a, b in itertools.pairwise(bounds):
+        piece = notes[a:b]
+        if gap[a] > limit:  # starts after a long silence: at its first note
+            piece = piece.copy()
+            first = piece["start"][0]
+            piece["start"] -= first
+            piece["end"] -= first
+        pieces.append(piece)
+    return pieces, gap[cuts[cuts > 0]].tolist()
 
 
 def _sorted(notes: np.ndarray) -> np.ndarray:
@@ -321,7 +402,7 @@ def _pretty_midi():
     return pretty_midi
 
 
-def read_notes(source, *, keep_drums: bool = False) -> np.ndarray:
+def read_notes(source, *, keep_drums: bool = False, name: str | None = None) -> np.ndarray:
     """One performance from a MIDI file, normalised deliberately:
 
     - every instrument is merged into one performance (drums only with `keep_drums`);
@@ -333,7 +414,7 @@ def read_notes(source, *, keep_drums: bool = False) -> np.ndarray:
     import mido
 
     pretty_midi = _pretty_midi()
-    name = str(source) if isinstance(source, (str, Path)) else "MIDI data"
+    name = name or (str(source) if isinstance(source, (str, Path)) else "MIDI data")
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:

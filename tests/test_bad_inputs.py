@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from seqgen import checkpoint
 from seqgen.cli import cli
 
-from .midi_helpers import midi_file, tune
+from .midi_helpers import days_gap_file, midi_file, tune, years_gap_file
 from .test_cli import TINY
 
 ROWS = [
@@ -99,7 +99,13 @@ ROWS = [
     ("full disk writing a checkpoint", ["train", "{corpus}", "--out", "{tmp}/fullrun", "--max-steps", "2"], 1,
      r"could not write .*fullrun/best\.safetensors: no space left on the device"),
     ("bad primer pitches", ["sample", "{run}", "--primer-pitches", "C,E,G"], 2, r"MIDI pitch numbers"),
-    ("missing primer", ["sample", "{run}", "--primer", "{tmp}/nope.mid"], 2, r"--primer"),
+    ("missing primer", ["sample", "{midirun}", "--primer", "{tmp}/nope.mid"], 1, r"nope\.mid: No such file or directory$"),
+    ("FIFO as primer", ["sample", "{midirun}", "--primer", "{tmp}/fifo.mid"], 1,
+     r"fifo\.mid: a named pipe \(FIFO\); --primer must be a regular file of at most 16 MB"),
+    ("/dev/zero as primer", ["sample", "{midirun}", "--primer", "/dev/zero"], 1, r"/dev/zero: a character device; --primer"),
+    # Two notes 5.3 years apart (52 bytes), or 58 days (45 bytes): split in two pieces of one note.
+    ("MIDI with a gap of years", ["train", "{tmp}/yearsgap.mid"], 1, r"longer than the training text \(14 tokens\)"),
+    ("MIDI with a gap of days", ["train", "{tmp}/daysgap.mid"], 1, r"longer than the training text \(5 tokens\)"),
     ("stats of no MIDI", ["midi-stats", "{tmp}/emptydir"], 1, r"no .mid or .midi files"),
     ("stats of a missing folder", ["midi-stats", "{tmp}/nope"], 1, r"nope: no such file"),
     ("stats against a missing reference", ["midi-stats", "{tmp}/tunes", "--reference", "{tmp}/nope"], 1, r"nope: no such file"),
@@ -143,6 +149,7 @@ def files(tmp_path_factory, corpus_file):
     server.bind(str(tmp / "socket"))
     server.close()  # the socket file stays
     assert CliRunner().invoke(cli, ["corpus", "encode", str(corpus_file), str(tmp / "enc")]).exit_code == 0
+    os.mkfifo(tmp / "fifo.mid")  # reading it would wait for a writer forever
     corrupt = b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x09\x00\x90\x3c"
     (tmp / "corrupt.mid").write_bytes(corrupt)
     good = midi_file(tune())
@@ -158,6 +165,8 @@ def files(tmp_path_factory, corpus_file):
         "smpte.mid": good[:12] + bytes([0xE7, 0x28]) + good[14:],  # -25 frames/s x 40 ticks/frame
         "drums.mid": midi_file(drums=tune()),
         "hugetick.mid": huge_bytes.getvalue(),  # one note of 2^28 ticks
+        "yearsgap.mid": years_gap_file(),
+        "daysgap.mid": days_gap_file(),
     }
     for name, data in broken.items():
         (tmp / name).write_bytes(data)

@@ -217,3 +217,154 @@ def test_sampling_within_the_rules_never_needs_the_decoder_to_ignore_an_event():
         assert not any(TOK.boundary in row for row in rows)
         ignored[valid_only] = sum(TOK.decode([*prime.tolist(), *row])[1].ignored for row in rows)
     assert ignored[True] == 0 and ignored[False] > 50
+
+
+def reference_encode(tok, notes, transpose=0, stretch=1.0, until=None):
+    """MidiTokenizer.encode as it was, one event at a time: what the vectorised one must equal."""
+    import math
+
+    steps = tok._quantise(notes, transpose, stretch)
+    pitch, bins, start, end = steps["pitch"], tok._bin_of[steps["velocity"]], steps["start"], steps["end"]
+    n = len(steps)
+    time = np.concatenate([end, start])
+    order = np.concatenate([np.zeros(n, np.int64), np.ones(n, np.int64)])
+    pitches = np.concatenate([pitch, pitch])
+    rank = np.lexsort((pitches, order, time))
+    events = []
+    now, velocity = 0, -1
+    limit = math.inf if until is None else round(until * stretch / tok.config.resolution)
+    for i in rank.tolist():
+        t = int(time[i])
+        if t >= limit:
+            break
+        while t > now:
+            shift = min(t - now, tok.shift_steps)
+            events.append(tok.time_shift + shift - 1)
+            now += shift
+        if order[i] == 0:
+            events.append(tok.note_off + int(pitches[i]))
+        else:
+            b = int(bins[i - n])
+            if b != velocity:
+                events.append(tok.velocity + b)
+                velocity = b
+            events.append(tok.note_on + int(pitches[i]))
+    return np.array([tok.boundary, *events], dtype=TOK.encode(notes_array()).dtype)
+
+
+NOTE_ROWS = st.lists(st.tuples(st.integers(20, 100), st.integers(0, 127), st.floats(0, 8), st.floats(0.001, 3)),
+                     max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NOTE_ROWS, st.sampled_from([(0.01, 1.0, 8), (0.01, 0.03, 32), (0.05, 0.05, 3), (0.001, 0.5, 127)]),
+       st.integers(-3, 3), st.sampled_from([1.0, 0.95, 1.05, 2.0]), st.one_of(st.none(), st.floats(0, 10)))
+@example([(60, 80, 0.0, 0.5), (60, 80, 0.5, 0.5), (64, 80, 0.5, 0.5)], (0.01, 1.0, 32), 0, 1.0, 0.5)
+def test_vectorised_encode_equals_the_event_loop_bit_for_bit(rows, settings_, transpose, stretch, until):
+    resolution, max_shift, bins = settings_
+    tok = MidiTokenizer(MidiConfig(resolution=resolution, max_shift=max_shift, velocity_bins=bins, max_note=2.0))
+    notes = notes_array([(p, v, s, s + d) for p, v, s, d in rows])
+    got = tok.encode(notes, transpose=transpose, stretch=stretch, until=until)
+    want = reference_encode(tok, notes, transpose, stretch, until)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+RULE_IDS = st.lists(st.one_of(st.integers(0, TOK.vocab_size - 1), st.sampled_from([60, 62, 128 + 60, 128 + 62, 256, 355])),
+                    max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(RULE_IDS, st.integers(1, 3))
+@example([60, 60, 128 + 60, 60, 256, 60, 128 + 62, TOK.boundary, 60], 2)  # double strikes, a silent NOTE_OFF, PIECE
+def test_rules_start_in_one_pass_equals_advancing_token_by_token(ids, k):
+    import torch
+
+    rules, stepped = TOK.rules(), TOK.rules()
+    rules.start(ids, k, "cpu")
+    stepped.start([], k, "cpu")
+    for token in ids:
+        stepped.advance(torch.full((k,), token, dtype=torch.long))
+    for name in ("opened", "struck", "now"):
+        assert torch.equal(getattr(rules, name), getattr(stepped, name)), name
+    assert torch.equal(rules.allowed(), stepped.allowed())
+
+
+def test_a_silence_over_a_minute_splits_a_performance_into_pieces():
+    from seqgen.midi import MAX_SILENCE, split_at_silences
+
+    assert MAX_SILENCE == 60.0
+    # Notes held to the cap (10 s) count as sounding: 0-10, 65 (a 55 s silence), then 200 s silence.
+    notes = notes_array([(60, 80, 0.0, 500.0), (62, 80, 65.0, 66.0), (64, 80, 266.0, 267.0), (65, 80, 267.0, 268.0)])
+    pieces, silences = TOK.split(notes)
+    assert [len(p) for p in pieces] == [2, 2] and silences == [200.0]
+    assert pieces[1]["start"].tolist() == [0.0, 1.0] and pieces[1]["end"].tolist() == [1.0, 2.0]
+    late = notes_array([(60, 80, 3600.0, 3601.0), (62, 80, 3601.5, 3602.0)])  # an hour before the first note
+    pieces, silences = split_at_silences(late, 10.0)
+    assert len(pieces) == 1 and silences == [] and pieces[0]["start"].tolist() == [0.0, 1.5]
+    assert len(split_at_silences(notes_array(), 10.0)[0][0]) == 0
+    assert split_at_silences(notes_array([(60, 80, 59.0, 60.0)]), 10.0)[0][0]["start"].tolist() == [59.0]
+
+
+def reference_decode(tok, ids):
+    """MidiTokenizer.decode as it was, one event at a time: what the vectorised one must equal."""
+    from seqgen.midi import DecodeReport, _sorted
+
+    res, cap = tok.config.resolution, tok.cap_steps
+    ids = np.asarray(ids, dtype=np.int64).ravel().tolist()
+    report = DecodeReport()
+    now, velocity = 0, int(tok._velocity_of[tok._bin_of[64]])
+    sounding, struck, notes = {}, {}, []
+
+    def close(pitch, at):
+        start, vel = sounding.pop(pitch)
+        notes.append((pitch, vel, start * res, max(at, start + 1) * res))
+
+    for i, token in enumerate(ids):
+        if token == tok.boundary:
+            if i == 0 or (not notes and not sounding and now == 0):
+                continue
+            report.ignored += len(ids) - i - 1
+            break
+        if not 0 <= token < tok.boundary:
+            report.ignored += 1
+        elif token < tok.note_off:
+            if struck.get(token) == now:
+                report.ignored += 1
+                continue
+            if token in sounding:
+                close(token, now)
+            sounding[token] = (now, velocity)
+            struck[token] = now
+        elif token < tok.time_shift:
+            if token - tok.note_off in sounding:
+                close(token - tok.note_off, now)
+            else:
+                report.ignored += 1
+        elif token < tok.velocity:
+            now += token - tok.time_shift + 1
+            for pitch in [p for p, (s, _) in sounding.items() if now - s > cap]:
+                close(pitch, sounding[pitch][0] + cap)
+                report.capped += 1
+        else:
+            velocity = int(tok._velocity_of[token - tok.velocity])
+    for pitch in list(sounding):
+        close(pitch, now)
+        report.closed_at_end += 1
+    return _sorted(notes_array(notes)), report
+
+
+SMALL = MidiTokenizer(MidiConfig(resolution=0.1, max_shift=0.3, velocity_bins=4, max_note=0.5))  # caps often
+DECODE_IDS = st.lists(st.one_of(st.integers(-2, SMALL.vocab_size + 2), st.sampled_from(
+    [60, 62, 128 + 60, 128 + 62, SMALL.time_shift, SMALL.time_shift + 2, SMALL.velocity + 1, SMALL.boundary])),
+    max_size=200)
+
+
+@settings(max_examples=400, deadline=None)
+@given(DECODE_IDS)
+@example([SMALL.boundary, SMALL.velocity, SMALL.boundary, 60, 60, 128 + 60, 60, 128 + 62, SMALL.time_shift, SMALL.boundary, 62])
+@example([60, 62, SMALL.time_shift + 2, SMALL.time_shift + 1, 128 + 60, SMALL.time_shift, 128 + 62])  # at the cap, past it
+def test_vectorised_decode_equals_the_event_loop(ids):
+    for tok, tokens in ((SMALL, ids), (TOK, [i % TOK.vocab_size for i in ids])):
+        (got, got_report), (want, want_report) = tok.decode(tokens), reference_decode(tok, tokens)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+        assert got_report == want_report

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from seqgen.cli import cli
 
-from .midi_helpers import midi_file, tune
+from .midi_helpers import days_gap_file, dense_file, midi_file, tune, years_gap_file
 
 TINY = ["--layers", "1", "--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "4",
         "--max-steps", "30", "--eval-every", "10", "--lr", "0.01", "--threads", "1"]
@@ -173,3 +174,67 @@ def test_midi_stats_counts_notes_that_are_never_released(tmp_path):
     mido.MidiFile(tracks=[track]).save(str(tmp_path / "hanging.mid"))
     report = json.loads(invoke("midi-stats", tmp_path, "--json").stdout)
     assert report["stats"]["stuck_notes"] == 1  # 64 rings for ever
+
+
+def test_a_primer_is_its_first_minute_unless_primer_seconds_says_otherwise(run, tmp_path):
+    long = tmp_path / "long.mid"
+    long.write_bytes(midi_file([(60 + i % 12, 80, i * 0.5, i * 0.5 + 0.4) for i in range(150)]))  # 75 s
+    result = invoke("sample", run, "--primer", long, "--length", "1", "--seed", "1", "--out", tmp_path / "a.mid")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("using its first 60 s of 74.9; --primer-seconds S uses more or less") == 1
+    assert max(s for _, s, _ in notes_of(tmp_path / "a.mid")) == pytest.approx(59.5, abs=0.01)
+    more = invoke("sample", run, "--primer", long, "--primer-seconds", "70", "--length", "1", "--seed", "1",
+                  "--out", tmp_path / "b.mid")
+    assert more.exit_code == 0 and "using its first" not in more.stderr
+    assert max(s for _, s, _ in notes_of(tmp_path / "b.mid")) == pytest.approx(69.5, abs=0.01)
+    short = invoke("sample", run, "--primer", long, "--primer-seconds", "2", "--length", "1", "--out", tmp_path / "c.mid")
+    assert short.exit_code == 0 and "using its first" not in short.stderr
+    assert "[default: 60]" in invoke("sample", "--help").output
+
+
+def test_a_primer_ends_at_its_first_silence_of_over_a_minute(run, tmp_path):
+    for name, data in {"years.mid": years_gap_file(), "days.mid": days_gap_file()}.items():
+        (tmp_path / name).write_bytes(data)
+        result = invoke("sample", run, "--primer", tmp_path / name, "--primer-seconds", "1e9", "--length", "1",
+                        "--seed", "1", "--out", tmp_path / f"out-{name}")
+        assert result.exit_code == 0, result.output
+        assert "up to a silence of" in result.stderr and "over 60 s ends a piece" in result.stderr
+        notes = notes_of(tmp_path / f"out-{name}")
+        assert (60, 0.0) in {(p, s) for p, s, _ in notes} and max(e for _, _, e in notes) < 60  # not days later
+
+
+BOUNDED = """
+import resource, sys, time
+from pathlib import Path
+from seqgen.commands import _primer_ids
+from seqgen.corpora import load_corpus, midi_pieces
+from seqgen.midi import MidiTokenizer
+
+path, tok = Path(sys.argv[1]), MidiTokenizer()
+start = time.perf_counter()
+pieces, _ = midi_pieces(load_corpus(path), tok, log=lambda m: None)
+events = sum(len(tok.encode(p)) for p in pieces)  # as training encodes them each epoch
+corpus = time.perf_counter() - start
+for seconds in (None, 1e9):  # the default primer, then all of it
+    start = time.perf_counter()
+    ids = _primer_ids(tok, path, seconds)
+    rules = tok.rules()
+    rules.start(ids, 4, "cpu")
+    tok.seconds(ids), tok.decode(ids)
+    primer = time.perf_counter() - start
+print(corpus, primer, events, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.parametrize("make", [years_gap_file, days_gap_file, dense_file])
+def test_hostile_files_read_in_bounded_time_and_memory(make, tmp_path):
+    path = tmp_path / "hostile.mid"
+    path.write_bytes(make())
+    assert len(path.read_bytes()) < 1 << 20
+    env = {**os.environ, "SEQGEN_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", BOUNDED, str(path)], capture_output=True, text=True, check=True,
+                         timeout=120, env=env).stdout.split()
+    corpus, primer, events, peak_kb = float(out[0]), float(out[1]), int(out[2]), int(out[3])
+    assert corpus < 10 and primer < 10, (corpus, primer)
+    assert peak_kb < 1 << 20, f"peak memory {peak_kb / 1024:.0f} MB"
+    assert events < 7_000_000  # before: the years gap alone was 1.7 x 10^8 TIME_SHIFTs (3 GB)

@@ -138,3 +138,31 @@ def test_bach_chorales_come_from_music21():
     assert error is None
     notes = MidiTokenizer().read_notes(data)
     assert len(notes) > 100 and 40 <= notes["pitch"].min() and notes["pitch"].max() <= 81
+
+
+def test_files_are_split_at_long_silences_said_in_one_line_and_cached(tmp_path, cache):
+    from .midi_helpers import years_gap_file
+
+    (tmp_path / "a.mid").write_bytes(years_gap_file())
+    (tmp_path / "b.mid").write_bytes(midi_file(tune()))
+    for expected in ("", "Using the cached encoding"):
+        messages = []
+        pieces, _ = midi_pieces(load_corpus(tmp_path), MidiTokenizer(), log=messages.append)
+        assert [len(p) for p in pieces] == [1, 1, 27] and pieces[1]["start"].tolist() == [0.0]
+        assert messages[-1] == "Split 1 of 2 MIDI files at silences of over 60 s: a.mid (2 pieces)"
+        assert messages[0].startswith(expected)
+    assert corpora.MIDI_CACHE_VERSION == 2
+
+
+def test_stale_temp_files_in_the_midi_cache_are_swept(folder, cache):
+    import os
+    import time
+
+    (cache / "midi").mkdir(parents=True)
+    stale, fresh = cache / "midi" / ".abc.safetensors.x1y2.tmp", cache / "midi" / ".def.safetensors.z3.tmp"
+    for f in (stale, fresh):
+        f.write_bytes(b"half a file")
+    hour_ago = time.time() - corpora.STALE_TEMP_SECONDS - 60
+    os.utime(stale, (hour_ago, hour_ago))
+    midi_pieces(load_corpus(folder), MidiTokenizer(), log=lambda m: None)
+    assert not stale.exists() and fresh.exists()  # the fresh one may be another process' write in progress
