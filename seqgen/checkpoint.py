@@ -167,7 +167,8 @@ def _check_tokenizer(data, path: Path) -> None:
 
 
 # What commands read of the corpus a run was trained on (`info` prints it, `--resume` reloads it).
-CORPUS_FIELDS = {"name": str, "kind": str, "spec": str, "source": str, "sha256": str, "characters": int, "files": int}
+CORPUS_FIELDS = {"name": str, "kind": str, "spec": str, "source": str, "sha256": str, "characters": int, "files": int,
+                 "keep_line_endings": bool}
 
 
 def _check_corpus(corpus: dict, path: Path) -> None:
@@ -175,7 +176,10 @@ def _check_corpus(corpus: dict, path: Path) -> None:
         value = corpus.get(name)
         if name not in corpus or (value is None and kind is str):  # info prints a missing name as None
             continue
-        ok = isinstance(value, kind) and not isinstance(value, bool) and (kind is str or value >= 0)
+        if kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        else:
+            ok = isinstance(value, kind)
         if not ok or (name == "kind" and value not in KINDS):
             raise SeqgenError(f"{path}: bad checkpoint metadata (corpus {name} = {describe(value)})")
 

@@ -53,7 +53,7 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
         # The one process that writes the run directory locks it before reading anything there.
         def lock(directory) -> None:
             if distributed.writes():
-                held.enter_context(Lock(Path(directory)))
+                held.callback(Lock(Path(directory)).release)
 
         if out is not None:
             lock(out)

@@ -99,6 +99,12 @@ class Lock:
         if clean:
             self._undo()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
     def _undo(self) -> None:
         for directory in reversed(self.made):
             try:
@@ -106,12 +112,6 @@ class Lock:
             except OSError:
                 break
         self.made = []
-
-    def __enter__(self) -> Lock:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 def _read_pid(fd: int) -> int | None:

@@ -74,7 +74,7 @@ def test_two_real_training_processes_on_one_directory(tmp_path, corpus_file):
         time.sleep(0.02)
     for extra in (["--resume"], ["--force"]):
         second = subprocess.run([sys.executable, "-m", "seqgen", "train", str(corpus_file), "--out", str(out),
-                                 *TINY, *extra], capture_output=True, text=True, timeout=120)
+                                 *TINY, *extra], capture_output=True, text=True, timeout=120, check=False)
         assert second.returncode == 1, second.stderr
         assert second.stderr == (f"Error: {out} is in use by seqgen process {first.pid}; wait for it to finish or "
                                  "stop it, or choose another --out\n")
@@ -140,9 +140,9 @@ def test_under_nproc_rank_0_takes_the_lock(tmp_path, corpus_file):
     args = [sys.executable, "-m", "seqgen", "train", str(corpus_file), "--out", str(out), *TINY, "--max-steps", "4",
             "--nproc", "2", "--precision", "fp32"]
     with Lock(out):
-        held = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        held = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert held.returncode == 1 and held.stderr.startswith(f"Error: {out} is in use by seqgen process {os.getpid()};")
     assert held.stderr.count("\n") == 1, held.stderr
-    free = subprocess.run(args, capture_output=True, text=True, timeout=300)  # rank 1 must not take it from rank 0
+    free = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)  # rank 1 must not take it from rank 0
     assert free.returncode == 0, free.stderr
     assert checkpoint.read(out / checkpoint.LAST).meta["processes"] == 2 and not (out / LOCK).exists()
