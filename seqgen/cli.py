@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import (DEVICES, KINDS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, SEED, MidiConfig, ModelConfig, TrainConfig, bounds, choices,
+from .config import (DEVICES, KINDS, MAX_SAMPLE_TOKENS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, SEED, MidiConfig, ModelConfig, TrainConfig, bounds, choices,
                      default, field_kind)
 from .errors import SeqgenError, Terminated
 from .threads import note_start
@@ -72,6 +72,10 @@ def _cli_error(e: BaseException, launched: bool) -> CliError:
         return CliError("interrupted", 130)
     if isinstance(e, Terminated):
         return CliError("terminated", 143)
+    if isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and _out_of_memory(str(e))):
+        # Not a bug but a limit of this machine: say so in one line (torch's message says how much).
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "MemoryError"
+        return CliError(f"out of memory ({first[:300]})")
     if isinstance(e, OSError):
         where = f"{e.filename}: " if e.filename else ""
         return CliError(f"{where}{e.strerror or e}")
@@ -85,6 +89,10 @@ def _cli_error(e: BaseException, launched: bool) -> CliError:
 
 
 ARGV: list[str] = []
+
+
+def _out_of_memory(message: str) -> bool:
+    return any(m in message for m in ("can't allocate memory", "not enough memory", "out of memory"))
 MAX_PRIME_FILE = 16 << 20  # a prime is read whole and fed token by token: far more is a mistake
 
 
@@ -309,16 +317,16 @@ def _shard(ctx, param, value):
 @click.option("--primer", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="MIDI: continue this .mid file (included in the output): its first minute, up to any "
                    "silence of over a minute.")
-@click.option("--primer-seconds", type=FloatRange(0, min_open=True), default=None,
+@click.option("--primer-seconds", type=FloatRange(0, 10**9, min_open=True), default=None,
               help="MIDI: use the first SECONDS of --primer, more or less than the default  "
                    f"[default: {SAMPLE_DEFAULTS['primer_seconds']:g}]")
 @click.option("--primer-pitches", callback=_pitches, default=None, metavar="P,P,...",
               help="MIDI: start from these pitches struck together, e.g. 60,64,67 (C major).")
-@click.option("-n", "--length", type=click.IntRange(1), default=None,
+@click.option("-n", "--length", type=click.IntRange(1, MAX_SAMPLE_TOKENS), default=None,
               help="Tokens to generate: characters, or MIDI events  [default: 500 characters; MIDI: see --seconds]")
-@click.option("--seconds", type=FloatRange(0, min_open=True), default=None,
+@click.option("--seconds", type=FloatRange(0, 86400, min_open=True), default=None,
               help="MIDI: generate this many seconds of music  [default: 30 unless --length is given]")
-@click.option("-t", "--temperature", type=FloatRange(0), default=SAMPLE_DEFAULTS["temperature"],
+@click.option("-t", "--temperature", type=FloatRange(0, 1000), default=SAMPLE_DEFAULTS["temperature"],
               help="Sharpen (<1) or flatten (>1) the distribution; 0 is greedy argmax decoding.")
 @click.option("--top-k", type=click.IntRange(1), default=None, help="Sample only from the K most likely tokens.")
 @click.option("--top-p", type=FloatRange(0, 1, min_open=True), default=None,

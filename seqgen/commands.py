@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ import numpy as np
 
 from . import checkpoint, distributed
 from .atomic import atomic_write_bytes, atomic_write_text, output_kind
-from .config import MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict
+from .config import MAX_SAMPLE_TOKENS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict
 from .corpora import BUILTINS, LineEnds, check_kind, converted_message, load_corpus
 from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
@@ -99,6 +101,7 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
         out = world.agree(_default_run_dir(corpus.name, model_options["cell"]))
         lock(out)
     out = Path(out)
+    _outside_corpus(out, corpus)
     check_new_run(out, force)
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
                       out, tokenizer=new_tokenizer(corpus, MidiConfig(**midi_options)), reporter=reporter,
@@ -136,6 +139,7 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
     if corpus_spec and not kind:
         check_kind(corpus_spec, run_kind, f"this run trains a {'MIDI' if run_kind == 'midi' else 'text'} model")
     corpus = load_corpus(corpus_spec or saved_corpus["spec"], kind or run_kind, keep_line_endings=keep)
+    _outside_corpus(Path(out), corpus)
     try:
         trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
                           tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict)
@@ -148,6 +152,16 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
     if trainer.corpus_meta["sha256"] != saved_corpus.get("sha256"):
         trainer.reporter.log("Warning: this corpus differs from the one the run started on")  # rank 0's
     return trainer
+
+
+def _outside_corpus(out: Path, corpus) -> None:
+    """A run directory inside a folder of text would be read as part of the corpus next time."""
+    if corpus.kind != "text" or corpus.encoded is not None or not Path(corpus.spec).is_dir():
+        return
+    folder, run = Path(corpus.spec).resolve(), out.resolve()
+    if run == folder or folder in run.parents:
+        raise SeqgenError(f"--out {out} is inside the text corpus {corpus.spec}, whose every file is read as text "
+                          "(checkpoints too); put the run directory outside it")
 
 
 def _default_run_dir(corpus_name: str, cell: str) -> Path:
@@ -196,7 +210,7 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
     existing = [f for f in files if output_kind(f) == "file"]
     if existing and not force:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise SeqgenError(f"{existing[0]}{more} already exist; use --force to overwrite")
+        raise SeqgenError(f"{existing[0]}{more} already exist{'s' if not more else ''}; use --force to overwrite")
     return files
 
 
@@ -228,6 +242,8 @@ def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, 
     files = _output_files(out, indices, shards * num_samples, force, ".mid" if midi else ".txt")
     if as_json and midi and files is None:
         raise SeqgenError("--json prints a summary on stdout, so MIDI samples need --out DIR or FILE.mid")
+    if (files is None or as_json) and sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise SeqgenError("stdout is closed; give --out FILE or DIR for the samples")
     # A seed is always chosen, and reported by --json, so any batch can be made again.
     seed = options["seed"] if options["seed"] is not None else int(np.random.SeedSequence().generate_state(1)[0])
     options["seed"] = seed if shard is None else shard_seed(seed, index)
@@ -243,7 +259,30 @@ def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, 
                    "shard": None if shard is None else f"{index}/{shards}",
                    "temperature": options["temperature"], "top_k": options["top_k"], "top_p": options["top_p"],
                    "samples": [{"index": i, **r} for i, r in zip(indices, reports)]}
-        sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        write_stdout(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
+def _check_size(num_samples: int, length: int) -> None:
+    if num_samples * length > MAX_SAMPLE_TOKENS:
+        raise SeqgenError(f"{num_samples:,} samples of up to {length:,} tokens is more than one command generates "
+                          f"({MAX_SAMPLE_TOKENS:,} tokens); split the job with --shard I/N")
+
+
+def write_stdout(data: str | bytes) -> None:
+    """Write data to stdout whole, or fail: a reader that leaves midway is a BrokenPipeError (exit
+    141), never a silently short output. (Python's buffered stdout can drop the rest of a write
+    that a closing pipe cut short, and exit 0.)"""
+    sys.stdout.flush()
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, io.UnsupportedOperation):  # not a file (an in-memory stream, as in tests)
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _sample_text(model, tokenizer, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,
@@ -270,6 +309,7 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
             sys.stdout.write(tokenizer.decode(token))
             sys.stdout.flush()
 
+    _check_size(num_samples, length)
     rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature,
                     top_k=top_k, top_p=top_p, seed=seed, stop=stop_ids, on_step=on_step)
     texts = [head + tokenizer.decode(row) for row in rows]
@@ -280,7 +320,7 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
             file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(file, text)
             report["path"] = str(file)
-            if not as_json:
+            if not as_json and output_kind(file) != "stream":  # /dev/null or a pipe: no file to list
                 print(file)
         return reports
     if as_json:
@@ -289,11 +329,10 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
         if not texts[0].endswith("\n"):
             sys.stdout.write("\n")
         return reports
-    for i, text in enumerate(texts, 1):
-        if num_samples > 1:
-            sys.stdout.write(f"{'' if i == 1 else chr(10)}==> sample {i} <==\n")
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    sys.stdout.flush()
+    shown = [text if text.endswith("\n") else text + "\n" for text in texts]
+    if num_samples > 1:
+        shown = [f"{'' if i == 1 else chr(10)}==> sample {i} <==\n{text}" for i, text in enumerate(shown, 1)]
+    write_stdout("".join(shown))
     return reports
 
 
@@ -343,6 +382,7 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
         seconds = SAMPLE_DEFAULTS["seconds"]
     if length is None:
         length = int(seconds * 200) + 100  # a cap far above the ~20 events a second of real music
+    _check_size(num_samples, length)
     primer_end = tokenizer.seconds(prime_ids)
     primer_onsets = {(p, s) for p, _, s, _ in tokenizer.decode(prime_ids)[0].tolist()}
     rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature, top_k=top_k,
@@ -363,15 +403,14 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
         reports.append({"events": len(row), "notes": len(notes), "seconds": round(length_s, 3),
                         "ignored_events": report.ignored})
         if files is None:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
+            write_stdout(data)
             print(f"stdout: {summary}", file=sys.stderr)
             continue
         file = files[i]
         file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(file, data)
         reports[-1]["path"] = str(file)
-        if not as_json:
+        if not as_json and output_kind(file) != "stream":  # /dev/null or a pipe: no file to list
             print(file)
         print(f"{file}: {summary}", file=sys.stderr)
         if plot:

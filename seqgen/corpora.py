@@ -434,7 +434,7 @@ def encode_corpus(spec, out_dir, *, force: bool = False, keep_line_endings: bool
     load_corpus reads them (as \n, unless `keep_line_endings`).
     """
     out = Path(out_dir)
-    with Lock(out, beside=True):  # one encoding into `out` at a time: each sweeps the other's scratch
+    with Lock(out, beside=True, option="OUT_DIR"):  # one encoding into `out` at a time: each sweeps the other's scratch
         return _encode_corpus(spec, out, force, keep_line_endings, log or (lambda m: print(m, file=sys.stderr)))
 
 

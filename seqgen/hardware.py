@@ -90,3 +90,18 @@ def pick_precision(name: str, device: torch.device, cell: str = "lstm") -> torch
         return torch.bfloat16
     return None
 
+
+def check_fits(params: int, device: torch.device) -> None:
+    """Refuse, in one line, a model too large to train here, before allocating any of it: its
+    weights, gradients and AdamW's two moments are four fp32 copies (activations come on top)."""
+    need = 16 * params
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    if need > free:
+        raise SeqgenError(f"a model of {params:,} parameters needs {need / 2**30:,.1f} GB to train (weights, gradients "
+                          f"and optimizer state), and {free / 2**30:,.1f} GB is free; use a smaller --hidden, "
+                          "--layers or --embed")

@@ -34,7 +34,7 @@ class Lock:
     through `name` beside it in its parent (for a directory that is replaced whole, like an
     encoded corpus). A second process is refused at once, told which PID holds it."""
 
-    def __init__(self, directory: Path, *, beside: bool = False):
+    def __init__(self, directory: Path, *, beside: bool = False, option: str = "--out"):
         directory = Path(directory)
         self.made: list[Path] = []  # directories made for the lock, removed again by release(clean=True)
         target = directory.parent if beside else directory
@@ -52,9 +52,9 @@ class Lock:
             raise SeqgenError(f"{target}: exists and is not a directory")
         self.path = directory.parent / f".{directory.name}.seqgen.lock" if beside else directory / LOCK
         self.fd: int | None = None
-        self._acquire(directory)
+        self._acquire(directory, option)
 
-    def _acquire(self, directory: Path) -> None:
+    def _acquire(self, directory: Path, option: str) -> None:
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_UMASK)
@@ -70,7 +70,7 @@ class Lock:
                     raise SeqgenError(f"could not lock {self.path}: {e.strerror or e}") from None
                 who = f"process {holder}" if holder else "another process"
                 raise SeqgenError(f"{directory} is in use by seqgen {who}; wait for it to finish or stop it, "
-                                  "or choose another --out") from None
+                                  f"or choose another {option}") from None
             # The holder before us may have removed the file after we opened it: then we hold a
             # lock on a name no one else can find, and must take the new file's instead.
             try:
@@ -123,19 +123,21 @@ def _read_pid(fd: int) -> int | None:
 
 
 def is_own(path: Path) -> bool:
-    """Whether `path` in a run directory is a file seqgen writes: a checkpoint, the metrics log
-    (by its header, so a user's own metrics.csv is not mistaken for one), a temporary file on
-    the way to one of them, or the lock."""
+    """Whether `path` in a run directory is a file seqgen writes: a checkpoint or the metrics log
+    (by their content, so a user's own file of that name is not mistaken for one), a temporary
+    file on the way to one of them, or the lock."""
     name = path.name
     if name == LOCK or OWN_TEMP.fullmatch(name):
         return True
     if not OWN.fullmatch(name) or not path.is_file() or path.is_symlink():
         return False
-    if name != METRICS:
-        return True
     try:
-        with path.open(encoding="utf-8", errors="replace") as f:
-            return f.readline().strip() == ",".join(METRIC_FIELDS)
+        with path.open("rb") as f:
+            if name == METRICS:
+                return f.readline().strip() == ",".join(METRIC_FIELDS).encode()
+            # A safetensors file: an 8-byte header length, then the JSON header, where the
+            # metadata names the format (see checkpoint.py). Only the header's start is read.
+            return f.read(8 + 4096).find(b"seqgen-checkpoint") > 8
     except OSError:
         return False
 
@@ -160,15 +162,15 @@ def check_new_run(directory: Path, force: bool) -> None:
     """Refuse to start a run over another one (without --force) or among files seqgen did not
     write (without --force; and never where a name seqgen writes is taken by the user's file)."""
     directory = Path(directory)
-    if any((directory / name).exists() for name in CHECKPOINTS) and not force:
-        raise SeqgenError(f"{directory} already holds a run; continue it with --resume, or start over with --force")
     others = foreign(directory)
-    if not others:
-        return
     taken = [p for p in others if OWN.fullmatch(p.name)]
     if taken:
         raise SeqgenError(f"{taken[0]} is not a file seqgen wrote, and a run would write there; "
                           "move it, or choose another --out (not even --force replaces it)")
+    if any(is_own(directory / name) for name in CHECKPOINTS) and not force:
+        raise SeqgenError(f"{directory} already holds a run; continue it with --resume, or start over with --force")
+    if not others:
+        return
     if not force:
         more = f" and {len(others) - 1} more" if len(others) > 1 else ""
         raise SeqgenError(f"{directory} holds files that are not a seqgen run ({others[0].name}{more}); choose a new "

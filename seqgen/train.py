@@ -30,8 +30,8 @@ from .corpora import Corpus
 from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
 from .distributed import World
 from .errors import SeqgenError
-from .hardware import native_bf16_cpu, pick_device, pick_precision
-from .model import BATCH_DIM, RNNLM, sequence_loss
+from .hardware import check_fits, native_bf16_cpu, pick_device, pick_precision
+from .model import BATCH_DIM, RNNLM, parameter_shapes, sequence_loss
 from .progress import Reporter, duration
 from .rundir import METRIC_FIELDS, METRICS, sweep_temps
 from .threads import Threads
@@ -192,6 +192,7 @@ class Trainer:
             raise SeqgenError("the validation split is under two tokens; raise --val-fraction")
 
         self.model_config = dataclasses.replace(model_config, vocab_size=self.tokenizer.vocab_size)
+        check_fits(sum(math.prod(s) for s in parameter_shapes(self.model_config).values()), self.device)
         self.model = RNNLM(self.model_config).to(self.device)
         self.stepper = self.world.wrap(self.model)  # what a training step calls: DDP under several processes
         self.optimizer = make_optimizer(self.model, config)
@@ -311,10 +312,9 @@ class Trainer:
         cfg, p = self.cfg, self.progress
         train_loss = self.world.sum(train_loss)[0] / self.world.size  # the same on every process
         if not math.isfinite(train_loss):
-            raise SeqgenError(
-                f"the training loss became {train_loss} by step {p.step}; the last good checkpoint "
-                f"is kept in {self.run_dir} (try a lower --lr or --clip)"
-            )
+            kept = (f"the last good checkpoint is kept in {self.run_dir}" if self.saved_step is not None
+                    else "no checkpoint was saved")
+            raise SeqgenError(f"the training loss became {train_loss} by step {p.step}; {kept} (try a lower --lr or --clip)")
         val_loss, _ = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.seq_len, self.world)
         improved = p.best_val_loss is None or val_loss < p.best_val_loss
         if improved:

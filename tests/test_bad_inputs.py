@@ -107,6 +107,18 @@ ROWS = [
     ("MIDI with a gap of years", ["train", "{tmp}/yearsgap.mid"], 1, r"longer than the training text \(14 tokens\)"),
     ("MIDI with a gap of days", ["train", "{tmp}/daysgap.mid"], 1, r"longer than the training text \(5 tokens\)"),
     ("stats of no MIDI", ["midi-stats", "{tmp}/emptydir"], 1, r"no .mid or .midi files"),
+    ("a length no memory holds", ["sample", "{run}", "-n", "999999999999"], 2, r"--length"),
+    ("a temperature beyond float32", ["sample", "{run}", "--temperature", "1e308"], 2, r"--temperature"),
+    ("seconds beyond any clock", ["sample", "{midirun}", "--seconds", "1e308", "--out", "{tmp}/inf.mid"], 2, r"--seconds"),
+    ("more samples than one command holds", ["sample", "{run}", "-k", "100000", "-n", "1000"], 1,
+     r"100,000 samples of up to 1,000 tokens is more than one command generates .*--shard"),
+    ("a model too large for memory", ["train", "{corpus}", "--out", "{tmp}/huge", "--layers", "64", "--hidden", "65536",
+                                      "--embed", "65536", "--max-steps", "1"], 1,
+     r"a model of [\d,]+ parameters needs [\d,.]+ GB to train .* use a smaller --hidden"),
+    ("a run directory inside its text corpus", ["train", "{tmp}/texts", "--out", "{tmp}/texts/run"], 1,
+     r"--out .*texts/run is inside the text corpus"),
+    ("a user's best.safetensors", ["train", "{corpus}", "--out", "{tmp}/best", "--force"], 1,
+     r"best/best.safetensors is not a file seqgen wrote"),
     ("stats of a missing folder", ["midi-stats", "{tmp}/nope"], 1, r"nope: no such file"),
     ("stats against a missing reference", ["midi-stats", "{tmp}/tunes", "--reference", "{tmp}/nope"], 1, r"nope: no such file"),
     ("many samples to one file name", ["sample", "{run}", "-k", "3", "--out", "{tmp}/nofile.txt"], 1,
@@ -141,7 +153,8 @@ def files(tmp_path_factory, corpus_file):
     (tmp / "greek.txt").write_text("It was αβγ")
     (tmp / "manychars.txt").write_text("".join(map(chr, range(0x10000, 0x10000 + 70_000))), encoding="utf-8")
     (tmp / "evil.pt").write_bytes(pickle.dumps(Payload()))
-    for folder, names in {"mine": ["notes.txt", ".draft.tmp"], "weights": ["metrics.csv"]}.items():
+    for folder, names in {"mine": ["notes.txt", ".draft.tmp"], "weights": ["metrics.csv"], "best": ["best.safetensors"],
+                          "texts": ["a.txt"]}.items():
         (tmp / folder).mkdir()  # a user's folders, not runs; a metrics.csv of their own
         for name in names:
             (tmp / folder / name).write_text("date,weight\n")

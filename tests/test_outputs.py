@@ -32,7 +32,7 @@ def run(tmp_path_factory, corpus_file):
 
 def test_dev_null_stays_a_device_and_needs_no_force(run):
     result = invoke("sample", run, "-n", "20", "--out", "/dev/null")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0 and result.stdout == "", result.output  # no file to list
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
@@ -106,3 +106,30 @@ def test_sigterm_while_writing_samples_leaves_only_whole_files(run, tmp_path):
     files = sorted(out.iterdir())
     assert 0 < len(files) < 400  # stopped midway
     assert all(f.name.startswith("sample_") and len(f.read_text()) == 300 for f in files)  # no temp files, none cut
+
+
+def test_a_reader_that_leaves_midway_through_one_long_write_is_exit_141(run):
+    # One sample of 70,000 characters is one write, longer than a pipe holds: `head` leaves after
+    # part of it. Python's buffered stdout would drop the rest and exit 0.
+    pipeline = f"{sys.executable} -m seqgen sample {run} -n 70000 --seed 1 | head -c 10"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 141 and len(proc.stdout) == 10 and proc.stderr == b"", proc.stderr
+
+
+def test_a_closed_stdout_is_one_error(run, tmp_path):
+    pipeline = f"{sys.executable} -m seqgen sample {run} -n 20 >&-"
+    proc = subprocess.run(["bash", "-c", pipeline], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1 and proc.stderr == "Error: stdout is closed; give --out FILE or DIR for the samples\n"
+    to_file = f"{sys.executable} -m seqgen sample {run} -n 20 --out {tmp_path / 'a.txt'} >&-"
+    assert subprocess.run(["bash", "-c", to_file], timeout=120, check=False).returncode == 0
+    assert (tmp_path / "a.txt").exists()
+
+
+def test_out_of_memory_is_one_line_not_an_internal_error():
+    from seqgen.cli import _cli_error
+
+    for e in (MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate "
+                                          "memory: you tried to allocate 68719476736 bytes.")):
+        error = _cli_error(e, launched=False)
+        assert error.exit_code == 1 and error.message.startswith("out of memory (")
+    assert _cli_error(RuntimeError("something else"), launched=False).exit_code == 70

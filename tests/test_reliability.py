@@ -116,6 +116,15 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_the_last_good_checkpoin
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
+def test_a_loss_that_is_nan_before_any_checkpoint_says_none_was_saved(tmp_path, corpus_text, monkeypatch):
+    monkeypatch.setattr(seqgen.train, "sequence_loss", lambda logits, targets: logits.sum() * float("nan"))
+    trainer = Trainer(Corpus("dickens", corpus_text, "dickens", "test"), ModelConfig(vocab_size=0, **TINY_MODEL),
+                      TrainConfig(**TINY_TRAIN), tmp_path / "run")
+    with pytest.raises(SeqgenError, match=r"the training loss became nan by step 10; no checkpoint was saved \(try"):
+        trainer.run()
+    assert not list((tmp_path / "run").iterdir())
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, corpus_file):
     run = tmp_path_factory.mktemp("reliability") / "run"
