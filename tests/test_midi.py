@@ -289,6 +289,24 @@ def test_rules_start_in_one_pass_equals_advancing_token_by_token(ids, k):
     assert torch.equal(rules.allowed(), stepped.allowed())
 
 
+def test_a_primer_of_a_million_notes_is_taken_in_without_a_step_per_event(monkeypatch):
+    """What sampling does with a primer before its first step: encode it, start the rules after it,
+    find its length and its notes. None of it may go event by event (at 140 us an event, a
+    10^6-note primer took over 300 s); the rules' `advance`, a step per event, is not called."""
+    rng = np.random.default_rng(0)
+    start = np.sort(rng.uniform(0, 3000, 1_000_000))
+    notes = notes_array(zip(rng.integers(21, 109, len(start)).tolist(), rng.integers(1, 128, len(start)).tolist(),
+                            start.tolist(), (start + rng.uniform(0.01, 2, len(start))).tolist()))
+    ids = TOK.encode(notes)
+    assert len(ids) > 3_000_000
+    rules = TOK.rules()
+    monkeypatch.setattr(type(rules), "advance", lambda self, token: pytest.fail("advanced event by event"))
+    rules.start(ids, 4, "cpu")
+    assert rules.opened.shape == (4, 128) and int(rules.now[0]) == round(TOK.seconds(ids) / TOK.config.resolution)
+    decoded, _ = TOK.decode(ids)
+    assert len(decoded) > 900_000
+
+
 def test_a_silence_over_a_minute_splits_a_performance_into_pieces():
     from seqgen.midi import MAX_SILENCE, split_at_silences
 
