@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -62,8 +63,24 @@ def output_kind(path: Path) -> str:
     if stat.S_ISREG(st.st_mode):
         # A regular file behind a file descriptor (/dev/stdout redirected to a file) is written
         # in place: the shell holds that file open, and a rename would leave it behind.
-        return "stream" if os.path.realpath(path).startswith("/proc/") else "file"
+        return "stream" if _through_descriptor(path) else "file"
     return "stream" if stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode) else "other"
+
+
+_DESCRIPTOR = re.compile(r"/(?:proc/(?:self|thread-self|\d+)|dev)/fd/\d+")
+
+
+def _through_descriptor(path: Path) -> bool:
+    """Whether `path`, or a symbolic link on the way from it, names an open file descriptor
+    (/dev/stdout -> /proc/self/fd/1 -> the file the shell redirected it to)."""
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if _DESCRIPTOR.fullmatch(current):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.join(os.path.dirname(current), os.readlink(current))
+    return False
 
 
 def _write_in_place(path: Path, data: bytes) -> None:

@@ -88,11 +88,11 @@ def read(path: Path) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise SeqgenError(f"{path}: a safetensors file, but not a seqgen checkpoint")
     version = meta.get("version")
-    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
-        raise SeqgenError(
-            f"{path}: checkpoint format {describe(version)} is newer than this seqgen "
-            f"understands ({FORMAT_VERSION}); upgrade seqgen"
-        )
+    if type(version) is not int or version < 1:
+        raise SeqgenError(f"{path}: bad checkpoint metadata (format version {describe(version)})")
+    if version > FORMAT_VERSION:
+        raise SeqgenError(f"{path}: checkpoint format {version} is newer than this seqgen understands "
+                          f"({FORMAT_VERSION}); upgrade seqgen")
     _check_meta(meta, path)
     try:
         tensors = st_load(data)
@@ -141,15 +141,14 @@ def _check_meta(meta: dict, path: Path) -> None:
     for name in ("model", "tokenizer"):
         if name not in meta:
             raise SeqgenError(f"{path}: bad checkpoint metadata (no {name} settings)")
-    sections = {"model": ModelConfig, "train": TrainConfig, "progress": Progress}
-    for name, cls in sections.items():
+    # The training settings are checked only by a resume (read_resumable), which runs them:
+    # sample, info and eval need none, and a run from an older seqgen may hold a setting that
+    # this one's command line bounds more tightly.
+    for name, cls in {"model": ModelConfig, "progress": Progress}.items():
         if name in meta:
-            try:
-                checked(cls, meta[name])
-            except (TypeError, ValueError) as e:
-                raise SeqgenError(f"{path}: bad checkpoint metadata ({name}: {e})") from None
+            _check_section(meta, name, cls, path)
     _check_tokenizer(meta["tokenizer"], path)
-    fields = {"corpus": dict, "metrics": dict, "optimizer": dict, "precision": str, "resumable": bool,
+    fields = {"train": dict, "corpus": dict, "metrics": dict, "optimizer": dict, "precision": str, "resumable": bool,
               "processes": int, "seqgen_version": str, "saved_at": str}
     for name, kind in fields.items():
         if name in meta and not (isinstance(meta[name], kind) and (kind is bool or not isinstance(meta[name], bool))):
@@ -157,6 +156,13 @@ def _check_meta(meta: dict, path: Path) -> None:
     if meta.get("precision", "fp32") not in PRECISIONS:
         raise SeqgenError(f"{path}: bad checkpoint metadata (precision = {describe(meta['precision'])})")
     _check_corpus(meta.get("corpus", {}), path)
+
+
+def _check_section(meta: dict, name: str, cls, path: Path) -> None:
+    try:
+        checked(cls, meta[name])
+    except (TypeError, ValueError) as e:
+        raise SeqgenError(f"{path}: bad checkpoint metadata ({name}: {e})") from None
 
 
 def _check_tokenizer(data, path: Path) -> None:
@@ -236,6 +242,7 @@ def read_resumable(path: Path) -> Checkpoint:
     for name in ("train", "progress", "optimizer"):
         if name not in ckpt.meta:
             raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (no {name} settings, which resuming needs)")
+    _check_section(ckpt.meta, "train", TrainConfig, ckpt.path)
     return ckpt
 
 

@@ -49,8 +49,8 @@ class Group(click.Group):
             # `seqgen sample ... | head`: the reader left. Exit quietly as other Unix tools do, with
             # 128 + SIGPIPE (click's own handling would exit 1). Output still buffered for the
             # closed pipe goes nowhere, so the interpreter's final flush raises nothing.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            if sys.stdout is not None:  # (a FIFO given as --out may be the pipe, with stdout closed)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise click.exceptions.Exit(141) from None
         except (Exception, KeyboardInterrupt, Terminated) as e:
             if os.environ.get("SEQGEN_DEBUG") and not isinstance(e, (SeqgenError, KeyboardInterrupt, Terminated, OSError)):

@@ -15,7 +15,8 @@ import numpy as np
 
 from . import checkpoint, distributed
 from .atomic import atomic_write_bytes, atomic_write_text, output_kind
-from .config import MAX_SAMPLE_TOKENS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict
+from .config import (MAX_SAMPLE_TOKENS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict,
+                     seed_entropy)
 from .corpora import BUILTINS, LineEnds, check_kind, converted_message, load_corpus
 from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
@@ -90,6 +91,8 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     if corpus.kind == "text" and midi_only:
         flag = "--" + sorted(midi_only)[0].replace("_", "-")
         raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
+    if corpus.kind == "midi" and "keep_line_endings" in explicit:
+        raise SeqgenError(f"--keep-line-endings is a text option, and {corpus.spec} is a MIDI corpus")
     if corpus.kind == "midi":
         train_options.update({k: v for k, v in MIDI_TRAIN_DEFAULTS.items() if k not in explicit})
     # A built-in corpus may come with a run length of its own: the quick start's is two minutes.
@@ -223,7 +226,7 @@ def shard_seed(seed: int, shard: int) -> int:
     """The generator seed of one shard of a batch job: distinct for every (seed, shard) pair, and
     the same on every machine (NumPy's SeedSequence mixes the pair; plain seed + shard would make
     shard 1 of seed 7 repeat shard 0 of seed 8)."""
-    return int(np.random.SeedSequence([seed, shard]).generate_state(1, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([seed_entropy(seed), shard]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, as_json, **options) -> None:
@@ -483,6 +486,15 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf  # exp overflows a float beyond 709
 
 
+def _saved_seq_len(ckpt) -> int:
+    """The window length the model was trained with (eval's default): the one training setting a
+    command other than a resume reads, so the only one checked here."""
+    value = ckpt.meta.get("train", {}).get("seq_len", 128)  # a dict: checkpoint.read checks that much
+    if type(value) is not int or value < 1:
+        raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (train: seq_len = {value!r:.40}); give --seq-len")
+    return value
+
+
 def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads, as_json) -> str:
     use_threads(threads)
     model, tokenizer, ckpt = checkpoint.load(checkpoint_path)
@@ -492,7 +504,7 @@ def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads
     # The text as the model read its corpus: line ends as \n, unless it knows CRs (trained keeping them).
     corpus = load_corpus(text_spec, kind, keep_line_endings=kind == "text" and not tokenizer.unknown("\r"))
     ids = all_ids(corpus, tokenizer)
-    seq_len = seq_len or ckpt.meta.get("train", {}).get("seq_len", 128)
+    seq_len = seq_len or _saved_seq_len(ckpt)
     loss, tokens = evaluate_ids(model, ids, batch_size, seq_len)
     if not math.isfinite(loss):  # finite weights can still overflow: not a score to report
         raise SeqgenError(f"{ckpt.path}: the model's loss on this text is {loss} (its outputs overflow)")

@@ -259,6 +259,8 @@ def _files(directory: Path, suffixes: tuple[str, ...] | None = None) -> list[Pat
 def _is_midi(path: Path) -> bool:
     if path.suffix.lower() in MIDI_SUFFIXES:
         return True
+    if not path.is_file():  # never open a FIFO to look: the open would wait for a writer
+        return False
     try:
         with path.open("rb") as f:
             return f.read(4) == b"MThd"
@@ -276,7 +278,7 @@ def detect_kind(path: Path) -> str:
 def kind_of(spec) -> str | None:
     """text or midi: what load_corpus would read `spec` as (None when it names nothing)."""
     path = Path(spec)
-    if path.exists():
+    if path.is_dir() or path.is_file():  # else load_corpus says what is wrong with it
         return "text" if path.is_dir() and _encoded_meta(path) is not None else detect_kind(path)
     builtin = BUILTINS.get(str(spec))
     return builtin.kind if builtin is not None else None
@@ -738,11 +740,14 @@ def midi_pieces(corpus: Corpus, tokenizer, *, strict: bool = False, log=None) ->
             contents.append(f.read_bytes())
         except OSError as e:
             raise SeqgenError(f"{f}: {e.strerror or e}") from None
+    # What the run records as its corpus (a resume compares it): the files and the reading settings.
+    # Its "version" stays 1, as runs recorded it before; the cache's own version names the file.
     key = hashlib.sha256(json.dumps({
-        "version": MIDI_CACHE_VERSION, "tokenizer": tokenizer.to_dict(),
+        "version": 1, "tokenizer": tokenizer.to_dict(),
         "files": [[n, hashlib.sha256(c).hexdigest()] for n, c in zip(names, contents)],
     }).encode()).hexdigest()
-    cache = cache_dir() / "midi" / f"{key[:40]}.safetensors"
+    cached_as = key if MIDI_CACHE_VERSION == 1 else hashlib.sha256(f"{MIDI_CACHE_VERSION}:{key}".encode()).hexdigest()
+    cache = cache_dir() / "midi" / f"{cached_as[:40]}.safetensors"
     if cache.parent.is_dir():
         sweep_stale_temp_files(cache.parent)
 

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .config import seed_entropy
 from .corpora import midi_pieces, open_encoded
 from .errors import SeqgenError
 from .tokenizers import ENCODE_CHUNK, CharTokenizer, tokenizer_from_dict
@@ -149,7 +150,7 @@ class PieceData:
 
     def train(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
-            rng = np.random.default_rng([self._seed, epoch])
+            rng = np.random.default_rng([seed_entropy(self._seed), epoch])
             order = rng.permutation(len(self._pieces))
             self._ids = np.concatenate([self._encode(self._pieces[i], rng) for i in order.tolist()])
             self._epoch = epoch

@@ -116,7 +116,7 @@ def launched() -> bool:
 def writes() -> bool:
     """Whether this process writes the run directory: rank 0 of those torchrun started, or the
     only one. (Known before joining the others, from torchrun's environment.)"""
-    return os.environ.get("RANK", "0") == "0"
+    return not launched() or os.environ.get("RANK", "0") == "0"
 
 
 def speaks() -> bool:

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import re
+import stat
 from pathlib import Path
 
 from .atomic import _UMASK
@@ -36,9 +37,18 @@ class Lock:
 
     def __init__(self, directory: Path, *, beside: bool = False, option: str = "--out"):
         directory = Path(directory)
-        self.made: list[Path] = []  # directories made for the lock, removed again by release(clean=True)
-        target = directory.parent if beside else directory
-        for parent in reversed([target, *target.parents]):
+        self.target = directory.parent if beside else directory  # where the lock file lives
+        self.path = directory.parent / f".{directory.name}.seqgen.lock" if beside else directory / LOCK
+        self.made: list[Path] = []  # directories made for the lock, removed again if nothing else came there
+        self.fd: int | None = None
+        try:
+            self._acquire(directory, option)
+        except BaseException:
+            self._undo()
+            raise
+
+    def _make_directories(self) -> None:
+        for parent in reversed([self.target, *self.target.parents]):
             if not parent.exists():
                 try:
                     parent.mkdir()
@@ -46,21 +56,25 @@ class Lock:
                 except FileExistsError:
                     pass
                 except OSError as e:
-                    self._undo()
                     raise SeqgenError(f"could not make {parent}: {e.strerror or e}") from None
-        if target.exists() and not target.is_dir():
-            raise SeqgenError(f"{target}: exists and is not a directory")
-        self.path = directory.parent / f".{directory.name}.seqgen.lock" if beside else directory / LOCK
-        self.fd: int | None = None
-        self._acquire(directory, option)
+        if not self.target.is_dir():
+            raise SeqgenError(f"{self.target}: exists and is not a directory")
 
     def _acquire(self, directory: Path, option: str) -> None:
-        while True:
+        for _ in range(100):
+            self._make_directories()  # again after the last holder removed those it had made
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_UMASK)
+                # Never through a link, nor into a FIFO: the lock file is seqgen's own, or refused.
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
+                             0o666 & ~_UMASK)
+            except FileNotFoundError:
+                continue  # its directory went with the last holder, just now
             except OSError as e:
-                self._undo()
-                raise SeqgenError(f"could not write {self.path}: {e.strerror or e}") from None
+                why = "a symbolic link" if e.errno == errno.ELOOP else (e.strerror or str(e))
+                raise SeqgenError(f"could not take the lock {self.path}: {why}") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise SeqgenError(f"could not take the lock {self.path}: not a regular file")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
@@ -74,30 +88,29 @@ class Lock:
             # The holder before us may have removed the file after we opened it: then we hold a
             # lock on a name no one else can find, and must take the new file's instead.
             try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False))
             except FileNotFoundError:
                 same = False
             if same:
-                break
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self.fd = fd
+                return
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
+        raise SeqgenError(f"could not lock {self.path}: it kept changing")
 
-    def release(self, *, clean: bool = True) -> None:
-        """Let go of the lock; with `clean`, remove the lock file, and the directories made for
-        it when nothing else was written there."""
+    def release(self) -> None:
+        """Let go of the lock, removing the lock file (and the directories made for it, when
+        nothing else came there)."""
         if self.fd is None:
             return
-        if clean:
-            try:
-                os.unlink(self.path)  # while still held: a process that opened it retries (see _acquire)
-            except OSError:
-                pass
+        try:
+            os.unlink(self.path)  # while still held: a process that opened it retries (see _acquire)
+        except OSError:
+            pass
         os.close(self.fd)
         self.fd = None
-        if clean:
-            self._undo()
+        self._undo()
 
     def __enter__(self):
         return self

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import checkpoint, distributed
 from .atomic import atomic_link, atomic_write_text
-from .config import ModelConfig, Progress, TrainConfig, from_dict, to_dict
+from .config import ModelConfig, Progress, TrainConfig, from_dict, seed_entropy, to_dict, torch_seed
 from .corpora import Corpus
 from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
 from .distributed import World
@@ -207,7 +207,7 @@ class Trainer:
         """Under several processes each draws its own dropout masks from (seed, rank, step),
         reseeded at every checkpoint, so a resumed run draws what it would have drawn."""
         if self.world.size > 1:
-            key = [self.cfg.seed, self.world.rank, self.progress.step]
+            key = [seed_entropy(self.cfg.seed), self.world.rank, self.progress.step]
             torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
 
     # -- schedule -----------------------------------------------------------------------------
@@ -230,7 +230,7 @@ class Trainer:
     def _epoch_streams(self, epoch: int) -> Streams:
         # Each epoch starts the streams at a different offset, so windows do not always begin at
         # the same characters; the offset depends only on (seed, epoch), which keeps resume exact.
-        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed(torch_seed(self.cfg.seed * 1_000_003 + epoch))
         offset = 0 if epoch == 1 else int(torch.randint(self.cfg.seq_len, (1,), generator=g))
         return Streams(self.data.train(epoch), self.cfg.batch_size, self.cfg.seq_len, offset, self.rows)
 

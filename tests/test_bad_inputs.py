@@ -129,6 +129,8 @@ ROWS = [
      r"mine holds files that are not a seqgen run \(.draft.tmp and 1 more\); .*--force"),
     ("force over a user's metrics.csv", ["train", "{corpus}", "--out", "{tmp}/weights", "--force"], 1,
      r"weights/metrics.csv is not a file seqgen wrote"),
+    ("keep line ends of MIDI", ["train", "{tmp}/tunes", "--keep-line-endings"], 1, r"--keep-line-endings is a text option"),
+    ("eval on a FIFO", ["eval", "{run}", "{tmp}/fifo"], 1, r"fifo: not a regular file or directory"),
     ("keep line ends of an encoding that converted them", ["train", "{tmp}/enc", "--keep-line-endings"], 1,
      r"encode it again with --keep-line-endings"),
     ("unknown corpus download", ["corpus", "download", "wikipedia"], 1, r"no built-in corpus 'wikipedia'"),

@@ -192,11 +192,23 @@ def test_each_setting_is_checked_with_its_range(source, tmp_path, section, key, 
     ckpt, _ = source
     meta = {**ckpt.meta, section: {**ckpt.meta[section], key: value}}
     write(tmp_path / "x.safetensors", meta, ckpt.tensors)
+    read = checkpoint.read_resumable if section == "train" else checkpoint.load  # only a resume runs them
     if message is None:
-        checkpoint.load(tmp_path / "x.safetensors")
+        read(tmp_path / "x.safetensors")
         return
     with pytest.raises(checkpoint.SeqgenError, match=message):
-        checkpoint.load(tmp_path / "x.safetensors")
+        read(tmp_path / "x.safetensors")
+
+
+def test_training_settings_an_older_seqgen_allowed_do_not_stop_sampling(source, tmp_path):
+    """Older versions took any --seed, --threads and --lr: a model trained so still samples,
+    describes itself and scores, whatever today's command line bounds."""
+    ckpt, _ = source
+    meta = {**ckpt.meta, "train": {**ckpt.meta["train"], "seed": -(2**70), "threads": 9000, "lr": 2e6}}
+    write(tmp_path / "old.safetensors", meta, ckpt.tensors)
+    for args in (["sample", "-n", "5"], ["info"], ["info", "--json"]):
+        result = CliRunner().invoke(cli, [args[0], str(tmp_path / "old.safetensors"), *args[1:]])
+        assert result.exit_code == 0, (args, result.output)
 
 
 def test_the_cli_takes_its_ranges_from_the_configs():

@@ -151,7 +151,16 @@ def test_files_are_split_at_long_silences_said_in_one_line_and_cached(tmp_path, 
         assert [len(p) for p in pieces] == [1, 1, 27] and pieces[1]["start"].tolist() == [0.0]
         assert messages[-1] == "Split 1 of 2 MIDI files at silences of over 60 s: a.mid (2 pieces)"
         assert messages[0].startswith(expected)
-    assert corpora.MIDI_CACHE_VERSION == 2
+
+
+def test_the_corpus_digest_a_run_records_is_the_one_runs_recorded_before(tmp_path, cache):
+    """A resume compares it: a new cache format must not make an old run's corpus look changed.
+    (The digest of these two files as seqgen 0.1.0 before the cache's version 2 recorded it.)"""
+    (tmp_path / "songs").mkdir()
+    (tmp_path / "songs" / "a.mid").write_bytes(midi_file(tune()))
+    (tmp_path / "songs" / "b.mid").write_bytes(midi_file(tune(transpose=2)))
+    _, digest = midi_pieces(load_corpus(tmp_path / "songs"), MidiTokenizer(), log=lambda m: None)
+    assert digest == "a7929bd68530df16026c0c1b4fef7201fbf785adaeda625e638afe0aa3f448c1"
 
 
 def test_stale_temp_files_in_the_midi_cache_are_swept(folder, cache):

@@ -133,3 +133,18 @@ def test_out_of_memory_is_one_line_not_an_internal_error():
         error = _cli_error(e, launched=False)
         assert error.exit_code == 1 and error.message.startswith("out of memory (")
     assert _cli_error(RuntimeError("something else"), launched=False).exit_code == 70
+
+
+@pytest.mark.parametrize("mode", ["w", "a"])
+def test_dev_stdout_redirected_to_a_file_is_written_in_place(run, tmp_path, mode):
+    """`-o /dev/stdout > file` (or `>> file`): the shell's file gets the sample, after what it held
+    with `>>`; no --force, and the file is not replaced behind the shell's back."""
+    target = tmp_path / "out.txt"
+    target.write_text("previous line\n")
+    with open(target, mode) as stdout:
+        proc = subprocess.run([*SEQGEN, "sample", str(run), "-n", "20", "--prime", "It", "-o", "/dev/stdout"],
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    text = target.read_text()
+    sample = text.removeprefix("previous line\n") if mode == "a" else text
+    assert sample.startswith("It") and len(sample) == 22 and (mode == "w" or text.startswith("previous line\n"))

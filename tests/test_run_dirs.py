@@ -146,3 +146,45 @@ def test_under_nproc_rank_0_takes_the_lock(tmp_path, corpus_file):
     free = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)  # rank 1 must not take it from rank 0
     assert free.returncode == 0, free.stderr
     assert checkpoint.read(out / checkpoint.LAST).meta["processes"] == 2 and not (out / LOCK).exists()
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_what_it_names_untouched(tmp_path, corpus_file):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / LOCK).symlink_to(precious)
+    assert "could not take the lock" in one_error(invoke("train", corpus_file, "--out", tmp_path / "run", *TINY))
+    assert precious.read_text() == "mine" and (tmp_path / "run" / LOCK).is_symlink()
+
+
+def test_a_lock_file_removed_by_its_last_holder_is_taken_anew(tmp_path, monkeypatch):
+    """A process that opened the lock file just before its holder removed it must not think it
+    holds the lock: it takes the new file, which a third process then finds taken."""
+    import fcntl
+
+    real_flock, holder = fcntl.flock, {}
+
+    def flock_after_the_holder_leaves(fd, operation):
+        if not holder:  # the first attempt: the holder leaves (removing the file) as we lock
+            holder["lock"] = first
+            first.release()
+        return real_flock(fd, operation)
+
+    first = Lock(tmp_path / "run")
+    monkeypatch.setattr(fcntl, "flock", flock_after_the_holder_leaves)
+    second = Lock(tmp_path / "run")
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    assert os.path.samestat(os.fstat(second.fd), os.stat(tmp_path / "run" / LOCK))  # the file now named
+    with pytest.raises(Exception, match="in use by seqgen process"):
+        Lock(tmp_path / "run")
+    second.release()
+
+
+def test_only_rank_0_of_torchrun_writes_and_a_stray_rank_variable_changes_nothing(monkeypatch):
+    from seqgen import distributed
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.writes()  # not started by torchrun: the only process, whatever RANK says
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not distributed.writes()
