@@ -22,11 +22,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     `>` would, and anything else (a directory, a socket, a disk) is refused.
     """
     path = Path(path)
-    kind = output_kind(path)
+    kind = refuse_other(path)
     if kind == "stream":
         return _write_in_place(path, data)
-    if kind == "other":
-        raise SeqgenError(f"{path}: not a regular file, a device or a pipe; not writing there")
     if kind == "file" and path.is_symlink():
         path = Path(os.path.realpath(path))  # replace the file the link names, and keep the link
     try:
@@ -68,6 +66,14 @@ def output_kind(path: Path) -> str:
 
 
 _DESCRIPTOR = re.compile(r"/(?:proc/(?:self|thread-self|\d+)|dev)/fd/\d+")
+
+
+def refuse_other(path: Path) -> str:
+    """`output_kind(path)`, unless it is "other": then a SeqgenError."""
+    kind = output_kind(path)
+    if kind == "other":
+        raise SeqgenError(f"{path}: not a regular file, a device or a pipe; not writing there")
+    return kind
 
 
 def _through_descriptor(path: Path) -> bool:

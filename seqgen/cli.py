@@ -16,8 +16,8 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import (DEVICES, KINDS, MAX_SAMPLE_TOKENS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, SEED, MidiConfig, ModelConfig, TrainConfig, bounds, choices,
-                     default, field_kind)
+from .config import (DEVICES, KINDS, MAX_SAMPLE_TOKENS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, SEED, MidiConfig,
+                     ModelConfig, TrainConfig, bounds, choices, default, field_kind)
 from .errors import SeqgenError, Terminated
 from .threads import note_start
 
@@ -93,7 +93,6 @@ ARGV: list[str] = []
 
 def _out_of_memory(message: str) -> bool:
     return any(m in message for m in ("can't allocate memory", "not enough memory", "out of memory"))
-MAX_PRIME_FILE = 16 << 20  # a prime is read whole and fed token by token: far more is a mistake
 
 
 @contextlib.contextmanager
@@ -387,8 +386,9 @@ def sample(checkpoint, prime, prime_file, **options):
     with terminate_as_interrupt():
         if prime_file is not None:
             from .corpora import read_text
+            from .files import MAX_PRIME
 
-            prime = read_text(prime_file, limit=MAX_PRIME_FILE, what="--prime-file")
+            prime = read_text(prime_file, limit=MAX_PRIME, what="--prime-file")
         commands.sample(checkpoint, prime=prime, **options)
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, distributed
-from .atomic import atomic_write_bytes, atomic_write_text, output_kind
+from .atomic import atomic_write_bytes, atomic_write_text, output_kind, refuse_other
 from .config import (MAX_SAMPLE_TOKENS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict,
                      seed_entropy)
 from .corpora import BUILTINS, LineEnds, check_kind, converted_message, load_corpus
 from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
-from .files import read_regular
+from .files import MAX_PRIME, read_regular
 from .hardware import pick_device
 from .model import layer_table
 from .progress import Reporter, duration
@@ -207,8 +207,7 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
     else:
         files = [path]
     for f in files:
-        if output_kind(f) == "other":
-            raise SeqgenError(f"{f}: not a regular file, a device or a pipe; not writing there")
+        refuse_other(f)
     # Writing to a device or pipe (/dev/null, a FIFO) replaces nothing: no --force needed.
     existing = [f for f in files if output_kind(f) == "file"]
     if existing and not force:
@@ -339,9 +338,6 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
     return reports
 
 
-MAX_PRIMER_FILE = 16 << 20  # bytes: a MIDI file of a few hours of dense piano is a few hundred kB
-
-
 def _primer_ids(tokenizer, path: Path, seconds: float | None):
     """The events of a --primer file a sample continues: the piece it starts with (up to its
     first silence of over MAX_SILENCE), and of that the first `seconds`, by default
@@ -349,7 +345,7 @@ def _primer_ids(tokenizer, path: Path, seconds: float | None):
     hour-long file's every event. Each cut is said on stderr."""
     from .midi import MAX_SILENCE
 
-    pieces, silences = tokenizer.split(tokenizer.read_notes(read_regular(path, MAX_PRIMER_FILE, "--primer"), str(path)))
+    pieces, silences = tokenizer.split(tokenizer.read_notes(read_regular(path, MAX_PRIME, "--primer"), str(path)))
     notes = pieces[0]
     if silences:
         print(f"{path}: using its first {tokenizer.duration(notes):.1f} s, up to a silence of {silences[0]:,.0f} s "

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .errors import SeqgenError
 
-KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+MAX_PRIME = 16 << 20  # bytes, of a --prime-file or --primer: far more than any prime or opening is a mistake
+FILE_TYPES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
 
 
@@ -22,7 +23,7 @@ def size_text(n: int) -> str:
 
 def _refuse_unless_regular(path: Path, st: os.stat_result, limit: int, what: str) -> None:
     if not stat.S_ISREG(st.st_mode):
-        kind = next((name for test, name in KINDS if test(st.st_mode)), "not a regular file")
+        kind = next((name for test, name in FILE_TYPES if test(st.st_mode)), "not a regular file")
         raise SeqgenError(f"{path}: {kind}; {what} must be a regular file of at most {size_text(limit)}")
     if st.st_size > limit:
         raise SeqgenError(f"{path}: {size_text(st.st_size)}; {what} must be a regular file of at most {size_text(limit)}")

@@ -98,7 +98,7 @@ def check_fits(params: int, device: torch.device) -> None:
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:
-        import psutil
+        import psutil  # type: ignore[import-untyped]  # no stubs, and types-psutil is not a dependency
 
         free = psutil.virtual_memory().available
     if need > free:
