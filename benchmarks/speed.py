@@ -254,7 +254,7 @@ def data(megabytes: int, workdir: Path) -> list[str]:
     if bach.is_dir():
         os.environ["SEQGEN_CACHE_DIR"] = str(workdir / "cache")
         from seqgen.corpora import midi_pieces
-        from seqgen.midi import MidiTokenizer
+        from seqgen.tokenizers import MidiTokenizer
 
         corpus = load_corpus(bach)
         first = time.perf_counter()

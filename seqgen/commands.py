@@ -343,7 +343,7 @@ def _primer_ids(tokenizer, path: Path, seconds: float | None):
     first silence of over MAX_SILENCE), and of that the first `seconds`, by default
     SAMPLE_DEFAULTS["primer_seconds"]: a user continuing a piece means its opening, not an
     hour-long file's every event. Each cut is said on stderr."""
-    from .midi import MAX_SILENCE
+    from .tokenizers.midi_events import MAX_SILENCE
 
     pieces, silences = tokenizer.split(tokenizer.read_notes(read_regular(path, MAX_PRIME, "--primer"), str(path)))
     notes = pieces[0]
@@ -362,7 +362,7 @@ def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
                  as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""
-    from .midi import audio, matplotlib_pyplot, midi_bytes, notes_array, piano_roll_png, wav_bytes
+    from .midi_io import audio, matplotlib_pyplot, midi_bytes, notes_array, piano_roll_png, wav_bytes
 
     if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
         raise SeqgenError("MIDI is binary: give --out DIR (or --out FILE.mid for one sample), "

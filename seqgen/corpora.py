@@ -29,9 +29,10 @@ import numpy as np
 
 from .atomic import _UMASK, atomic_write_bytes
 from .errors import SeqgenError
-from .midi import MAX_SILENCE, NOTE_DTYPE
+from .midi_io import NOTE_DTYPE
+from .tokenizers.midi_events import MAX_SILENCE
 from .rundir import Lock
-from .tokenizers import CharTokenizer, _codepoints, id_dtype
+from .tokenizers import CharTokenizer, codepoints, id_dtype
 
 DEFAULT_CORPUS = "python-docs"
 BOM = "\ufeff"
@@ -449,7 +450,7 @@ def _encode_corpus(spec, out: Path, force: bool, keep_line_endings: bool, log) -
     characters, blank = 0, True
     with _byte_bar(size, "Vocabulary") as bar:
         for text, n in source.pieces(LineEnds(keep_line_endings)):
-            seen[_codepoints(text)] = True
+            seen[codepoints(text)] = True
             characters += len(text)
             blank = blank and not text.strip()
             bar.update(n)

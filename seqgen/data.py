@@ -161,7 +161,7 @@ def new_tokenizer(corpus, midi_config=None):
     """The tokenizer for a new run: a character vocabulary fitted to a text corpus (or the one
     an encoded corpus was written with), or the MIDI event vocabulary with the given settings."""
     if corpus.kind == "midi":
-        from .midi import MidiTokenizer
+        from .tokenizers import MidiTokenizer
 
         return MidiTokenizer(midi_config)
     if corpus.encoded:

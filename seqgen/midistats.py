@@ -22,7 +22,7 @@ import numpy as np
 from .config import MidiConfig
 from .corpora import load_corpus
 from .errors import SeqgenError
-from .midi import hanging_notes, read_notes
+from .midi_io import hanging_notes, read_notes
 
 AVERAGED = ("pitch_class_entropy", "polyphony", "notes_per_second", "pitch_range")
 TOLERANCE = 0.2  # "near": within 20% of the reference mean

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from seqgen.config import MidiConfig
 from seqgen.errors import SeqgenError
-from seqgen.midi import MidiTokenizer, midi_bytes, notes_array, read_notes
+from seqgen.midi_io import midi_bytes, notes_array, read_notes
+from seqgen.tokenizers import MidiTokenizer
 
 from .midi_helpers import midi_file, tune
 
@@ -308,7 +309,7 @@ def test_a_primer_of_a_million_notes_is_taken_in_without_a_step_per_event(monkey
 
 
 def test_a_silence_over_a_minute_splits_a_performance_into_pieces():
-    from seqgen.midi import split_at_silences
+    from seqgen.tokenizers.midi_events import split_at_silences
 
     # Notes held to the cap (10 s) count as sounding: 0-10, 65 (a 55 s silence), then 200 s silence.
     notes = notes_array([(60, 80, 0.0, 500.0), (62, 80, 65.0, 66.0), (64, 80, 266.0, 267.0), (65, 80, 267.0, 268.0)])
@@ -324,7 +325,8 @@ def test_a_silence_over_a_minute_splits_a_performance_into_pieces():
 
 def reference_decode(tok, ids):
     """MidiTokenizer.decode as it was, one event at a time: what the vectorised one must equal."""
-    from seqgen.midi import DecodeReport, _sorted
+    from seqgen.midi_io import sorted_notes
+    from seqgen.tokenizers.midi_events import DecodeReport
 
     res, cap = tok.config.resolution, tok.cap_steps
     ids = np.asarray(ids, dtype=np.int64).ravel().tolist()
@@ -367,7 +369,7 @@ def reference_decode(tok, ids):
     for pitch in list(sounding):
         close(pitch, now)
         report.closed_at_end += 1
-    return _sorted(notes_array(notes)), report
+    return sorted_notes(notes_array(notes)), report
 
 
 SMALL = MidiTokenizer(MidiConfig(resolution=0.1, max_shift=0.3, velocity_bins=4, max_note=0.5))  # caps often

@@ -208,7 +208,7 @@ import resource, sys, time
 from pathlib import Path
 from seqgen.commands import _primer_ids
 from seqgen.corpora import load_corpus, midi_pieces
-from seqgen.midi import MidiTokenizer
+from seqgen.tokenizers import MidiTokenizer
 
 path, tok = Path(sys.argv[1]), MidiTokenizer()
 start = time.perf_counter()

@@ -10,7 +10,7 @@ from seqgen.config import MidiConfig, TrainConfig
 from seqgen.corpora import BUILTINS, Builtin, builtin_directory, load_corpus, midi_pieces
 from seqgen.data import PieceData, dataset
 from seqgen.errors import SeqgenError
-from seqgen.midi import MidiTokenizer
+from seqgen.tokenizers import MidiTokenizer
 
 from .midi_helpers import midi_file, tune
 

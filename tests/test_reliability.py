@@ -19,7 +19,8 @@ from seqgen.cli import cli
 from seqgen.config import ModelConfig, TrainConfig
 from seqgen.corpora import Corpus
 from seqgen.errors import SeqgenError
-from seqgen.midi import MidiTokenizer, read_notes
+from seqgen.midi_io import read_notes
+from seqgen.tokenizers import MidiTokenizer
 from seqgen.train import Trainer
 
 from .conftest import TINY_MODEL, TINY_TRAIN

@@ -1,49 +1,22 @@
-"""Tokenizers: the only code that knows what a token means.
-
-A tokenizer turns a corpus into integer ids and back, and saves itself as a JSON-able dict with a
-`kind` so a checkpoint can rebuild it with `tokenizer_from_dict`. The model, trainer and sampler
-only ever see ids.
-"""
+"""Characters: one token per Unicode character, as char-rnn reads text."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 
-from .errors import SeqgenError
-
-
-class Tokenizer(Protocol):
-    kind: str
-    unit: str  # what one token is, for reports: "char", "event"
-
-    @property
-    def vocab_size(self) -> int: ...
-
-    def encode(self, data) -> np.ndarray: ...  # text, or a MIDI performance's notes
-
-    def decode(self, ids): ...  # text, or (notes, what the decoder repaired)
-
-    def describe(self) -> str: ...
-
-    def to_dict(self) -> dict: ...
-
-
-def id_dtype(vocab_size: int):
-    """The smallest unsigned dtype that holds every id: corpora stay 1-2 bytes per token."""
-    return np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.uint32
-
+from ..errors import SeqgenError
+from .base import id_dtype, register
 
 ENCODE_CHUNK = 1 << 22  # characters
 MAX_CHARS = 1 << 16  # a character vocabulary; CJK text needs a few thousand, a binary file far more
 
 
-def _codepoints(text: str) -> np.ndarray:
+def codepoints(text: str) -> np.ndarray:
     # UTF-32 is one fixed-width unit per character, so numpy can look at the text without a loop.
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
+@register
 class CharTokenizer:
     """One token per Unicode character; the vocabulary is the sorted set of the corpus' characters."""
 
@@ -57,7 +30,7 @@ class CharTokenizer:
             raise SeqgenError(f"{len(chars):,} distinct characters: a character model takes at most {MAX_CHARS:,} "
                               "(is this text?)")
         self.chars = sorted(chars)
-        points = _codepoints("".join(self.chars))
+        points = codepoints("".join(self.chars))
         # A dense code point -> id table (at most 4.4 MB for the whole of Unicode); -1 marks unknown.
         self._table = np.full(int(points.max()) + 1, -1, dtype=np.int32)
         self._table[points] = np.arange(len(points), dtype=np.int32)
@@ -86,7 +59,7 @@ class CharTokenizer:
         # which for a 100 MB corpus at once would be more than a gigabyte.
         for start in range(0, len(text), ENCODE_CHUNK):
             piece = text[start : start + ENCODE_CHUNK]
-            points = _codepoints(piece)
+            points = codepoints(piece)
             ids = self._table[np.minimum(points, len(self._table) - 1)]
             if (ids < 0).any() or int(points.max(initial=0)) >= len(self._table):
                 missing = "".join(self.unknown(text))
@@ -107,18 +80,3 @@ class CharTokenizer:
         if not isinstance(chars, str):
             raise TypeError("chars must be a string of the vocabulary's characters")
         return cls(list(chars))
-
-
-def tokenizer_from_dict(data: dict) -> Tokenizer:
-    from .midi import MidiTokenizer  # imported here: midi imports this module
-
-    kinds = {CharTokenizer.kind: CharTokenizer, MidiTokenizer.kind: MidiTokenizer}
-    if not isinstance(data, dict):
-        raise SeqgenError("the tokenizer settings are not a table")
-    kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in kinds:
-        raise SeqgenError(f"unknown tokenizer kind {kind!r:.40}; this seqgen knows {', '.join(kinds)}")
-    try:
-        return kinds[kind].from_dict(data)
-    except (KeyError, TypeError, ValueError) as e:
-        raise SeqgenError(f"bad {kind} tokenizer settings ({e})") from None

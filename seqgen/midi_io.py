@@ -1,0 +1,215 @@
+"""MIDI files and the performances in them: the only module that imports pretty_midi and mido.
+
+A performance is an array of notes (pitch, velocity, start and end in seconds), read from a file
+once and normalised deliberately (see `read_notes`); tokenizers turn it into events and back.
+This module also writes notes as a MIDI file, renders them as audio and draws them as a piano
+roll.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SeqgenError
+
+NOTE_DTYPE = np.dtype([("pitch", np.int16), ("velocity", np.int16), ("start", np.float64), ("end", np.float64)])
+SUSTAIN = 64  # the sustain pedal's MIDI controller number; values >= 64 mean "down"
+
+
+def notes_array(rows=()) -> np.ndarray:
+    """A structured array of notes from (pitch, velocity, start, end) rows."""
+    return np.array([tuple(r) for r in rows], dtype=NOTE_DTYPE)
+
+
+def sorted_notes(notes: np.ndarray) -> np.ndarray:
+    return notes[np.lexsort((notes["pitch"], notes["start"]))] if len(notes) else notes
+
+
+def resolve_overlaps(notes: np.ndarray) -> np.ndarray:
+    """Notes of one pitch never overlap: a later note ends the earlier one where it starts, and two
+    notes struck at the same instant become one (the longer, the louder). One channel of MIDI
+    cannot hold two notes of one pitch at once, so this is the only faithful merge."""
+    if len(notes) < 2:
+        return notes
+    notes = notes[np.lexsort((-notes["end"], notes["start"], notes["pitch"]))]
+    same = notes["pitch"][1:] == notes["pitch"][:-1]
+    unison = same & (notes["start"][1:] == notes["start"][:-1])
+    if unison.any():
+        keep = np.ones(len(notes), bool)
+        keep[1:] = ~unison
+        group = np.cumsum(keep) - 1  # each note's surviving representative
+        loudest = np.zeros(keep.sum(), dtype=notes["velocity"].dtype)
+        np.maximum.at(loudest, group, notes["velocity"])
+        notes = notes[keep].copy()
+        notes["velocity"] = loudest
+        same = notes["pitch"][1:] == notes["pitch"][:-1]
+    cut = same & (notes["start"][1:] < notes["end"][:-1])
+    notes["end"][:-1][cut] = notes["start"][1:][cut]
+    return notes
+
+
+def _pretty_midi():
+    import pretty_midi
+
+    return pretty_midi
+
+
+def read_notes(source, *, keep_drums: bool = False, name: str | None = None) -> np.ndarray:
+    """One performance from a MIDI file, normalised deliberately:
+
+    - every instrument is merged into one performance (drums only with `keep_drums`);
+    - the sustain pedal (CC64) holds a released note until the pedal comes up, as on a piano;
+    - notes of zero or negative length are dropped (they never sound);
+    - notes of one pitch never overlap (see `resolve_overlaps`).
+    Raises SeqgenError naming the problem when the file cannot be read.
+    """
+    import mido
+
+    pretty_midi = _pretty_midi()
+    name = name or (str(source) if isinstance(source, (str, Path)) else "MIDI data")
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():  # mido and pretty_midi warn about harmless meta events
+            warnings.simplefilter("ignore")
+            midi = mido.MidiFile(filename=source) if isinstance(source, (str, Path)) else mido.MidiFile(file=source)
+            if midi.ticks_per_beat & 0x8000:  # the division's top bit: frames per second, not ticks per beat
+                raise SeqgenError(f"{name}: SMPTE time division (frames per second) is not supported; "
+                                  "re-save the file with ticks per beat")
+            # pretty_midi refuses files whose last tick is past 10^7 (its tick table would not fit
+            # in memory), so a corrupt length cannot exhaust it.
+            pm = pretty_midi.PrettyMIDI(mido_object=midi)
+    except SeqgenError:
+        raise
+    except EOFError:
+        raise SeqgenError(f"{name}: not a readable MIDI file (it ends too soon: truncated)") from None
+    except Exception as e:  # mido and pretty_midi raise many types on corrupt files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SeqgenError(f"{name}: not a readable MIDI file ({reason})") from None
+    rows = []
+    for instrument in pm.instruments:
+        if instrument.is_drum and not keep_drums:
+            continue
+        notes = notes_array((n.pitch, n.velocity, n.start, n.end) for n in instrument.notes)
+        rows.append(_sustain(notes, instrument.control_changes))
+    notes = np.concatenate(rows) if rows else notes_array()
+    notes = notes[notes["end"] > notes["start"]]
+    return sorted_notes(resolve_overlaps(notes))
+
+
+def hanging_notes(path) -> int:
+    """NOTE_ONs in a MIDI file that no NOTE_OFF ever ends: stuck notes, which ring until a player
+    is reset. Counted on the raw messages, since readers such as pretty_midi quietly drop them."""
+    import mido
+
+    try:
+        midi = mido.MidiFile(str(path))
+    except Exception as e:  # mido raises many types on corrupt files
+        raise SeqgenError(f"{path}: not a readable MIDI file ({e})") from None
+    open_notes: dict[tuple[int, int], int] = {}
+    for track in midi.tracks:
+        for message in track:
+            key = (getattr(message, "channel", 0), getattr(message, "note", 0))
+            if message.type == "note_on" and message.velocity > 0:
+                open_notes[key] = open_notes.get(key, 0) + 1
+            elif message.type in ("note_off", "note_on") and open_notes.get(key):
+                open_notes[key] -= 1
+    return sum(open_notes.values())
+
+
+def _sustain(notes: np.ndarray, control_changes) -> np.ndarray:
+    """Extend every note released while the pedal is down to the moment the pedal comes up."""
+    pedal = sorted((c.time, c.value >= 64) for c in control_changes if c.number == SUSTAIN)
+    if not pedal or not len(notes):
+        return notes
+    intervals, down_at = [], None
+    for t, down in pedal:
+        if down and down_at is None:
+            down_at = t
+        elif not down and down_at is not None:
+            intervals.append((down_at, t))
+            down_at = None
+    if down_at is not None:  # held to the end of the piece
+        intervals.append((down_at, max(float(notes["end"].max()), down_at)))
+    if not intervals:
+        return notes
+    downs, ups = np.array(intervals).T
+    i = np.searchsorted(downs, notes["end"], side="right") - 1  # the last pedal press at or before each release
+    held = (i >= 0) & (notes["end"] < ups[np.maximum(i, 0)])
+    notes = notes.copy()
+    notes["end"][held] = ups[i[held]]
+    return notes
+
+
+def midi_bytes(notes: np.ndarray, *, program: int = 0, tempo: float = 120.0) -> bytes:
+    """A standard MIDI file with the notes on one instrument (a General MIDI program)."""
+    pretty_midi = _pretty_midi()
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    instrument = pretty_midi.Instrument(program=program)
+    instrument.notes = [pretty_midi.Note(int(v), int(p), float(s), float(e))
+                        for p, v, s, e in notes.tolist()]
+    pm.instruments.append(instrument)
+    buffer = io.BytesIO()
+    pm.write(buffer)
+    return buffer.getvalue()
+
+
+def audio(notes: np.ndarray, *, program: int = 0, tempo: float = 120.0, rate: int = 44100) -> tuple[np.ndarray, str]:
+    """(mono float samples, how they were made): FluidSynth with pretty_midi's General MIDI sound
+    font when pyfluidsynth and libfluidsynth are installed, else pretty_midi's sine-wave synth."""
+    pretty_midi = _pretty_midi()
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(notes, program=program, tempo=tempo)))
+    try:
+        import fluidsynth  # noqa: F401  (pyfluidsynth; it needs the libfluidsynth library)
+
+        return pm.fluidsynth(fs=rate), "FluidSynth"
+    except (ImportError, OSError, AttributeError):
+        return pm.synthesize(fs=rate), "sine waves (install FluidSynth for real instruments)"
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 44100) -> bytes:
+    import wave
+
+    peak = float(np.abs(samples).max()) if len(samples) else 0.0
+    pcm = (samples / peak * 0.9 * 32767 if peak > 0 else samples).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def matplotlib_pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SeqgenError("--plot needs matplotlib: pip install matplotlib (or seqgen[plot])") from None
+    return plt
+
+
+def piano_roll_png(notes: np.ndarray, title: str = "") -> bytes:
+    """A piano-roll picture of the notes (needs matplotlib)."""
+    plt = matplotlib_pyplot()
+    fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
+    for pitch, velocity, start, end in notes.tolist():
+        ax.add_patch(plt.Rectangle((start, pitch - 0.4), end - start, 0.8, color=plt.cm.viridis(velocity / 127)))
+    low, high = (int(notes["pitch"].min()), int(notes["pitch"].max())) if len(notes) else (60, 72)
+    ax.set_xlim(0, max(float(notes["end"].max()) if len(notes) else 1.0, 1.0))
+    ax.set_ylim(low - 2, high + 2)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

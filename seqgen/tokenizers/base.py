@@ -1,0 +1,60 @@
+"""What every tokenizer is, and the registry that rebuilds one from a checkpoint.
+
+A tokenizer turns a corpus into integer ids and back, and saves itself as a JSON-able dict with a
+`kind`, so a checkpoint can rebuild it with `tokenizer_from_dict`. A new tokenizer is one module
+in this package: a class with the `Tokenizer` members, decorated with `@register`, and imported
+by the package's __init__.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import SeqgenError
+
+
+class Tokenizer(Protocol):
+    """The members every tokenizer has; the model, trainer and sampler only ever see its ids."""
+
+    kind: str  # its name in checkpoints and the registry: "char", "midi"
+    unit: str  # what one token is, for reports: "char", "event"
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, data: Any) -> np.ndarray: ...  # text, or a MIDI performance's notes -> (N,) ids
+
+    def decode(self, ids: Any) -> Any: ...  # text, or (notes, what the decoder repaired)
+
+    def describe(self) -> str: ...  # one line for `seqgen info`
+
+    def to_dict(self) -> dict: ...  # JSON-able, with "kind"; from_dict (a classmethod) reads it back
+
+
+TOKENIZERS: dict[str, Any] = {}  # kind -> class, filled by @register
+
+
+def register(cls):
+    """Make a tokenizer class known to `tokenizer_from_dict` under its `kind`."""
+    TOKENIZERS[cls.kind] = cls
+    return cls
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    """The tokenizer a checkpoint's settings describe, or one SeqgenError saying what is wrong."""
+    if not isinstance(data, dict):
+        raise SeqgenError("the tokenizer settings are not a table")
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in TOKENIZERS:
+        raise SeqgenError(f"unknown tokenizer kind {kind!r:.40}; this seqgen knows {', '.join(TOKENIZERS)}")
+    try:
+        return TOKENIZERS[kind].from_dict(data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise SeqgenError(f"bad {kind} tokenizer settings ({e})") from None
+
+
+def id_dtype(vocab_size: int):
+    """The smallest unsigned dtype that holds every id: corpora stay 1-2 bytes per token."""
+    return np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.uint32

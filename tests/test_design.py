@@ -1,0 +1,65 @@
+"""The package's shape: no import cycles (each module can be understood, and imported, before the
+ones that use it), and one registry that knows every tokenizer."""
+
+import ast
+from pathlib import Path
+
+import seqgen
+from seqgen.tokenizers import TOKENIZERS, tokenizer_from_dict
+
+PACKAGE = Path(seqgen.__file__).parent
+
+
+def imports() -> dict[str, set[str]]:
+    """module -> the seqgen modules it imports anywhere in it (a function-local import too: a cycle
+    hidden inside a function is still a cycle)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        package = parts[:-1]  # what a relative import starts from
+        module = ".".join(package if path.name == "__init__.py" else parts)
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = list(package[: len(package) - node.level + 1])
+                target = ".".join([*base, *([node.module] if node.module else [])])
+                found |= {f"{target}.{a.name}" for a in node.names} if node.module is None else {target}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("seqgen")}
+        graph[module] = found
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module, path):
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep):], dep]
+            if dep not in state and (found := visit(dep, [*path, dep])):
+                return found
+        state[module] = 2
+        return None
+
+    return next((found for m in sorted(graph) if m not in state and (found := visit(m, [m]))), None)
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = imports()
+    assert "seqgen.tokenizers.midi_events" in graph and graph["seqgen.tokenizers"]  # the walk sees the package
+    assert cycle(graph) is None, " -> ".join(cycle(graph) or [])
+
+
+def test_the_cycle_finder_finds_one():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_every_tokenizer_is_registered_and_rebuilds_from_its_own_settings():
+    assert set(TOKENIZERS) == {"char", "midi"}
+    for kind, cls in TOKENIZERS.items():
+        tokenizer = cls(["a", "b"]) if kind == "char" else cls()
+        again = tokenizer_from_dict(tokenizer.to_dict())
+        assert type(again) is cls and again.to_dict() == tokenizer.to_dict() and again.vocab_size == tokenizer.vocab_size
