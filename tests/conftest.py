@@ -2,9 +2,10 @@ import os
 
 import pytest
 import torch
+from click.testing import CliRunner
 from hypothesis import settings
 
-
+from seqgen.cli import cli
 from seqgen.config import ModelConfig, TrainConfig
 from seqgen.corpora import Corpus
 from seqgen.hardware import bf16_failure
@@ -34,6 +35,11 @@ TEXT = (
 )
 
 
+def invoke(*args, env=None):
+    """`seqgen ARGS` in this process: an escaped exception fails the test with its traceback."""
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
 @pytest.fixture(scope="session")
 def corpus_text() -> str:
     return TEXT * 12
@@ -55,6 +61,9 @@ def private_cache(tmp_path_factory):
     mp.undo()
 
 
+# A tiny run, on the command line and through the library: seconds, not minutes.
+TINY = ["--layers", "1", "--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "8",
+        "--max-steps", "30", "--eval-every", "10", "--lr", "0.01", "--threads", "1"]
 TINY_MODEL = dict(layers=2, hidden=32, embed=16)
 TINY_TRAIN = dict(seq_len=32, batch_size=8, lr=1e-2, warmup_steps=5, eval_every=10, max_steps=40, threads=1)
 

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from seqgen import checkpoint
 from seqgen.cli import cli
 
+from .conftest import TINY
 from .midi_helpers import days_gap_file, midi_file, tune, years_gap_file
-from .test_cli import TINY
 
 ROWS = [
     ("missing corpus", ["train", "{tmp}/nope.txt"], 1, r"no such file, directory or built-in corpus"),

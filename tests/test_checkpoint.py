@@ -72,10 +72,12 @@ def test_a_checkpoint_whose_first_byte_looks_like_a_pickle_still_loads(trained_r
 
 def test_truncated_file_is_a_clear_error(trained_run, tmp_path):
     data = (trained_run / checkpoint.BEST).read_bytes()
-    for cut in (4, 100, len(data) // 2, len(data) - 1):
+    reasons = {4: r"not a checkpoint \(file too short\)", 100: r"not a safetensors checkpoint, or truncated",
+               len(data) // 2: r"corrupt or truncated checkpoint", len(data) - 1: r"corrupt or truncated checkpoint"}
+    for cut, reason in reasons.items():  # cut in the length, in the header, in the tensors, at the last byte
         path = tmp_path / f"cut{cut}.safetensors"
         path.write_bytes(data[:cut])
-        with pytest.raises(SeqgenError):
+        with pytest.raises(SeqgenError, match=f"^{path}: {reason}"):
             checkpoint.load(path)
 
 
@@ -114,11 +116,15 @@ def test_config_that_does_not_match_the_weights_costs_nothing(trained_run, tmp_p
 def test_a_tokenizer_that_does_not_match_the_model_is_refused(trained_run, tmp_path):
     ckpt = checkpoint.read(trained_run)
     chars = ckpt.meta["tokenizer"]["chars"]
-    for altered in (chars[1:], chars + "\u2603", "x" * 70_000):  # one short, one over, a duplicate-laden huge one
+    n = len(chars)
+    cases = {chars[1:]: rf"the tokenizer's vocabulary \({n - 1}\) does not match the model's \({n}\)",
+             chars + "\u2603": rf"the tokenizer's vocabulary \({n + 1}\) does not match the model's \({n}\)",
+             "x" * 70_000: r"tokenizer: a character vocabulary must list distinct single characters"}
+    for altered, reason in cases.items():  # one short, one over, and one the tokenizer itself refuses
         meta = {**ckpt.meta, "tokenizer": {**ckpt.meta["tokenizer"], "chars": altered}}
         path = tmp_path / "altered.safetensors"
         checkpoint.save(path, meta, ckpt.tensors)
-        with pytest.raises(SeqgenError, match="vocabulary"):
+        with pytest.raises(SeqgenError, match=reason):
             checkpoint.load(path)
 
 

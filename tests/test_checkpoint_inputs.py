@@ -18,7 +18,7 @@ from seqgen import checkpoint
 from seqgen.cli import cli
 from seqgen.config import MidiConfig, ModelConfig, Progress, TrainConfig, checked
 
-from .test_cli import TINY
+from .conftest import TINY
 
 DEEP = "\x00deep\x00"  # stands for JSON nested 100,000 levels, spliced into the text after json.dumps
 SECONDS = 20  # per command: generous on a busy 2-core machine; a hang or a 25 s MemoryError fails it

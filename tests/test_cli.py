@@ -9,21 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from seqgen import __version__, checkpoint, hardware, progress
-from seqgen.cli import cli
 from seqgen import train as train_module
 from seqgen.train import Trainer
 
-from .conftest import needs_bf16
-
-TINY = ["--layers", "1", "--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "8",
-        "--max-steps", "30", "--eval-every", "10", "--lr", "0.01", "--threads", "1"]
-
-
-def invoke(*args, env=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+from .conftest import TINY, invoke, needs_bf16
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,10 @@ from safetensors.torch import load_file
 from seqgen import checkpoint
 from seqgen.cli import cli
 
+from . import conftest
+
 # fp32: bf16 rounding would make two processes and one differ by more than summation order.
-TINY = ["--layers", "2", "--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "8",
-        "--warmup-steps", "5", "--eval-every", "10", "--precision", "fp32", "--threads", "1", "--no-progress"]
+TINY = [*conftest.TINY, "--layers", "2", "--warmup-steps", "5", "--precision", "fp32", "--no-progress"]
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
@@ -109,7 +110,7 @@ def test_nproc_launches_the_processes_and_speaks_once(corpus_file, tmp_path):
 def test_a_signal_to_one_process_stops_all_after_the_same_step(corpus_file, tmp_path):
     run = tmp_path / "run"
     job = subprocess.Popen([sys.executable, "-m", "seqgen", "train", str(corpus_file), *TINY, "--time-budget", "120",
-                            "--nproc", "2", "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--max-steps", "1000000", "--nproc", "2", "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (run / "metrics.csv").exists() and time.monotonic() < deadline:  # training is under way
         time.sleep(0.2)

@@ -8,18 +8,12 @@ import sys
 
 import pretty_midi
 import pytest
-from click.testing import CliRunner
 
-from seqgen.cli import cli
-
+from . import conftest
+from .conftest import invoke
 from .midi_helpers import days_gap_file, dense_file, midi_file, tune, years_gap_file
 
-TINY = ["--layers", "1", "--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "4",
-        "--max-steps", "30", "--eval-every", "10", "--lr", "0.01", "--threads", "1"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+TINY = [*conftest.TINY, "--batch-size", "4"]  # a few tunes hold few batches
 
 
 def notes_of(path_or_bytes):

@@ -10,17 +10,10 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
 
-from seqgen.cli import cli
-
-from .test_cli import TINY
+from .conftest import TINY, invoke
 
 SEQGEN = [sys.executable, "-m", "seqgen"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,8 @@ from seqgen.midi_io import read_notes
 from seqgen.tokenizers import MidiTokenizer
 from seqgen.train import Trainer
 
-from .conftest import TINY_MODEL, TINY_TRAIN
+from .conftest import TINY, TINY_MODEL, TINY_TRAIN
 from .midi_helpers import midi_file, tune
-from .test_cli import TINY
 
 
 def train_cli(*args):

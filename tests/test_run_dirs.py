@@ -9,17 +9,11 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from seqgen import checkpoint
-from seqgen.cli import cli
 from seqgen.rundir import LOCK, Lock
 
-from .test_cli import TINY
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from .conftest import TINY, invoke
 
 
 def snapshot(root):

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 import seqgen.sample
-
 from seqgen.config import ModelConfig
 from seqgen.model import RNNLM
 from seqgen.sample import filter_logits, generate

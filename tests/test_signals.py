@@ -11,7 +11,7 @@ import pytest
 
 from seqgen import checkpoint
 
-from .test_cli import TINY
+from .conftest import TINY
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
