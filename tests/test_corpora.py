@@ -2,6 +2,7 @@ import hashlib
 import http.server
 import threading
 from functools import partial
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -153,3 +154,11 @@ def test_a_crlf_split_between_pieces_is_one_line_end():
     ends = corpora.LineEnds()
     assert [ends("a\r", final=False), ends("\nb\r", final=False), ends("", final=True)] == ["a", "\nb", "\n"]
     assert ends.converted == 2
+
+
+def test_the_bundled_samples_read_as_their_kind():
+    root = Path(__file__).resolve().parents[1] / "corpora"
+    text = load_corpus(root / "shakespeare-sonnets.txt")
+    assert text.kind == "text" and text.text.startswith("XVIII\n\nShall I compare thee") and len(text.text) == 2466
+    music = load_corpus(root / "bach-chorales-sample")
+    assert music.kind == "midi" and len(music.files) == 10
