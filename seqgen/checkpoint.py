@@ -47,6 +47,8 @@ WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 @dataclass
 class Checkpoint:
+    """A checkpoint as read: its JSON metadata (checked), its tensors by name, and where it came from."""
+
     meta: dict
     tensors: dict[str, torch.Tensor]
     path: Path

@@ -25,6 +25,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 
 
 class CliError(click.ClickException):
+    """One `Error: ...` line on stderr and an exit status: how every failure reaches the user."""
+
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code

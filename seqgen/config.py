@@ -50,6 +50,8 @@ def one_of(default, choices: tuple[str, ...]):
 
 @dataclass
 class ModelConfig:
+    """The network: cell, depth and widths (the vocabulary size comes from the tokenizer)."""
+
     vocab_size: int = field(metadata={"range": Range(1, MAX_VOCAB)})
     cell: str = one_of("lstm", CELLS)
     layers: int = ranged(1, 1, 64)
@@ -65,6 +67,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
+    """How a run trains: windows, optimizer, schedule, limits, checkpoints, device and precision."""
+
     # Tuned for a laptop CPU: 105 s on 2 cores of tiny Shakespeare (benchmarks/README.md). In
     # short runs optimizer steps are scarce, so small batches and one wide layer win.
     seq_len: int = ranged(64, 1)

@@ -43,6 +43,9 @@ MIDI_SUFFIXES = (".mid", ".midi")
 
 @dataclass(frozen=True)
 class Corpus:
+    """What a run trains on, as load_corpus found it: text in memory, an encoded text corpus on
+    disk, or MIDI files; `spec` reloads it (a resume), `describe()` is what checkpoints record."""
+
     name: str
     text: str  # a text corpus' text ("" for MIDI)
     spec: str  # what reloads it: an absolute path, or a built-in corpus name
@@ -64,6 +67,9 @@ class Corpus:
 
 @dataclass(frozen=True)
 class Builtin:
+    """A built-in corpus: what `seqgen corpus list` shows, and how to get it (from Python, by
+    converting a dependency's data, or by a verified download)."""
+
     name: str
     description: str
     provenance: str

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # torch is imported where it is used: the CLI asks `speaks()`
 
 @dataclass(frozen=True)
 class World:
+    """This process' place among those training together (a world of one by default), and the
+    collective operations the trainer needs, which cost nothing in a world of one."""
+
     rank: int = 0
     size: int = 1
     backend: str | None = None  # "gloo" (CPU) or "nccl" (CUDA); None for a single process

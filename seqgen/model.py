@@ -64,6 +64,9 @@ _CELL_STEP = {
 
 
 class RNNLM(nn.Module):
+    """A recurrent language model: token embedding, `layers` recurrent layers of one cell kind,
+    and a linear head to the vocabulary's logits. No I/O: it sees ids and states only."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config

@@ -34,6 +34,8 @@ clock = time.monotonic
 
 @dataclass(frozen=True)
 class Sample:
+    """CPU time counters at one moment, for measuring how busy the machine is between two."""
+
     wall: float  # monotonic seconds
     busy: float  # CPU seconds the CPUs this process may use were busy with work at our priority or above
     own: float  # CPU seconds of this process and its children (all their threads)

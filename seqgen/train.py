@@ -150,6 +150,10 @@ def train_step(model: RNNLM, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
 
 
 class Trainer:
+    """One training run: builds the data, model and optimizer from a corpus and configs (or
+    restores them from a resumable checkpoint), then `run()` trains to the first limit, writing
+    checkpoints and metrics.csv to the run directory (rank 0 only, under several processes)."""
+
     def __init__(
         self,
         corpus: Corpus,

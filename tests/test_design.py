@@ -63,3 +63,10 @@ def test_every_tokenizer_is_registered_and_rebuilds_from_its_own_settings():
         tokenizer = cls(["a", "b"]) if kind == "char" else cls()
         again = tokenizer_from_dict(tokenizer.to_dict())
         assert type(again) is cls and again.to_dict() == tokenizer.to_dict() and again.vocab_size == tokenizer.vocab_size
+
+
+def test_every_public_class_says_what_it_is():
+    missing = [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}"
+               for path in sorted(PACKAGE.rglob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.ClassDef) and not node.name.startswith("_") and not ast.get_docstring(node)]
+    assert not missing, missing

@@ -43,6 +43,9 @@ class DecodeReport:
 
 @register
 class MidiTokenizer:
+    """A performance (notes) <-> Performance RNN events; its settings (MidiConfig) are saved in
+    checkpoints. Also what sampling needs of it: primers, event rules, the clock of each event."""
+
     kind = "midi"
     unit = "event"
 
