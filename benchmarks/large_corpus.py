@@ -180,7 +180,8 @@ def main() -> None:
 
     lines = [f"### Large corpus from disk: benchmarks/large_corpus.py, {gb(size)} of text ({time.strftime('%Y-%m-%d')})",
              "",
-             f"Machine: {machine()}; {ram()}; load average {load:.2f} at the start. The corpus: {what} repeated to {size:,} bytes; ids.bin "
+             f"Machine: {machine()}; {ram()}; load average {load:.2f} at the start. "
+             f"The corpus: {what} repeated to {size:,} bytes; ids.bin "
              f"{ids_bytes:,} bytes. Peak RSS is each process' own (os.wait4), torch and Python included.",
              "",
              "| step | wall time | peak RSS | notes |",

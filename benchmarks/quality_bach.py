@@ -73,7 +73,8 @@ def main() -> None:
     progress = info["progress"]
     lines = [f"### Bach chorales, {progress['elapsed']:.0f} s of training ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {machine()}. Model: {info['model']['layers']} x {info['model']['hidden']} "
-             f"{info['model']['cell'].upper()}, {info['total_params']:,} parameters, trained in {info.get('precision') or 'fp32'}, "
+             f"{info['model']['cell'].upper()}, {info['total_params']:,} parameters, "
+             f"trained in {info.get('precision') or 'fp32'}, "
              f"{progress['step']:,} steps "
              f"(the best checkpoint, sampled here, at step {progress['best_step']:,})"
              f"{' (' + ' '.join(args.extra) + ')' if args.extra else ''}.", "",

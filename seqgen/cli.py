@@ -16,8 +16,21 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import (DEVICES, KINDS, MAX_SAMPLE_TOKENS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, SEED, MidiConfig,
-                     ModelConfig, TrainConfig, bounds, choices, default, field_kind)
+from .config import (
+    DEVICES,
+    KINDS,
+    MAX_SAMPLE_TOKENS,
+    MIDI_TRAIN_DEFAULTS,
+    SAMPLE_DEFAULTS,
+    SEED,
+    MidiConfig,
+    ModelConfig,
+    TrainConfig,
+    bounds,
+    choices,
+    default,
+    field_kind,
+)
 from .errors import SeqgenError, Terminated
 from .threads import note_start
 
@@ -29,7 +42,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class; each error has its own
 
 
 class Group(click.Group):
@@ -199,8 +212,10 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
               help="The cosine decay ends at this fraction of --lr.")
 @click.option("--clip", type=_ranged(TrainConfig, "clip"), default=_train_default("clip"),
               help="Clip the global gradient norm to this (0: no clipping).")
-@click.option("--max-steps", type=_ranged(TrainConfig, "max_steps"), default=_train_default("max_steps"), help="Stop after this many steps.")
-@click.option("--epochs", type=_ranged(TrainConfig, "epochs"), default=_train_default("epochs"), help="Stop after this many passes over the corpus.")
+@click.option("--max-steps", type=_ranged(TrainConfig, "max_steps"), default=_train_default("max_steps"),
+              help="Stop after this many steps.")
+@click.option("--epochs", type=_ranged(TrainConfig, "epochs"), default=_train_default("epochs"),
+              help="Stop after this many passes over the corpus.")
 @click.option("--time-budget", type=_ranged(TrainConfig, "time_budget"), default=_train_default("time_budget"),
               metavar="SECONDS", help="Stop when this much wall-clock time is spent, then evaluate and save.")
 @click.option("--val-fraction", type=_ranged(TrainConfig, "val_fraction"), default=_train_default("val_fraction"),
@@ -215,7 +230,8 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
               help="Run directory  [default: checkpoints/<corpus>-<cell>-<date>-<time>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Start over in an --out that already holds a run.")
-@click.option("--seed", type=_ranged(TrainConfig, "seed"), default=_train_default("seed"), help="Seed for initialisation and data order.")
+@click.option("--seed", type=_ranged(TrainConfig, "seed"), default=_train_default("seed"),
+              help="Seed for initialisation and data order.")
 @click.option("--kind", type=click.Choice(KINDS), default=None,
               help="Read CORPUS as text or MIDI  [default: MIDI for .mid/.midi files and folders holding them]")
 @click.option("--strict", is_flag=True, help="MIDI: stop at the first unreadable file instead of skipping it.")
@@ -335,7 +351,8 @@ def _shard(ctx, param, value):
 @click.option("-k", "--num-samples", type=click.IntRange(1, 100_000), default=1,
               help="Samples to generate, together as one batch.")
 @click.option("--stop", default=None, help="Text: end a sample once it ends with this string (kept in the output).")
-@click.option("--seed", type=click.IntRange(*SEED), default=None, help="Random seed: the same seed gives the same samples.  [default: random]")
+@click.option("--seed", type=click.IntRange(*SEED), default=None,
+              help="Random seed: the same seed gives the same samples.  [default: random]")
 @click.option("-o", "--out", default=None,
               help="'-' for stdout; a directory for one file per sample (sample_001.txt or .mid, ...); "
                    "or a file for one sample.  [default: -]")

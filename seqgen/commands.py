@@ -15,8 +15,16 @@ import numpy as np
 
 from . import checkpoint, distributed
 from .atomic import atomic_write_bytes, atomic_write_text, output_kind, refuse_other
-from .config import (MAX_SAMPLE_TOKENS, MIDI_TRAIN_DEFAULTS, SAMPLE_DEFAULTS, MidiConfig, ModelConfig, TrainConfig, from_dict,
-                     seed_entropy)
+from .config import (
+    MAX_SAMPLE_TOKENS,
+    MIDI_TRAIN_DEFAULTS,
+    SAMPLE_DEFAULTS,
+    MidiConfig,
+    ModelConfig,
+    TrainConfig,
+    from_dict,
+    seed_entropy,
+)
 from .corpora import BUILTINS, LineEnds, check_kind, converted_message, load_corpus
 from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
@@ -28,7 +36,8 @@ from .rundir import Lock, check_new_run, clear_run
 from .sample import generate
 from .threads import use_threads
 from .tokenizers import tokenizer_from_dict
-from .train import Trainer, evaluate as evaluate_ids
+from .train import Trainer
+from .train import evaluate as evaluate_ids
 
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
@@ -62,7 +71,9 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
             lock(out)
         ckpt = _last_checkpoint(out) if resume else None
         # The processes join on the device the run will use: a resumed run keeps its own unless told.
-        device = options["device"] if ckpt is None or "device" in explicit else ckpt.meta["train"].get("device", options["device"])
+        device = options["device"]
+        if ckpt is not None and "device" not in explicit:
+            device = ckpt.meta["train"].get("device", device)
         world, _ = distributed.join(pick_device(device))
         try:
             trainer = _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit,

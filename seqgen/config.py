@@ -74,7 +74,8 @@ class TrainConfig:
     seq_len: int = ranged(64, 1)
     batch_size: int = ranged(16, 1)
     lr: float = ranged(1e-2, 0, 10**6, min_open=True)  # a bound: torch turns it into float32 (beyond 3e38 it fails)
-    weight_decay: float = ranged(0.1, 0)  # 0.03 nats better on tiny Shakespeare's unseen last plays in 105 s (benchmarks/README.md)
+    # 0.1: 0.03 nats better than none on tiny Shakespeare's unseen last plays in 105 s (benchmarks/README.md)
+    weight_decay: float = ranged(0.1, 0)
     warmup_steps: int = ranged(50, 0)
     min_lr_ratio: float = ranged(0.02, 0, 1)  # a low floor: the last few hundred steps at a small rate are worth 0.02 nats here
     clip: float = ranged(1.0, 0)
@@ -89,7 +90,7 @@ class TrainConfig:
     transpose: int = ranged(3, 0, 24)  # MIDI augmentation: each piece moved by up to this many semitones per epoch
     stretch: float = ranged(0.05, 0, 0.5)  # MIDI augmentation: and played up to 5% faster or slower
     device: str = one_of("auto", DEVICES)
-    precision: str = one_of("auto", PRECISIONS)  # bf16 autocast where the hardware computes it natively (see hardware.pick_precision)
+    precision: str = one_of("auto", PRECISIONS)  # auto: bf16 autocast where the CPU has it natively (hardware.py)
     threads: int | None = ranged(None, 1, 4096)  # a bound: OpenMP allocates per thread, and fails on absurd counts
 
 

@@ -30,9 +30,9 @@ import numpy as np
 from .atomic import _UMASK, atomic_write_bytes
 from .errors import SeqgenError
 from .midi_io import NOTE_DTYPE
-from .tokenizers.midi_events import MAX_SILENCE
 from .rundir import Lock
 from .tokenizers import CharTokenizer, codepoints, id_dtype
+from .tokenizers.midi_events import MAX_SILENCE
 
 DEFAULT_CORPUS = "python-docs"
 BOM = "\ufeff"
@@ -58,7 +58,9 @@ class Corpus:
 
     def describe(self) -> dict:
         if self.encoded is not None:
-            size = {"characters": _encoded_meta(self.encoded)["tokens"], "encoded": True}
+            meta = _encoded_meta(self.encoded)
+            assert meta is not None  # load_corpus made this Corpus from it
+            size = {"characters": meta["tokens"], "encoded": True}
         else:
             size = {"characters": len(self.text)} if self.kind == "text" else {"files": len(self.files)}
         text = {"keep_line_endings": self.keep_line_endings} if self.kind == "text" else {}
@@ -379,6 +381,7 @@ def builtin_directory(builtin: Builtin) -> Path:
         # conversion leaves nothing that could pass for the corpus.
         scratch = Path(tempfile.mkdtemp(prefix=f".{builtin.name}-", dir=dest.parent))
         try:
+            assert builtin.convert is not None  # a MIDI built-in: converted from a dependency's data
             builtin.convert(scratch)
             os.replace(scratch, dest)
         except OSError:
@@ -556,7 +559,8 @@ def _text_source(spec, keep_line_endings: bool) -> _TextSource:
         builtin = BUILTINS.get(str(spec))
         if builtin is not None and builtin.kind != "text":
             raise midi
-        corpus = load_corpus(spec, keep_line_endings=keep_line_endings)  # a built-in text corpus, small enough for memory; else load_corpus's error
+        # A built-in text corpus, small enough for memory (else load_corpus's own error).
+        corpus = load_corpus(spec, keep_line_endings=keep_line_endings)
         return _TextSource(corpus.name, corpus.source, None, data=corpus.text.encode("utf-8"))
     if not (path.is_dir() or path.is_file()):
         raise SeqgenError(f"{spec}: not a regular file or directory")

@@ -23,7 +23,6 @@ from .corpora import midi_pieces, open_encoded
 from .errors import SeqgenError
 from .tokenizers import ENCODE_CHUNK, CharTokenizer, tokenizer_from_dict
 
-
 VAL_BLOCKS = 20
 MAX_VAL_TOKENS = 1 << 20  # evaluation scores at most this many: minutes, not hours, on a corpus of gigabytes
 
@@ -146,7 +145,8 @@ class PieceData:
         self._pieces = [p for i, p in enumerate(pieces) if i not in held]
         self._encode, self._seed, self.sha256 = encode, seed, sha256
         self.val = np.concatenate([encode(pieces[i], None) for i in sorted(held)])
-        self._epoch, self._ids = None, None
+        self._epoch: int | None = None
+        self._ids = np.empty(0, np.int64)  # the epoch's training ids, made when first asked for
 
     def train(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:

@@ -85,7 +85,7 @@ class World:
         if self.size > 1:
             import torch.distributed as dist
 
-            dist.barrier(group=self.control)
+            dist.barrier(group=self.control)  # type: ignore[arg-type]  # a ProcessGroup (or None), held as object
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model as the training step should call it: under DDP when there are several ranks."""

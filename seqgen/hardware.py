@@ -34,7 +34,7 @@ def native_bf16_cpu() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX) and PyTorch's kernels
     are allowed to use it: ATEN_CPU_CAPABILITY=avx2 (which also caps the bf16 conversions) says no,
     whatever the CPU's flags."""
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    capabilities: dict = getattr(torch.cpu, "get_capabilities", dict)()
     flags = bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
     return flags and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
@@ -98,7 +98,7 @@ def check_fits(params: int, device: torch.device) -> None:
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:
-        import psutil  # type: ignore[import-untyped]  # no stubs, and types-psutil is not a dependency
+        import psutil
 
         free = psutil.virtual_memory().available
     if need > free:

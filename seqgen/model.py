@@ -10,6 +10,8 @@ inspected, so no caller branches on the cell type.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,14 +21,21 @@ from .config import ModelConfig
 BATCH_DIM = 2  # of the state tensor
 
 
+def weights(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A one-layer recurrent module's W_ih (G*H, n_in), W_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)."""
+    return tuple(getattr(layer, f"{name}_l0") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
 def _make_layer(cell: str, n_in: int, hidden: int) -> nn.RNNBase:
+    layer: nn.RNNBase
     if cell == "lstm":
         layer = nn.LSTM(n_in, hidden, batch_first=True)
+        _, _, b_ih, b_hh = weights(layer)
         with torch.no_grad():
             # Forget gates start open (bias 1, gate order i, f, g, o), so the state is remembered
             # from the first step: Gers et al. (2000), Jozefowicz et al. (2015).
-            layer.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)
-            layer.bias_hh_l0[hidden : 2 * hidden].zero_()
+            b_ih[hidden : 2 * hidden].fill_(1.0)
+            b_hh[hidden : 2 * hidden].zero_()
         return layer
     if cell == "gru":
         return nn.GRU(n_in, hidden, batch_first=True)
@@ -34,10 +43,11 @@ def _make_layer(cell: str, n_in: int, hidden: int) -> nn.RNNBase:
     if cell == "irnn":
         # Le, Jaitly & Hinton (2015): a ReLU RNN trains well when its recurrent weights start as the
         # identity and its biases at zero, so the state is copied forward until learning changes it.
+        _, w_hh, b_ih, b_hh = weights(layer)
         with torch.no_grad():
-            nn.init.eye_(layer.weight_hh_l0)
-            layer.bias_hh_l0.zero_()
-            layer.bias_ih_l0.zero_()
+            nn.init.eye_(w_hh)
+            b_hh.zero_()
+            b_ih.zero_()
     return layer
 
 
@@ -48,7 +58,7 @@ def parameter_shapes(c: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The shape of every tensor in an RNNLM's state_dict, from the config alone: what a
     checkpoint must hold, known before building anything (a test keeps it true)."""
     g = GATES[c.cell] * c.hidden
-    shapes = {"embed.weight": (c.vocab_size, c.embed)}
+    shapes: dict[str, tuple[int, ...]] = {"embed.weight": (c.vocab_size, c.embed)}
     for i in range(c.layers):
         shapes |= {f"rnns.{i}.weight_ih_l0": (g, c.embed if i == 0 else c.hidden),
                    f"rnns.{i}.weight_hh_l0": (g, c.hidden), f"rnns.{i}.bias_ih_l0": (g,), f"rnns.{i}.bias_hh_l0": (g,)}
@@ -116,13 +126,12 @@ class RNNLM(nn.Module):
     def _step_from(self, first: int, x: torch.Tensor, state: torch.Tensor, new_state: list):
         """Layers `first`.. of `step`, given the input x (B, n_in) of layer `first`."""
         for i in range(first, len(self.rnns)):
-            rnn = self.rnns[i]
-            weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+            w = weights(self.rnns[i])
             if self.state_size == 2:
-                h, c = torch.lstm_cell(x, (state[i, 0], state[i, 1]), *weights)
+                h, c = torch.lstm_cell(x, (state[i, 0], state[i, 1]), *w)
                 new_state.append(torch.stack([h, c]))
             else:
-                h = _CELL_STEP[self.config.cell](x, state[i, 0], *weights)
+                h = _CELL_STEP[self.config.cell](x, state[i, 0], *w)
                 new_state.append(h.unsqueeze(0))
             x = self._residual(i, x, self.drop(h))  # (B, H)
         return self.head(x), torch.stack(new_state)
@@ -142,10 +151,10 @@ class RNNLM(nn.Module):
         """
         c = self.config
         H, gru = c.hidden, c.cell == "gru"
-        layers = []  # per layer: (W_ih (G*H, n_in), W_hh (G*H, H), b_ih (G*H, 1), b_hh (G*H, 1) or None)
+        layers: list[tuple[Any, ...]] = []  # per layer: (W_ih (G*H, n_in), W_hh (G*H, H), b_ih (G*H, 1), b_hh (G*H, 1) or None)
         for rnn in self.rnns:
-            w_ih, w_hh = rnn.weight_ih_l0.clone(), rnn.weight_hh_l0.clone()
-            b_ih, b_hh = rnn.bias_ih_l0[:, None].clone(), rnn.bias_hh_l0[:, None].clone()
+            w_ih, w_hh, b_ih, b_hh = (t.clone() for t in weights(rnn))
+            b_ih, b_hh = b_ih[:, None], b_hh[:, None]
             if c.cell == "lstm":
                 for t in (w_ih, w_hh, b_ih, b_hh):
                     t[2 * H : 3 * H] *= 2
@@ -174,7 +183,7 @@ class RNNLM(nn.Module):
         def step(ids: torch.Tensor, state: torch.Tensor):
             state = state.transpose(2, 3)  # (L, S, H, B)
             new = torch.empty(state.shape, dtype=state.dtype, device=state.device)
-            x = None
+            x: Any = None  # the layer's input (n_in, B), from the second layer on
             for i, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
                 h = state[i, 0]  # (H, B)
                 if i == 0:
@@ -197,7 +206,7 @@ class RNNLM(nn.Module):
 def layer_table(model: RNNLM) -> list[tuple[str, str, str, int]]:
     """(name, type, output shape, parameter count) for each layer, in the order data flows."""
     c = model.config
-    rows = [("embed", "Embedding", f"(B, T, {c.embed})", model.embed)]
+    rows: list[tuple[str, str, str, nn.Module]] = [("embed", "Embedding", f"(B, T, {c.embed})", model.embed)]
     rows += [(f"rnns.{i}", type(r).__name__, f"(B, T, {c.hidden})", r) for i, r in enumerate(model.rnns)]
     rows += [("head", "Linear", f"(B, T, {c.vocab_size})", model.head)]
     return [(name, kind, shape, sum(p.numel() for p in m.parameters())) for name, kind, shape, m in rows]

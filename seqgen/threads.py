@@ -78,7 +78,7 @@ def _niced() -> bool:
 def sample() -> Sample | None:
     """The CPU time counters now, or None where psutil cannot read them."""
     try:
-        import psutil  # type: ignore[import-untyped]  # no stubs, and types-psutil is not a dependency
+        import psutil
 
         per_cpu = psutil.cpu_times(percpu=True)
         me = psutil.Process()

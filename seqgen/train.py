@@ -18,6 +18,7 @@ import shlex
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,8 +89,8 @@ def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = Wo
         total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     model.train(was_training)
-    total, count = world.sum(total, count)
-    count = int(count)
+    total, summed = world.sum(total, count)
+    count = int(summed)
     if count == 0:
         raise SeqgenError("nothing to evaluate: the text is shorter than two tokens")
     return total / count, count
@@ -198,11 +199,11 @@ class Trainer:
         self.model_config = dataclasses.replace(model_config, vocab_size=self.tokenizer.vocab_size)
         check_fits(sum(math.prod(s) for s in parameter_shapes(self.model_config).values()), self.device)
         self.model = RNNLM(self.model_config).to(self.device)
-        self.stepper = self.world.wrap(self.model)  # what a training step calls: DDP under several processes
+        self.stepper: Any = self.world.wrap(self.model)  # what a training step calls: DDP under several processes
         self.optimizer = make_optimizer(self.model, config)
         self.progress = Progress()
-        self.carry = None  # the recurrent state carried into the next batch, for this process' rows
-        self.saved_step = None  # the step of the checkpoint in last.safetensors
+        self.carry: Any = None  # the recurrent state (L, S, B, H) carried into the next batch, this process' rows
+        self.saved_step: int | None = None  # the step of the checkpoint in last.safetensors
         if resume_from is not None:
             self._restore(resume_from)
         self._reseed()
@@ -364,7 +365,7 @@ class Trainer:
             "max_steps": lambda: f"{self.cfg.max_steps} steps done",
             "time_budget": lambda: f"time budget of {duration(self.cfg.time_budget or 0)} spent",
             "patience": lambda: f"no improvement in {self.cfg.patience} evaluations",
-        }.get(stopped_by, lambda: "stopped on request")()
+        }.get(stopped_by or "", lambda: "stopped on request")()
         best = "" if p.best_val_loss is None else (
             f"; best val_loss {p.best_val_loss:.4f} ({p.best_val_loss / math.log(2):.3f} bpc) at step {p.best_step:,}")
         self.reporter.log(f"Finished ({reason}): {p.step:,} steps in {duration(p.elapsed)}{best}")

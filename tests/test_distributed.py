@@ -110,7 +110,8 @@ def test_nproc_launches_the_processes_and_speaks_once(corpus_file, tmp_path):
 def test_a_signal_to_one_process_stops_all_after_the_same_step(corpus_file, tmp_path):
     run = tmp_path / "run"
     job = subprocess.Popen([sys.executable, "-m", "seqgen", "train", str(corpus_file), *TINY, "--time-budget", "120",
-                            "--max-steps", "1000000", "--nproc", "2", "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--max-steps", "1000000", "--nproc", "2", "--out", str(run)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (run / "metrics.csv").exists() and time.monotonic() < deadline:  # training is under way
         time.sleep(0.2)
