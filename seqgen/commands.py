@@ -30,9 +30,10 @@ from .data import all_ids, new_tokenizer
 from .errors import SeqgenError
 from .files import MAX_PRIME, read_regular
 from .hardware import pick_device
+from .lock import Lock
 from .model import layer_table
 from .progress import Reporter, duration
-from .rundir import Lock, check_new_run, clear_run
+from .rundir import check_new_run, clear_run
 from .sample import generate
 from .threads import use_threads
 from .tokenizers import tokenizer_from_dict

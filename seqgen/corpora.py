@@ -29,8 +29,8 @@ import numpy as np
 
 from .atomic import _UMASK, atomic_write_bytes
 from .errors import SeqgenError
+from .lock import Lock
 from .midi_io import NOTE_DTYPE
-from .rundir import Lock
 from .tokenizers import CharTokenizer, codepoints, id_dtype
 from .tokenizers.midi_events import MAX_SILENCE
 

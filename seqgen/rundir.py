@@ -1,26 +1,25 @@
-"""A directory seqgen writes into: which files in it are seqgen's, and the lock that makes one
-process its only writer.
+"""A run directory: its checkpoints, --keep rotation and metrics.csv (`RunDir`), and which files
+in it are seqgen's.
 
 A run directory may hold the user's own files too (notes, plots, a README); seqgen touches only
 the names it writes itself, and refuses to start a run among files it did not write unless told
-to (`--force`). Two processes writing one directory would mix their checkpoints and metrics, so a
-writer holds an exclusive `flock` on a lock file: the operating system releases it when the
-process ends, however it ends, so a lock is never left stale.
+to (`--force`). One process at a time writes it, holding its lock (seqgen/lock.py).
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import os
+import csv
+import io
 import re
-import stat
 from pathlib import Path
 
-from .atomic import _UMASK
-from .errors import SeqgenError
+import torch
 
-LOCK = ".seqgen.lock"
+from . import checkpoint
+from .atomic import atomic_link, atomic_write_text
+from .errors import SeqgenError
+from .lock import LOCK
+
 METRICS = "metrics.csv"
 METRIC_FIELDS = ["step", "epoch", "tokens", "elapsed_s", "lr", "loss", "val_loss", "val_bpc"]
 CHECKPOINTS = ("best.safetensors", "last.safetensors")
@@ -28,111 +27,6 @@ _OWN = r"(?:best|last|step-\d{8})\.safetensors|metrics\.csv"
 OWN = re.compile(_OWN)
 # What atomic.py writes on the way to those names: `.NAME.<random>.tmp` and `.NAME.link.tmp`.
 OWN_TEMP = re.compile(rf"\.(?:{_OWN})\.[^/]+\.tmp")
-
-
-class Lock:
-    """An exclusive lock on `directory` (made if missing) held through the file LOCK in it, or
-    through `name` beside it in its parent (for a directory that is replaced whole, like an
-    encoded corpus). A second process is refused at once, told which PID holds it."""
-
-    def __init__(self, directory: Path, *, beside: bool = False, option: str = "--out"):
-        directory = Path(directory)
-        self.target = directory.parent if beside else directory  # where the lock file lives
-        self.path = directory.parent / f".{directory.name}.seqgen.lock" if beside else directory / LOCK
-        self.made: list[Path] = []  # directories made for the lock, removed again if nothing else came there
-        self.fd: int | None = None
-        try:
-            self._acquire(directory, option)
-        except BaseException:
-            self._undo()
-            raise
-
-    def _make_directories(self) -> None:
-        for parent in reversed([self.target, *self.target.parents]):
-            if not parent.exists():
-                try:
-                    parent.mkdir()
-                    self.made.append(parent)
-                except FileExistsError:
-                    pass
-                except OSError as e:
-                    raise SeqgenError(f"could not make {parent}: {e.strerror or e}") from None
-        if not self.target.is_dir():
-            raise SeqgenError(f"{self.target}: exists and is not a directory")
-
-    def _acquire(self, directory: Path, option: str) -> None:
-        for _ in range(100):
-            self._make_directories()  # again after the last holder removed those it had made
-            try:
-                # Never through a link, nor into a FIFO: the lock file is seqgen's own, or refused.
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
-                             0o666 & ~_UMASK)
-            except FileNotFoundError:
-                continue  # its directory went with the last holder, just now
-            except OSError as e:
-                why = "a symbolic link" if e.errno == errno.ELOOP else (e.strerror or str(e))
-                raise SeqgenError(f"could not take the lock {self.path}: {why}") from None
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
-                raise SeqgenError(f"could not take the lock {self.path}: not a regular file")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                holder = _read_pid(fd)
-                os.close(fd)
-                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise SeqgenError(f"could not lock {self.path}: {e.strerror or e}") from None
-                who = f"process {holder}" if holder else "another process"
-                raise SeqgenError(f"{directory} is in use by seqgen {who}; wait for it to finish or stop it, "
-                                  f"or choose another {option}") from None
-            # The holder before us may have removed the file after we opened it: then we hold a
-            # lock on a name no one else can find, and must take the new file's instead.
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False))
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self.fd = fd
-                return
-            os.close(fd)
-        raise SeqgenError(f"could not lock {self.path}: it kept changing")
-
-    def release(self) -> None:
-        """Let go of the lock, removing the lock file (and the directories made for it, when
-        nothing else came there)."""
-        if self.fd is None:
-            return
-        try:
-            os.unlink(self.path)  # while still held: a process that opened it retries (see _acquire)
-        except OSError:
-            pass
-        os.close(self.fd)
-        self.fd = None
-        self._undo()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def _undo(self) -> None:
-        for directory in reversed(self.made):
-            try:
-                directory.rmdir()  # only when empty
-            except OSError:
-                break
-        self.made = []
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 def is_own(path: Path) -> bool:
@@ -195,3 +89,57 @@ def clear_run(directory: Path) -> None:
     for path in Path(directory).iterdir():
         if path.name != LOCK and is_own(path):
             path.unlink(missing_ok=True)
+
+
+class RunDir:
+    """What a run writes, and where: `best` (weights, when validation improved), `last` (resumable),
+    with `keep` K the K-1 resumable checkpoints before it (step-NNNNNNNN), and metrics.csv, a row
+    per evaluation, each written after its checkpoints. Only rank 0 of a run writes."""
+
+    def __init__(self, path: Path, keep: int = 1):
+        self.path, self.keep = Path(path), keep
+        self.saved_step: int | None = None  # the step of the checkpoint in `last`, once there is one
+
+    def prepare(self) -> None:
+        """Make the directory, and remove the half-written files of a run that was killed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        sweep_temps(self.path)
+
+    def save(self, step: int, meta: dict, weights: dict[str, torch.Tensor], resumable: tuple[dict, dict],
+             improved: bool, row: dict) -> None:
+        """The checkpoints of evaluation `step` (resumable: the extra metadata and tensors of
+        `last`), the --keep rotation, then the metrics row."""
+        if improved:
+            checkpoint.save(self.path / checkpoint.BEST, meta, weights)
+        last = self.path / checkpoint.LAST
+        if self.keep > 1 and self.saved_step is not None and last.exists():
+            atomic_link(last, self.path / checkpoint.KEPT.format(self.saved_step))
+        checkpoint.save(last, {**meta, **resumable[0]}, {**weights, **resumable[1]})
+        self.saved_step = step
+        earlier = checkpoint.kept(self.path)
+        for path in earlier[: max(len(earlier) - (self.keep - 1), 0)]:
+            path.unlink(missing_ok=True)
+        self._append_metrics(row)  # after the checkpoints: a row always has its checkpoint
+
+    def drop_metrics_after(self, step: int) -> None:
+        """A resumed run continues from the checkpoint of `step`: the evaluations a run killed
+        before its next checkpoint logged after it are dropped, since the resumed run repeats them."""
+        path = self.path / METRICS
+        if not path.exists():
+            return
+        with path.open(newline="") as f:  # a row cut short by a kill has no valid step: dropped
+            rows = [r for r in csv.DictReader(f) if (r.get("step") or "").isdigit() and int(r["step"]) <= step]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, out.getvalue())
+
+    def _append_metrics(self, row: dict) -> None:
+        path = self.path / METRICS
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)

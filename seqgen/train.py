@@ -9,10 +9,8 @@ optimizer, RNG and carried state included) and, when validation improved, `best`
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import functools
-import io
 import math
 import shlex
 import signal
@@ -25,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint, distributed
-from .atomic import atomic_link, atomic_write_text
 from .config import ModelConfig, Progress, TrainConfig, from_dict, seed_entropy, to_dict, torch_seed
 from .corpora import Corpus
 from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
@@ -34,7 +31,7 @@ from .errors import SeqgenError
 from .hardware import check_fits, native_bf16_cpu, pick_device, pick_precision
 from .model import BATCH_DIM, RNNLM, parameter_shapes, sequence_loss
 from .progress import Reporter, duration
-from .rundir import METRIC_FIELDS, METRICS, sweep_temps
+from .rundir import RunDir
 from .threads import Threads
 from .tokenizers import Tokenizer
 
@@ -168,6 +165,7 @@ class Trainer:
         strict: bool = False,
     ):
         self.corpus, self.cfg, self.run_dir = corpus, config, Path(run_dir)
+        self.out = RunDir(self.run_dir, config.keep)
         self.reporter = reporter or Reporter(quiet=True)
         self.tokenizer = tokenizer or new_tokenizer(corpus)
         self.world, self.device = distributed.join(pick_device(config.device))
@@ -203,7 +201,6 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, config)
         self.progress = Progress()
         self.carry: Any = None  # the recurrent state (L, S, B, H) carried into the next batch, this process' rows
-        self.saved_step: int | None = None  # the step of the checkpoint in last.safetensors
         if resume_from is not None:
             self._restore(resume_from)
         self._reseed()
@@ -247,8 +244,7 @@ class Trainer:
         """
         cfg, p, model = self.cfg, self.progress, self.model
         if self.world.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            sweep_temps(self.run_dir)  # half-written files of a run that was killed
+            self.out.prepare()
         self._log_start()
         self.reporter.start(step=p.step, done=self._done())
         model.train()
@@ -317,7 +313,7 @@ class Trainer:
         cfg, p = self.cfg, self.progress
         train_loss = self.world.sum(train_loss)[0] / self.world.size  # the same on every process
         if not math.isfinite(train_loss):
-            kept = (f"the last good checkpoint is kept in {self.run_dir}" if self.saved_step is not None
+            kept = (f"the last good checkpoint is kept in {self.run_dir}" if self.out.saved_step is not None
                     else "no checkpoint was saved")
             raise SeqgenError(f"the training loss became {train_loss} by step {p.step}; {kept} (try a lower --lr or --clip)")
         val_loss, _ = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.seq_len, self.world)
@@ -333,19 +329,8 @@ class Trainer:
         row = {"step": p.step, "epoch": p.epoch, "tokens": p.tokens, "elapsed_s": round(p.elapsed, 2),
                "lr": f"{lr:.4g}", "loss": round(train_loss, 5), "val_loss": round(val_loss, 5),
                "val_bpc": round(val_loss / math.log(2), 5)}
-        meta = self._meta(row)
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        if improved:
-            checkpoint.save(self.run_dir / checkpoint.BEST, meta, weights)
-        last = self.run_dir / checkpoint.LAST
-        if cfg.keep > 1 and self.saved_step is not None and last.exists():
-            atomic_link(last, self.run_dir / checkpoint.KEPT.format(self.saved_step))
-        checkpoint.save(last, {**meta, **self._resume_meta()}, {**weights, **self._resume_tensors(carry)})
-        self.saved_step = p.step
-        earlier = checkpoint.kept(self.run_dir)
-        for path in earlier[: max(len(earlier) - (cfg.keep - 1), 0)]:
-            path.unlink(missing_ok=True)
-        self._append_metrics(row)  # after the checkpoints: a row always has its checkpoint
+        self.out.save(p.step, self._meta(row), weights, (self._resume_meta(), self._resume_tensors(carry)), improved, row)
         self.reporter.evaluation(
             epoch=p.epoch, epochs=cfg.epochs, batch=p.batch, batches=nb, seconds=p.elapsed,
             ms_per_step=1000 * seconds_per_step, loss=train_loss, val_loss=val_loss,
@@ -410,9 +395,9 @@ class Trainer:
         # The state of every stream of the global batch is saved, so the run can go on with any
         # number of processes that divides the batch.
         self.carry = ckpt.tensors["carry"][:, :, self.rows.start : self.rows.stop].to(self.device)
-        self.saved_step = self.progress.step
+        self.out.saved_step = self.progress.step
         if self.world.is_main:
-            self._truncate_metrics(self.progress.step)
+            self.out.drop_metrics_after(self.progress.step)
 
     def _log_start(self) -> None:
         m, c, p = self.model_config, self.cfg, self.progress
@@ -443,25 +428,3 @@ class Trainer:
             f"{runs}; AdamW, lr {c.lr:g} after {c.warmup_steps} warmup steps, cosine decay to "
             f"{c.lr * c.min_lr_ratio:.3g} at the end"
         )
-
-    def _append_metrics(self, row: dict) -> None:
-        path = self.run_dir / METRICS
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
-    def _truncate_metrics(self, step: int) -> None:
-        # A run killed after its last checkpoint may have logged evaluations that resume repeats.
-        path = self.run_dir / METRICS
-        if not path.exists():
-            return
-        with path.open(newline="") as f:  # a row cut short by a kill has no valid step: dropped
-            rows = [r for r in csv.DictReader(f) if (r.get("step") or "").isdigit() and int(r["step"]) <= step]
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(path, out.getvalue())

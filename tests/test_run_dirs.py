@@ -11,7 +11,7 @@ import time
 import pytest
 
 from seqgen import checkpoint
-from seqgen.rundir import LOCK, Lock
+from seqgen.lock import LOCK, Lock
 
 from .conftest import TINY, invoke
 
