@@ -70,3 +70,11 @@ def test_every_public_class_says_what_it_is():
                for path in sorted(PACKAGE.rglob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
                if isinstance(node, ast.ClassDef) and not node.name.startswith("_") and not ast.get_docstring(node)]
     assert not missing, missing
+
+
+def test_the_cli_reference_in_docs_is_what_the_cli_says():
+    import runpy
+
+    docs = PACKAGE.parent / "docs"
+    reference = runpy.run_path(str(docs / "cli_reference.py"))["reference"]
+    assert (docs / "cli.md").read_text(encoding="utf-8") == reference(), "run: python docs/cli_reference.py"
