@@ -18,7 +18,9 @@ OUT = Path(__file__).with_name("cli.md")
 
 def _help(command: click.Command, path: list[str], parent: click.Context | None) -> list[tuple[str, str]]:
     """(the command line, its --help) for `command` and every command under it, in order."""
-    ctx = click.Context(command, info_name=path[-1], parent=parent, terminal_width=100, max_content_width=100)
+    # As the CLI makes it (its context settings: -h, the widths), without running anything.
+    ctx = command.make_context(path[-1], [], parent=parent, resilient_parsing=True, terminal_width=100,
+                               max_content_width=100)
     pages = [(" ".join(path), command.get_help(ctx))]
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 from .errors import SeqgenError
@@ -27,11 +30,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         return _write_in_place(path, data)
     if kind == "file" and path.is_symlink():
         path = Path(os.path.realpath(path))  # replace the file the link names, and keep the link
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
+        with _signals_held():  # Ctrl-C or SIGTERM raise only once `tmp` is known, so it is removed
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -40,10 +42,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
         _sync_directory(path.parent)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         if isinstance(e, OSError):
             raise _write_error(path, e) from None
         raise
@@ -66,6 +69,20 @@ def output_kind(path: Path) -> str:
 
 
 _DESCRIPTOR = re.compile(r"/(?:proc/(?:self|thread-self|\d+)|dev)/fd/\d+")
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM back (POSIX) while the block runs: their handlers run after it."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def refuse_other(path: Path) -> str:
