@@ -110,16 +110,21 @@ def _write_in_place(path: Path, data: bytes) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)  # append: after what a redirected stdout holds
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         finally:
             os.close(fd)
     except OSError as e:
         if e.errno == errno.EPIPE:
-            raise
-        reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise SeqgenError(f"could not write {path}: {reason}") from None
+            raise  # the reader left: exit 141, as on stdout
+        raise _write_error(path, e, replaced=False) from None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to a file descriptor, or an OSError: a write that a signal or a closing pipe
+    cuts short is continued (or fails), never silently dropped."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def atomic_link(source: Path, path: Path) -> None:
@@ -153,9 +158,10 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_error(path: Path, e: OSError) -> SeqgenError:
+def _write_error(path: Path, e: OSError, replaced: bool = True) -> SeqgenError:
     reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-    return SeqgenError(f"could not write {path}: {reason} (what was there before is unchanged)")
+    unchanged = " (what was there before is unchanged)" if replaced else ""
+    return SeqgenError(f"could not write {path}: {reason}{unchanged}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

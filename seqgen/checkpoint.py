@@ -20,15 +20,7 @@ from safetensors.torch import save as st_save
 
 from . import __version__
 from .atomic import atomic_write_bytes
-from .config import (
-    KINDS,
-    PRECISIONS,
-    ModelConfig,
-    Progress,
-    TrainConfig,
-    checked,
-    describe,
-)
+from .config import KINDS, PRECISIONS, ModelConfig, Progress, TrainConfig, checked, describe
 from .errors import SeqgenError
 from .files import read_regular
 from .model import RNNLM, parameter_shapes
@@ -194,10 +186,18 @@ def _check_corpus(corpus: dict, path: Path) -> None:
 
 def build_model(ckpt: Checkpoint) -> RNNLM:
     """The model with the checkpoint's weights, on the CPU, in eval mode."""
-    weights = ckpt.group("model.")
     config = checked(ModelConfig, ckpt.meta["model"])  # checked by read(): it cannot fail here
-    # The config must describe exactly the tensors in the file (whose size the file itself
-    # bounds) before anything is built: a config naming absurd sizes costs no memory.
+    weights = _checked_weights(ckpt, config)  # before the model is built, which a bad config would make huge
+    model = RNNLM(config)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def _checked_weights(ckpt: Checkpoint, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The model's weights in the checkpoint, exactly the tensors `config` describes (checked
+    before anything is built: a config naming absurd sizes costs no memory, since the file
+    bounds what it holds), each a finite float."""
+    weights = ckpt.group("model.")
     expected = parameter_shapes(config)
     found = {k: tuple(v.shape) for k, v in weights.items()}
     if expected != found:
@@ -206,9 +206,7 @@ def build_model(ckpt: Checkpoint) -> RNNLM:
                           f"(tensor {diff!r} is missing or has the wrong shape)")
     for name, tensor in weights.items():
         check_tensor(ckpt, f"model.{name}", tensor, WEIGHT_DTYPES)
-    model = RNNLM(config)
-    model.load_state_dict(weights)
-    return model.eval()
+    return weights
 
 
 def check_tensor(ckpt: Checkpoint, name: str, tensor: torch.Tensor, dtypes, shape=None) -> None:
@@ -252,12 +250,7 @@ def resume_state(ckpt: Checkpoint, model: RNNLM, optimizer: torch.optim.Optimize
     """Checks every tensor and setting a resumed run loads against the model and optimizer it
     loads them into (shapes, dtypes, finite values), so none can fail halfway or train on
     garbage; returns the optimizer's state dict to load."""
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    weights = ckpt.group("model.")
-    if {k: tuple(v.shape) for k, v in weights.items()} != shapes:
-        raise SeqgenError(f"{ckpt.path}: checkpoint weights do not match its model config")
-    for name, tensor in weights.items():
-        check_tensor(ckpt, f"model.{name}", tensor, WEIGHT_DTYPES)
+    _checked_weights(ckpt, model.config)
     rng = ckpt.tensors.get("rng.torch")
     if rng is None:
         raise SeqgenError(f"{ckpt.path}: checkpoint tensor 'rng.torch' is missing")

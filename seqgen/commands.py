@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, distributed
-from .atomic import atomic_write_bytes, atomic_write_text, output_kind, refuse_other
+from .atomic import atomic_write_bytes, atomic_write_text, output_kind, refuse_other, write_all
 from .config import (
     MAX_SAMPLE_TOKENS,
     MIDI_TRAIN_DEFAULTS,
@@ -218,10 +217,8 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
         files = [path / f"sample_{i:0{width}d}{suffix}" for i in indices]
     else:
         files = [path]
-    for f in files:
-        refuse_other(f)
     # Writing to a device or pipe (/dev/null, a FIFO) replaces nothing: no --force needed.
-    existing = [f for f in files if output_kind(f) == "file"]
+    existing = [f for f in files if refuse_other(f) == "file"]
     if existing and not force:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise SeqgenError(f"{existing[0]}{more} already exist{'s' if not more else ''}; use --force to overwrite")
@@ -294,9 +291,7 @@ def write_stdout(data: str | bytes) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    write_all(fd, data)
 
 
 def _sample_text(model, tokenizer, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,

@@ -29,6 +29,7 @@ import numpy as np
 
 from .atomic import _UMASK, atomic_write_bytes
 from .errors import SeqgenError
+from .files import read_regular
 from .lock import Lock
 from .midi_io import NOTE_DTYPE
 from .tokenizers import CharTokenizer, codepoints, id_dtype
@@ -240,18 +241,10 @@ class LineEnds:
         return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_text(path: Path, limit: int | None = None, what: str = "this file") -> str:
-    """A UTF-8 text file; with `limit` (bytes), one that must be a regular file of at most that
-    size (a FIFO or /dev/zero named on the command line is refused, not read forever)."""
-    if limit is not None:
-        from .files import read_regular
-
-        return decode_text(read_regular(path, limit, what), str(path))
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SeqgenError(f"{path}: {e.strerror or e}") from None
-    return decode_text(data, str(path))
+def read_text(path: Path, limit: int | None = None, what: str = "a text file") -> str:
+    """A UTF-8 text file: a regular file (a FIFO or /dev/zero is refused, not read forever), of at
+    most `limit` bytes when given."""
+    return decode_text(read_regular(path, limit, what), str(path))
 
 
 def _files(directory: Path, suffixes: tuple[str, ...] | None = None) -> list[Path]:

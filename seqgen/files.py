@@ -21,17 +21,18 @@ def size_text(n: int) -> str:
     return f"{n / 2**30:g} GB" if n >= 2**30 else f"{n / 2**20:g} MB"
 
 
-def _refuse_unless_regular(path: Path, st: os.stat_result, limit: int, what: str) -> None:
+def _refuse_unless_regular(path: Path, st: os.stat_result, limit: int | None, what: str) -> None:
+    rule = f"{what} must be a regular file" + (f" of at most {size_text(limit)}" if limit is not None else "")
     if not stat.S_ISREG(st.st_mode):
         kind = next((name for test, name in FILE_TYPES if test(st.st_mode)), "not a regular file")
-        raise SeqgenError(f"{path}: {kind}; {what} must be a regular file of at most {size_text(limit)}")
-    if st.st_size > limit:
-        raise SeqgenError(f"{path}: {size_text(st.st_size)}; {what} must be a regular file of at most {size_text(limit)}")
+        raise SeqgenError(f"{path}: {kind}; {rule}")
+    if limit is not None and st.st_size > limit:
+        raise SeqgenError(f"{path}: {size_text(st.st_size)}; {rule}")
 
 
-def read_regular(path: Path, limit: int, what: str) -> bytes:
-    """The bytes of `path`, a regular file (symbolic links followed) of at most `limit` bytes;
-    anything else is one SeqgenError naming `what` the file is for."""
+def read_regular(path: Path, limit: int | None, what: str) -> bytes:
+    """The bytes of `path`, a regular file (symbolic links followed) of at most `limit` bytes
+    (None: any size); anything else is one SeqgenError naming `what` the file is for."""
     try:
         _refuse_unless_regular(path, os.stat(path), limit, what)
         # O_NONBLOCK: should the path become a FIFO after the stat, the open still returns at once,

@@ -22,7 +22,6 @@ from .lock import LOCK
 
 METRICS = "metrics.csv"
 METRIC_FIELDS = ["step", "epoch", "tokens", "elapsed_s", "lr", "loss", "val_loss", "val_bpc"]
-CHECKPOINTS = ("best.safetensors", "last.safetensors")
 _OWN = r"(?:best|last|step-\d{8})\.safetensors|metrics\.csv"
 OWN = re.compile(_OWN)
 # What atomic.py writes on the way to those names: `.NAME.<random>.tmp` and `.NAME.link.tmp`.
@@ -44,7 +43,7 @@ def is_own(path: Path) -> bool:
                 return f.readline().strip() == ",".join(METRIC_FIELDS).encode()
             # A safetensors file: an 8-byte header length, then the JSON header, where the
             # metadata names the format (see checkpoint.py). Only the header's start is read.
-            return f.read(8 + 4096).find(b"seqgen-checkpoint") > 8
+            return f.read(8 + 4096).find(checkpoint.FORMAT.encode()) > 8
     except OSError:
         return False
 
@@ -74,7 +73,7 @@ def check_new_run(directory: Path, force: bool) -> None:
     if taken:
         raise SeqgenError(f"{taken[0]} is not a file seqgen wrote, and a run would write there; "
                           "move it, or choose another --out (not even --force replaces it)")
-    if any(is_own(directory / name) for name in CHECKPOINTS) and not force:
+    if any(is_own(directory / name) for name in (checkpoint.BEST, checkpoint.LAST)) and not force:
         raise SeqgenError(f"{directory} already holds a run; continue it with --resume, or start over with --force")
     if not others:
         return
