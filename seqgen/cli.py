@@ -513,12 +513,11 @@ def corpus_download(name, url):
       seqgen corpus download tinyshakespeare
       seqgen corpus download bach-chorales
     """
-    from .corpora import BUILTINS, builtin_directory, download
+    from .corpora import BUILTINS
 
     if name not in BUILTINS:
         raise CliError(f"no built-in corpus {name!r} (built-in: {', '.join(BUILTINS)})")
-    builtin = BUILTINS[name]
-    click.echo(builtin_directory(builtin) if builtin.convert is not None else download(builtin, url=url))
+    click.echo(BUILTINS[name].fetch(url))
 
 
 @corpus.command("encode", context_settings=CONTEXT)

@@ -16,16 +16,13 @@ from . import checkpoint, distributed
 from .atomic import atomic_write_bytes, atomic_write_text, output_kind, refuse_other, write_all
 from .config import (
     MAX_SAMPLE_TOKENS,
-    MIDI_TRAIN_DEFAULTS,
     SAMPLE_DEFAULTS,
-    MidiConfig,
     ModelConfig,
     TrainConfig,
     from_dict,
     seed_entropy,
 )
-from .corpora import BUILTINS, LineEnds, check_kind, converted_message, load_corpus
-from .data import all_ids, new_tokenizer
+from .corpora import BUILTINS, CORPUS_KINDS, LABELS, MIDI, LineEnds, check_kind, check_options, load_corpus
 from .errors import SeqgenError
 from .files import MAX_PRIME, read_regular
 from .hardware import pick_device
@@ -41,7 +38,8 @@ from .train import evaluate as evaluate_ids
 
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
-MIDI_FIELDS = tuple(MidiConfig.__dataclass_fields__)
+# What a tokenizer is built with: the options of a kind of corpus that are not training settings.
+TOKENIZER_FIELDS = frozenset().union(*(c.options for c in CORPUS_KINDS)) - {*TRAIN_FIELDS, "keep_line_endings"}
 # The data layout a resumed run depends on: changing these would not continue the same run.
 FIXED_ON_RESUME = ("seq_len", "batch_size", "val_fraction", "seed")
 LIMITS = ("epochs", "max_steps", "time_budget")  # what ends a run (--patience only ends one early)
@@ -74,10 +72,10 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
         device = options["device"]
         if ckpt is not None and "device" not in explicit:
             device = ckpt.meta["train"].get("device", device)
-        world, _ = distributed.join(pick_device(device))
+        world, device = distributed.join(pick_device(device))
         try:
             trainer = _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit,
-                               Reporter(bar=bar, quiet=quiet), world, lock)
+                               Reporter(bar=bar, quiet=quiet), world, device, lock)
             best = trainer.run()
         finally:
             distributed.leave()
@@ -91,21 +89,14 @@ def _last_checkpoint(out) -> checkpoint.Checkpoint:
     return checkpoint.read_resumable(last)
 
 
-def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, reporter, world, lock) -> Trainer:
+def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, reporter, world, device, lock) -> Trainer:
     model_options = {k: options[k] for k in MODEL_FIELDS}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
-    midi_options = {k: options[k] for k in MIDI_FIELDS}
     if ckpt is not None:
-        return _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter)
+        return _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter, world, device)
     corpus = load_corpus(corpus_spec, kind, keep_line_endings=options["keep_line_endings"])
-    midi_only = explicit & {*MIDI_FIELDS, "transpose", "stretch"}
-    if corpus.kind == "text" and midi_only:
-        flag = "--" + sorted(midi_only)[0].replace("_", "-")
-        raise SeqgenError(f"{flag} is a MIDI option, and {corpus.spec} is a text corpus")
-    if corpus.kind == "midi" and "keep_line_endings" in explicit:
-        raise SeqgenError(f"--keep-line-endings is a text option, and {corpus.spec} is a MIDI corpus")
-    if corpus.kind == "midi":
-        train_options.update({k: v for k, v in MIDI_TRAIN_DEFAULTS.items() if k not in explicit})
+    check_options(corpus, explicit)
+    train_options.update({k: v for k, v in corpus.train_defaults.items() if k not in explicit})
     # A built-in corpus may come with a run length of its own: the quick start's is two minutes.
     builtin = BUILTINS.get(corpus.spec)
     default_budget = builtin.time_budget if builtin is not None else None
@@ -118,10 +109,10 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     _outside_corpus(out, corpus)
     check_new_run(out, force)
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
-                      out, tokenizer=new_tokenizer(corpus, MidiConfig(**midi_options)), reporter=reporter,
-                      strict=strict)
-    if corpus.line_ends_converted:
-        trainer.reporter.log(converted_message(corpus.line_ends_converted))
+                      out, tokenizer=corpus.new_tokenizer(options), reporter=reporter, strict=strict,
+                      world=world, device=device)
+    for notice in corpus.notices():
+        trainer.reporter.log(notice)
     if default_budget and not explicit & set(LIMITS):
         trainer.reporter.log(f"{corpus.name} trains for {duration(default_budget)} unless given "
                              "--time-budget, --epochs or --max-steps")
@@ -130,10 +121,10 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     return trainer
 
 
-def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter) -> Trainer:
+def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter, world, device) -> Trainer:
     saved = {**ckpt.meta["tokenizer"], **ckpt.meta["train"], **ckpt.meta["model"]}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
-    for name in sorted(explicit & (set(MODEL_FIELDS) | set(MIDI_FIELDS) | set(FIXED_ON_RESUME))):
+    for name in sorted(explicit & (set(MODEL_FIELDS) | set(TOKENIZER_FIELDS) | set(FIXED_ON_RESUME))):
         if saved.get(name) != options[name]:
             raise SeqgenError(
                 f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved.get(name)})"
@@ -149,14 +140,15 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
     keep = saved_corpus.get("keep_line_endings", True)
     if "keep_line_endings" in explicit and options["keep_line_endings"] != keep:
         raise SeqgenError(f"--keep-line-endings cannot change when resuming (this run {'keeps' if keep else 'converts'} them)")
-    run_kind = saved_corpus.get("kind", "text")
+    run_kind = saved_corpus.get("kind", tokenizer.reads)
     if corpus_spec and not kind:
-        check_kind(corpus_spec, run_kind, f"this run trains a {'MIDI' if run_kind == 'midi' else 'text'} model")
+        check_kind(corpus_spec, run_kind, f"this run trains a {LABELS.get(run_kind, run_kind)} model")
     corpus = load_corpus(corpus_spec or saved_corpus["spec"], kind or run_kind, keep_line_endings=keep)
     _outside_corpus(Path(out), corpus)
     try:
         trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
-                          tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict)
+                          tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict,
+                          world=world, device=device)
     except SeqgenError as e:
         if "precision" in explicit or not str(e).startswith("--precision"):
             raise
@@ -170,10 +162,7 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
 
 def _outside_corpus(out: Path, corpus) -> None:
     """A run directory inside a folder of text would be read as part of the corpus next time."""
-    if corpus.kind != "text" or corpus.encoded is not None or not Path(corpus.spec).is_dir():
-        return
-    folder, run = Path(corpus.spec).resolve(), out.resolve()
-    if run == folder or folder in run.parents:
+    if corpus.reads(out):
         raise SeqgenError(f"--out {out} is inside the text corpus {corpus.spec}, whose every file is read as text "
                           "(checkpoints too); put the run directory outside it")
 
@@ -242,7 +231,7 @@ def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, 
     summary of what was generated goes to stdout instead of the paths (or the text itself)."""
     use_threads(threads)
     model, tokenizer, _ = checkpoint.load(checkpoint_path)
-    midi = tokenizer.kind == "midi"
+    midi = tokenizer.reads == MIDI
     wrong = [k for k in (TEXT_ONLY if midi else MIDI_ONLY) if options.get(k)]
     if wrong:
         flag = "--" + wrong[0].replace("_", "-")
@@ -502,11 +491,10 @@ def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads
     use_threads(threads)
     model, tokenizer, ckpt = checkpoint.load(checkpoint_path)
     model.to(pick_device(device))
-    kind = "midi" if tokenizer.kind == "midi" else "text"
-    check_kind(text_spec, kind, f"this is a {'MIDI' if kind == 'midi' else 'text'} model")
-    # The text as the model read its corpus: line ends as \n, unless it knows CRs (trained keeping them).
-    corpus = load_corpus(text_spec, kind, keep_line_endings=kind == "text" and not tokenizer.unknown("\r"))
-    ids = all_ids(corpus, tokenizer)
+    check_kind(text_spec, tokenizer.reads, f"this is a {LABELS[tokenizer.reads]} model")
+    # The corpus as the model's training read it (a text model that knows CRs kept them).
+    corpus = load_corpus(text_spec, tokenizer.reads, **tokenizer.reading())
+    ids = corpus.all_ids(tokenizer)
     seq_len = seq_len or _saved_seq_len(ckpt)
     loss, tokens = evaluate_ids(model, ids, batch_size, seq_len)
     if not math.isfinite(loss):  # finite weights can still overflow: not a score to report

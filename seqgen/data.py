@@ -12,16 +12,13 @@ of batch j and the recurrent state can be carried from one batch to the next:
 from __future__ import annotations
 
 import bisect
-import hashlib
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .config import seed_entropy
-from .corpora import midi_pieces, open_encoded
 from .errors import SeqgenError
-from .tokenizers import ENCODE_CHUNK, CharTokenizer, tokenizer_from_dict
 
 VAL_BLOCKS = 20
 MAX_VAL_TOKENS = 1 << 20  # evaluation scores at most this many: minutes, not hours, on a corpus of gigabytes
@@ -155,54 +152,3 @@ class PieceData:
             self._ids = np.concatenate([self._encode(self._pieces[i], rng) for i in order.tolist()])
             self._epoch = epoch
         return self._ids
-
-
-def new_tokenizer(corpus, midi_config=None):
-    """The tokenizer for a new run: a character vocabulary fitted to a text corpus (or the one
-    an encoded corpus was written with), or the MIDI event vocabulary with the given settings."""
-    if corpus.kind == "midi":
-        from .tokenizers import MidiTokenizer
-
-        return MidiTokenizer(midi_config)
-    if corpus.encoded:
-        return tokenizer_from_dict(open_encoded(corpus.encoded)[1])
-    return CharTokenizer.fit(corpus.text)
-
-
-def _encoded_ids(corpus, tokenizer) -> tuple[np.ndarray, str]:
-    """(the memory-mapped ids of an encoded corpus, its SHA-256), checked against `tokenizer`."""
-    ids, vocabulary, meta = open_encoded(corpus.encoded)
-    if vocabulary != tokenizer.to_dict():
-        raise SeqgenError(f"{corpus.spec}: encoded with a different character vocabulary from this model's "
-                          "(an encoding fits its own); give the text itself instead")
-    return ids, meta["sha256"]
-
-
-def dataset(corpus, tokenizer, cfg, *, strict: bool = False, log=None) -> TextData | PieceData:
-    """The training data of a corpus as the tokenizer encodes it."""
-    if corpus.kind == "midi":
-        pieces, sha256 = midi_pieces(corpus, tokenizer, strict=strict, log=log)
-
-        def encode(notes, rng):
-            if rng is None:
-                return tokenizer.encode(notes)
-            return tokenizer.augmented(notes, rng, cfg.transpose, cfg.stretch)
-
-        return PieceData(pieces, encode, cfg.val_fraction, cfg.seed, sha256)
-    if corpus.encoded:
-        ids, sha256 = _encoded_ids(corpus, tokenizer)
-        return TextData(ids, cfg.val_fraction, sha256)
-    digest = hashlib.sha256()
-    for start in range(0, len(corpus.text), ENCODE_CHUNK):  # in pieces: no second copy of a large corpus
-        digest.update(corpus.text[start : start + ENCODE_CHUNK].encode("utf-8"))
-    return TextData(tokenizer.encode(corpus.text), cfg.val_fraction, digest.hexdigest())
-
-
-def all_ids(corpus, tokenizer, *, log=None) -> np.ndarray:
-    """Every token of a corpus, unaugmented, in order: what `seqgen eval` scores."""
-    if corpus.kind == "midi":
-        pieces, _ = midi_pieces(corpus, tokenizer, log=log)
-        return np.concatenate([tokenizer.encode(p) for p in pieces])
-    if corpus.encoded:
-        return _encoded_ids(corpus, tokenizer)[0]
-    return tokenizer.encode(corpus.text)

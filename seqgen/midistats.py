@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import MidiConfig
-from .corpora import load_corpus
+from .corpora import MIDI, MidiCorpus, load_corpus
 from .errors import SeqgenError
 from .midi_io import hanging_notes, read_notes
 
@@ -50,7 +50,9 @@ def piece_stats(notes: np.ndarray) -> dict[str, float]:
 
 def folder_stats(folder: Path, cap_seconds: float = MidiConfig.max_note) -> dict:
     """Mean statistics over the MIDI files under `folder` (searched recursively)."""
-    files = load_corpus(folder, kind="midi").files
+    corpus = load_corpus(folder, kind=MIDI)
+    assert isinstance(corpus, MidiCorpus)
+    files = corpus.files
     rows, stuck, held, notes_total, skipped = [], 0, 0, 0, []
     for f in files:
         try:

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, distributed
+from . import checkpoint
 from .config import ModelConfig, Progress, TrainConfig, from_dict, seed_entropy, to_dict, torch_seed
 from .corpora import Corpus
-from .data import Streams, check_trainable, dataset, eval_streams, new_tokenizer
+from .data import Streams, check_trainable, eval_streams
 from .distributed import World
 from .errors import SeqgenError
 from .hardware import check_fits, native_bf16_cpu, pick_device, pick_precision
@@ -163,12 +163,15 @@ class Trainer:
         resume_from: checkpoint.Checkpoint | None = None,
         reporter: Reporter | None = None,
         strict: bool = False,
+        world: World | None = None,
+        device: torch.device | None = None,
     ):
         self.corpus, self.cfg, self.run_dir = corpus, config, Path(run_dir)
         self.out = RunDir(self.run_dir, config.keep)
         self.reporter = reporter or Reporter(quiet=True)
-        self.tokenizer = tokenizer or new_tokenizer(corpus)
-        self.world, self.device = distributed.join(pick_device(config.device))
+        self.tokenizer = tokenizer or corpus.new_tokenizer({})
+        # The processes torchrun started have joined (commands.train): one world of one otherwise.
+        self.world, self.device = world or World(), device or pick_device(config.device)
         if not self.world.is_main:  # rank 0 speaks for every process
             self.reporter = Reporter(quiet=True)
         if config.batch_size % self.world.size:
@@ -183,7 +186,7 @@ class Trainer:
         self.threads = Threads(config.threads, log=self.reporter.log)
         torch.manual_seed(config.seed)
 
-        self.data = dataset(corpus, self.tokenizer, config, strict=strict, log=self.reporter.log)
+        self.data = corpus.dataset(self.tokenizer, config, strict=strict, log=self.reporter.log)
         self.corpus_meta = {**corpus.describe(), "sha256": self.data.sha256}
         self.val_ids = self.data.val
         first_epoch = self.data.train(1)

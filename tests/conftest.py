@@ -7,7 +7,7 @@ from hypothesis import settings
 
 from seqgen.cli import cli
 from seqgen.config import ModelConfig, TrainConfig
-from seqgen.corpora import Corpus
+from seqgen.corpora import TextCorpus
 from seqgen.hardware import bf16_failure
 from seqgen.train import Trainer
 
@@ -72,6 +72,6 @@ TINY_TRAIN = dict(seq_len=32, batch_size=8, lr=1e-2, warmup_steps=5, eval_every=
 def trained_run(tmp_path_factory, corpus_text):
     """A tiny LSTM trained for 40 steps, shared by the tests that only read it."""
     run = tmp_path_factory.mktemp("run")
-    Trainer(Corpus("dickens", corpus_text, "dickens", "test"), ModelConfig(vocab_size=0, **TINY_MODEL),
+    Trainer(TextCorpus("dickens", "dickens", "test", corpus_text), ModelConfig(vocab_size=0, **TINY_MODEL),
             TrainConfig(**TINY_TRAIN), run).run()
     return run

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from seqgen import checkpoint
 from seqgen.config import ModelConfig, TrainConfig
-from seqgen.corpora import Corpus
+from seqgen.corpora import TextCorpus
 from seqgen.errors import SeqgenError
 from seqgen.train import Trainer
 
@@ -130,7 +130,7 @@ def test_a_tokenizer_that_does_not_match_the_model_is_refused(trained_run, tmp_p
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, corpus_text, precision):
-    corpus = Corpus("dickens", corpus_text, "dickens", "test")
+    corpus = TextCorpus("dickens", "dickens", "test", corpus_text)
     config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 7, "precision": precision})
     model_config = ModelConfig(vocab_size=0, dropout=0.1, **TINY_MODEL)  # dropout: RNG state matters
 

@@ -78,3 +78,46 @@ def test_the_cli_reference_in_docs_is_what_the_cli_says():
     docs = PACKAGE.parent / "docs"
     reference = runpy.run_path(str(docs / "cli_reference.py"))["reference"]
     assert (docs / "cli.md").read_text(encoding="utf-8") == reference(), "run: python docs/cli_reference.py"
+
+
+def test_every_kind_of_corpus_is_one_class_behind_one_interface():
+    from seqgen.corpora import CORPUS_KINDS, LABELS, Corpus
+
+    for cls in CORPUS_KINDS:
+        assert issubclass(cls, Corpus) and cls.kind in LABELS
+        for member in ("claims", "open", "_size", "new_tokenizer", "dataset", "all_ids"):
+            assert getattr(cls, member) is not getattr(Corpus, member), f"{cls.__name__} lacks its own {member}"
+    # Outside the corpus and tokenizer packages, nothing asks which kind of data it holds.
+    asking = [f"{path.relative_to(PACKAGE.parent)}:{n}" for path in sorted(PACKAGE.glob("*.py"))
+              for n, line in enumerate(path.read_text().splitlines(), 1)
+              if ".encoded" in line or "kind == " in line and "midi" in line]
+    assert not asking, asking
+
+
+def test_the_manifest_lists_every_builtin_and_the_bundled_samples_match_it():
+    import fnmatch
+    import json
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    from seqgen.corpora import BUILTINS, load_corpus, tree_sha256
+    from seqgen.corpora.builtins import bundled_root
+
+    root = bundled_root()
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert [e["name"] for e in manifest["corpora"]] == list(BUILTINS)
+    for entry in manifest["corpora"]:
+        assert all(entry.get(k) for k in ("kind", "source", "licence", "provenance", "description")), entry["name"]
+    bundled = [b for b in BUILTINS.values() if b.bundled is not None]
+    assert {b.kind for b in bundled} == {"text", "midi"}  # a sample of each kind, offline
+    shipped = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for builtin in bundled:
+        assert tree_sha256(builtin.bundled) == builtin.sha256, f"{builtin.name} differs from the manifest"
+        files = [builtin.bundled] if builtin.bundled.is_file() else [p for p in builtin.bundled.rglob("*") if p.is_file()]
+        for f in files:  # each is in the wheel too
+            assert any(fnmatch.fnmatch(f.relative_to(root).as_posix(), g) for g in shipped["seqgen.bundled"]), f
+        corpus = load_corpus(builtin.name)
+        assert corpus.kind == builtin.kind and corpus.spec == builtin.name and corpus.describe()["source"] == builtin.provenance
+    for url in (b for b in BUILTINS.values() if b.url):
+        assert len(url.sha256 or "") == 64  # a download is always verified

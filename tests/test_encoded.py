@@ -11,8 +11,7 @@ from click.testing import CliRunner
 from seqgen import checkpoint, corpora
 from seqgen.cli import cli
 from seqgen.config import ModelConfig, TrainConfig
-from seqgen.corpora import encode_corpus, load_corpus, open_encoded
-from seqgen.data import new_tokenizer
+from seqgen.corpora import EncodedCorpus, TextCorpus, encode_corpus, load_corpus, open_encoded
 from seqgen.errors import SeqgenError
 from seqgen.tokenizers import CharTokenizer, tokenizer_from_dict
 from seqgen.train import Trainer
@@ -74,8 +73,8 @@ def test_file_round_trip(bom_file, tmp_path):
     assert expect_same(out, bom_file) == meta
 
     corpus = load_corpus(out)
-    assert (corpus.name, corpus.text, corpus.kind, corpus.files) == ("poems", "", "text", ())
-    assert corpus.encoded == out.resolve() and corpus.spec == str(out.resolve())
+    assert isinstance(corpus, EncodedCorpus) and (corpus.name, corpus.kind) == ("poems", "text")
+    assert corpus.directory == out.resolve() and corpus.spec == str(out.resolve())
     assert corpus.describe() == {"name": "poems", "kind": "text", "spec": str(out.resolve()),
                                  "source": str(bom_file), "characters": len(READ), "encoded": True,
                                  "keep_line_endings": False}
@@ -101,7 +100,7 @@ def test_builtin_corpus_by_name(tmp_path):
 @pytest.mark.parametrize("keep", [False, True])
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7])
 def test_characters_split_between_reads(bom_file, text_dir, tmp_path, monkeypatch, chunk, keep):
-    monkeypatch.setattr(corpora, "READ_CHUNK", chunk)
+    monkeypatch.setattr(corpora.encoded, "READ_CHUNK", chunk)
     # The BOM, every é, 東 and 🎵, and every CRLF straddle reads somewhere.
     encode(bom_file, tmp_path / "file", keep_line_endings=keep)
     assert expect_same(tmp_path / "file", bom_file, keep)["tokens"] == len(TEXT if keep else READ)
@@ -111,7 +110,7 @@ def test_characters_split_between_reads(bom_file, text_dir, tmp_path, monkeypatc
 
 def test_the_input_is_read_in_chunks(bom_file, tmp_path, monkeypatch):
     reads = []
-    real = corpora._decoded
+    real = corpora.encoded._decoded
 
     def counting(f, *args, **kw):
         class Counted:
@@ -124,12 +123,12 @@ def test_the_input_is_read_in_chunks(bom_file, tmp_path, monkeypatch):
 
         return real(Counted(), *args, **kw)
 
-    monkeypatch.setattr(corpora, "READ_CHUNK", 64)
-    monkeypatch.setattr(corpora, "_decoded", counting)
+    monkeypatch.setattr(corpora.encoded, "READ_CHUNK", 64)
+    monkeypatch.setattr(corpora.encoded, "_decoded", counting)
     encode(bom_file, tmp_path / "enc")
     size = bom_file.stat().st_size
     chunked = [n for n in reads if n == 64]
-    assert -1 not in reads and all(0 < n <= corpora.BINARY_SNIFF for n in reads)  # never "read it all"
+    assert -1 not in reads and all(0 < n <= corpora.text.BINARY_SNIFF for n in reads)  # never "read it all"
     assert len(chunked) >= 2 * (size // 64)  # two passes, each in many reads
     expect_same(tmp_path / "enc", bom_file)
 
@@ -157,7 +156,7 @@ def test_large_vocabulary_gives_uint16(tmp_path):
     ],
 )
 def test_bad_inputs_are_the_errors_load_corpus_gives(tmp_path, monkeypatch, content, message):
-    monkeypatch.setattr(corpora, "READ_CHUNK", 7)  # offsets past the first read are still right
+    monkeypatch.setattr(corpora.encoded, "READ_CHUNK", 7)  # offsets past the first read are still right
     path = tmp_path / "bad.txt"
     path.write_bytes(content)
     with pytest.raises(SeqgenError, match=message):
@@ -230,7 +229,7 @@ def test_a_failure_midway_leaves_nothing(text_dir, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return np.zeros(len(text), dtype=np.uint8)
 
-    monkeypatch.setattr(corpora, "READ_CHUNK", 16)
+    monkeypatch.setattr(corpora.encoded, "READ_CHUNK", 16)
     monkeypatch.setattr(CharTokenizer, "encode", fails_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         encode(text_dir, tmp_path / "deep" / "enc")
@@ -277,7 +276,7 @@ def test_a_text_directory_with_its_own_corpus_json_is_still_text(tmp_path):
     (tmp_path / "corpus.json").write_text('{"title": "my notes"}\n')
     (tmp_path / "notes.txt").write_text("hello\n")
     corpus = load_corpus(tmp_path)
-    assert corpus.encoded is None and "my notes" in corpus.text
+    assert isinstance(corpus, TextCorpus) and "my notes" in corpus.text
 
 
 def test_cli_encode(bom_file, tmp_path):
@@ -307,7 +306,7 @@ def test_training_on_the_encoding_is_training_on_the_text(corpus_file, tmp_path)
     for name, spec in (("text", corpus_file), ("encoded", tmp_path / "enc")):
         corpus = load_corpus(spec)
         Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), TrainConfig(**{**TINY_TRAIN, "max_steps": 20}),
-                tmp_path / name, tokenizer=new_tokenizer(corpus)).run()
+                tmp_path / name, tokenizer=corpus.new_tokenizer({})).run()
         runs[name] = checkpoint.read(tmp_path / name / checkpoint.LAST)
     text, encoded = runs["text"], runs["encoded"]
     assert encoded.meta["corpus"]["sha256"] == text.meta["corpus"]["sha256"]
@@ -321,7 +320,7 @@ def test_leftovers_of_a_killed_encoding_are_removed_and_nothing_else(bom_file, t
     out = tmp_path / "enc"
     killed = tmp_path / ".enc-k1ll3d00"  # what SIGKILL mid-encoding leaves: a marked scratch directory
     killed.mkdir()
-    (killed / corpora.SCRATCH_MARK).touch()
+    (killed / corpora.encoded.SCRATCH_MARK).touch()
     (killed / "ids.bin").write_bytes(b"\0" * 100)
     mine = tmp_path / ".enc-20261122"  # the user's own, named alike but unmarked
     mine.mkdir()

@@ -8,7 +8,7 @@ import pytest
 from seqgen import corpora
 from seqgen.config import MidiConfig, TrainConfig
 from seqgen.corpora import BUILTINS, Builtin, builtin_directory, load_corpus, midi_pieces
-from seqgen.data import PieceData, dataset
+from seqgen.data import PieceData
 from seqgen.errors import SeqgenError
 from seqgen.tokenizers import MidiTokenizer
 
@@ -89,15 +89,15 @@ def test_the_cache_is_used_the_second_time_and_keyed_by_content_and_settings(fol
 def test_piece_data_holds_out_whole_pieces_and_augments_each_epoch_reproducibly(folder, cache):
     tok = MidiTokenizer()
     cfg = TrainConfig(val_fraction=0.2, transpose=3, stretch=0.05)
-    data = dataset(load_corpus(folder), tok, cfg, log=lambda m: None)
+    data = load_corpus(folder).dataset(tok, cfg, log=lambda m: None)
     assert isinstance(data, PieceData) and len(data._pieces) == 4
     assert int((data.val == tok.boundary).sum()) == 1  # one whole piece, unaugmented
     epoch1, epoch2 = data.train(1).copy(), data.train(2).copy()
     assert int((epoch1 == tok.boundary).sum()) == 4
     assert not (len(epoch1) == len(epoch2) and bool((epoch1 == epoch2).all()))
-    again = dataset(load_corpus(folder), tok, cfg, log=lambda m: None)
+    again = load_corpus(folder).dataset(tok, cfg, log=lambda m: None)
     assert (again.train(2) == epoch2).all() and (again.train(1) == epoch1).all()
-    plain = dataset(load_corpus(folder), tok, TrainConfig(val_fraction=0.2, transpose=0, stretch=0.0), log=lambda m: None)
+    plain = load_corpus(folder).dataset(tok, TrainConfig(val_fraction=0.2, transpose=0, stretch=0.0), log=lambda m: None)
     assert sorted(np.diff(np.flatnonzero(plain.train(1) == tok.boundary)).tolist()) == sorted(
         np.diff(np.flatnonzero(plain.train(2) == tok.boundary)).tolist())  # only the order changes
 
@@ -105,7 +105,7 @@ def test_piece_data_holds_out_whole_pieces_and_augments_each_epoch_reproducibly(
 def test_one_piece_is_not_enough(tmp_path, cache):
     (tmp_path / "a.mid").write_bytes(midi_file(tune()))
     with pytest.raises(SeqgenError, match="at least two"):
-        dataset(load_corpus(tmp_path), MidiTokenizer(), TrainConfig(), log=lambda m: None)
+        load_corpus(tmp_path).dataset(MidiTokenizer(), TrainConfig(), log=lambda m: None)
 
 
 def test_a_converted_builtin_appears_whole_or_not_at_all(cache, monkeypatch):
@@ -134,7 +134,7 @@ def test_bach_chorales_come_from_music21():
     builtin = BUILTINS["bach-chorales"]
     assert builtin.kind == "midi" and "music21" in builtin.provenance and builtin.licence
     source = next(p for p in music21.corpus.getComposer("bach") if p.name == "bwv66.6.mxl")
-    (data,), error = corpora._chorale_midi(source)
+    (data,), error = corpora.builtins._chorale_midi(source)
     assert error is None
     notes = MidiTokenizer().read_notes(data)
     assert len(notes) > 100 and 40 <= notes["pitch"].min() and notes["pitch"].max() <= 81
@@ -171,7 +171,7 @@ def test_stale_temp_files_in_the_midi_cache_are_swept(folder, cache):
     stale, fresh = cache / "midi" / ".abc.safetensors.x1y2.tmp", cache / "midi" / ".def.safetensors.z3.tmp"
     for f in (stale, fresh):
         f.write_bytes(b"half a file")
-    hour_ago = time.time() - corpora.STALE_TEMP_SECONDS - 60
+    hour_ago = time.time() - corpora.midi.STALE_TEMP_SECONDS - 60
     os.utime(stale, (hour_ago, hour_ago))
     midi_pieces(load_corpus(folder), MidiTokenizer(), log=lambda m: None)
     assert not stale.exists() and fresh.exists()  # the fresh one may be another process' write in progress

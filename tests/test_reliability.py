@@ -17,7 +17,7 @@ import seqgen.train
 from seqgen import checkpoint
 from seqgen.cli import cli
 from seqgen.config import ModelConfig, TrainConfig
-from seqgen.corpora import Corpus
+from seqgen.corpora import TextCorpus
 from seqgen.errors import SeqgenError
 from seqgen.midi_io import read_notes
 from seqgen.tokenizers import MidiTokenizer
@@ -107,7 +107,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_the_last_good_checkpoin
 
     monkeypatch.setattr(seqgen.train, "sequence_loss", blows_up_after_12_steps)
     run = tmp_path / "run"
-    trainer = Trainer(Corpus("dickens", corpus_text, "dickens", "test"), ModelConfig(vocab_size=0, **TINY_MODEL),
+    trainer = Trainer(TextCorpus("dickens", "dickens", "test", corpus_text), ModelConfig(vocab_size=0, **TINY_MODEL),
                       TrainConfig(**TINY_TRAIN), run)
     with pytest.raises(SeqgenError, match=r"the training loss became nan by step 20; the last good checkpoint"):
         trainer.run()
@@ -118,7 +118,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_the_last_good_checkpoin
 
 def test_a_loss_that_is_nan_before_any_checkpoint_says_none_was_saved(tmp_path, corpus_text, monkeypatch):
     monkeypatch.setattr(seqgen.train, "sequence_loss", lambda logits, targets: logits.sum() * float("nan"))
-    trainer = Trainer(Corpus("dickens", corpus_text, "dickens", "test"), ModelConfig(vocab_size=0, **TINY_MODEL),
+    trainer = Trainer(TextCorpus("dickens", "dickens", "test", corpus_text), ModelConfig(vocab_size=0, **TINY_MODEL),
                       TrainConfig(**TINY_TRAIN), tmp_path / "run")
     with pytest.raises(SeqgenError, match=r"the training loss became nan by step 10; no checkpoint was saved \(try"):
         trainer.run()

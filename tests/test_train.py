@@ -6,7 +6,7 @@ import torch
 
 from seqgen import checkpoint, hardware
 from seqgen.config import ModelConfig, TrainConfig
-from seqgen.corpora import Corpus
+from seqgen.corpora import TextCorpus
 from seqgen.errors import SeqgenError
 from seqgen.hardware import pick_precision
 from seqgen.model import RNNLM
@@ -25,7 +25,7 @@ def test_warmup_then_cosine_to_the_floor():
 
 
 def test_the_schedule_follows_the_limit_that_binds_first(corpus_text, tmp_path):
-    corpus = Corpus("d", corpus_text, "d", "test")
+    corpus = TextCorpus("d", "d", "test", corpus_text)
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL),
                       TrainConfig(**{**TINY_TRAIN, "max_steps": 100, "epochs": 1000, "time_budget": 50.0}), tmp_path)
     trainer.progress.step, trainer.progress.elapsed = 10, 40.0
@@ -40,7 +40,7 @@ def rows(run):
 
 
 def test_epoch_limit_ends_with_an_evaluation(corpus_text, tmp_path):
-    corpus = Corpus("d", corpus_text, "d", "test")
+    corpus = TextCorpus("d", "d", "test", corpus_text)
     config = TrainConfig(**{**TINY_TRAIN, "max_steps": None, "epochs": 2, "eval_every": 10_000})
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), config, tmp_path)
     trainer.run()
@@ -53,7 +53,7 @@ def test_epoch_limit_ends_with_an_evaluation(corpus_text, tmp_path):
 
 
 def test_patience_stops_when_validation_stops_improving(corpus_text, tmp_path):
-    corpus = Corpus("d", corpus_text, "d", "test")
+    corpus = TextCorpus("d", "d", "test", corpus_text)
     # A learning rate this high makes validation worse after the first evaluations.
     config = TrainConfig(**{**TINY_TRAIN, "max_steps": 400, "eval_every": 5, "lr": 0.5, "warmup_steps": 0, "patience": 2})
     Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), config, tmp_path).run()
@@ -150,7 +150,7 @@ def test_auto_precision_leaves_gpus_in_fp32_and_refuses_bf16_where_unsupported(m
 
 @needs_bf16
 def test_bf16_training_learns_as_well_as_fp32(corpus_text, tmp_path):
-    corpus = Corpus("d", corpus_text, "d", "test")
+    corpus = TextCorpus("d", "d", "test", corpus_text)
     losses = {}
     for precision in ("fp32", "bf16"):
         config = TrainConfig(**{**TINY_TRAIN, "max_steps": 60, "eval_every": 60, "precision": precision})

@@ -20,6 +20,7 @@ class Tokenizer(Protocol):
 
     kind: str  # its name in checkpoints and the registry: "char", "midi"
     unit: str  # what one token is, for reports: "char", "event"
+    reads: str  # the kind of corpus it encodes, and of what it decodes to: "text" or "midi"
 
     @property
     def vocab_size(self) -> int: ...
@@ -30,7 +31,40 @@ class Tokenizer(Protocol):
 
     def describe(self) -> str: ...  # one line for `seqgen info`
 
+    def reading(self) -> dict: ...  # how to read a corpus as its training read it (load_corpus settings)
+
     def to_dict(self) -> dict: ...  # JSON-able, with "kind"; from_dict (a classmethod) reads it back
+
+
+class TextTokenizer(Tokenizer, Protocol):
+    """A tokenizer of text (reads "text"): what sampling from a text model needs besides."""
+
+    chars: list[str]  # the vocabulary, in id order
+
+    def unknown(self, text: str) -> list[str]: ...  # the characters of `text` it has no id for
+
+
+class MusicTokenizer(Tokenizer, Protocol):
+    """A tokenizer of MIDI performances (reads "midi"): what reading a MIDI corpus, priming and
+    sampling need besides. Notes are a structured array of midi_io.NOTE_DTYPE."""
+
+    token_seconds: np.ndarray  # (V,) seconds each token moves the clock
+
+    def read_notes(self, source: Any, name: str | None = None) -> np.ndarray: ...  # a MIDI file's notes
+
+    def split(self, notes: np.ndarray) -> tuple[list[np.ndarray], list[float]]: ...  # pieces at long silences
+
+    def duration(self, notes: np.ndarray) -> float: ...  # seconds, as encoded
+
+    def augmented(self, notes: np.ndarray, rng: np.random.Generator, transpose: int, stretch: float) -> np.ndarray: ...
+
+    def chord(self, pitches: Any, velocity: int = 80) -> np.ndarray: ...  # ids of a primer chord
+
+    def seconds(self, ids: Any) -> float: ...  # the time `ids` take
+
+    def rules(self, valid_only: bool = True) -> Any: ...  # the event rules sampling applies (sample.generate)
+
+    def no_notes(self) -> str: ...  # what to say of a file in which it finds no notes
 
 
 TOKENIZERS: dict[str, Any] = {}  # kind -> class, filled by @register

@@ -22,6 +22,7 @@ class CharTokenizer:
 
     kind = "char"
     unit = "char"
+    reads = "text"
 
     def __init__(self, chars: list[str]):
         if not chars or any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
@@ -48,6 +49,10 @@ class CharTokenizer:
 
     def describe(self) -> str:
         return f"characters, vocabulary {self.vocab_size}"
+
+    def reading(self) -> dict:
+        # A model trained keeping CR line ends knows \r; otherwise its corpus was read with \n.
+        return {"keep_line_endings": "\r" in self._index}
 
     def unknown(self, text: str) -> list[str]:
         """The characters of `text` that are not in the vocabulary, sorted."""

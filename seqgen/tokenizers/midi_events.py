@@ -48,6 +48,7 @@ class MidiTokenizer:
 
     kind = "midi"
     unit = "event"
+    reads = "midi"
 
     def __init__(self, config: MidiConfig | None = None):
         self.config = config = config or MidiConfig()
@@ -87,6 +88,12 @@ class MidiTokenizer:
                 f"{self.shift_steps} TIME_SHIFT of {c.resolution * 1000:g} ms (up to {c.max_shift:g} s), "
                 f"{c.velocity_bins} VELOCITY bins, PIECE; drums {'kept' if c.keep_drums else 'left out'}, "
                 f"notes capped at {c.max_note:g} s")
+
+    def reading(self) -> dict:
+        return {}  # a MIDI corpus is read the same for every model; the tokenizer's settings do the rest
+
+    def no_notes(self) -> str:
+        return "no notes" + ("" if self.config.keep_drums else " (drums are left out)")
 
     def event_name(self, token: int) -> str:
         if token < self.note_off:
