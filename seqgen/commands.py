@@ -9,6 +9,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from .progress import Reporter, duration
 from .rundir import check_new_run, clear_run
 from .sample import generate
 from .threads import use_threads
-from .tokenizers import tokenizer_from_dict
+from .tokenizers import MusicTokenizer, TextTokenizer, tokenizer_from_dict
 from .train import Trainer
 from .train import evaluate as evaluate_ids
 
@@ -176,7 +177,7 @@ def _default_run_dir(corpus_name: str, cell: str) -> Path:
     return path
 
 
-def _encode_option(tokenizer, text: str, option: str):
+def _encode_option(tokenizer: TextTokenizer, text: str, option: str):
     if tokenizer.unknown("\r"):  # CRLF and CR line ends as the model read its corpus: as \n
         text = LineEnds()(text)
     unknown = tokenizer.unknown(text)
@@ -249,10 +250,10 @@ def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, 
     options["seed"] = seed if shard is None else shard_seed(seed, index)
     model.to(pick_device(device))
     if midi:
-        reports = _sample_midi(model, tokenizer, files, num_samples, as_json=as_json,
+        reports = _sample_midi(model, cast(MusicTokenizer, tokenizer), files, num_samples, as_json=as_json,
                                **{k: v for k, v in options.items() if k not in TEXT_ONLY})
     else:
-        reports = _sample_text(model, tokenizer, files, num_samples, as_json=as_json,
+        reports = _sample_text(model, cast(TextTokenizer, tokenizer), files, num_samples, as_json=as_json,
                                **{k: options[k] for k in SHARED + TEXT_ONLY})
     if as_json:
         summary = {"checkpoint": str(checkpoint_path), "kind": tokenizer.kind, "seed": seed,
@@ -283,7 +284,7 @@ def write_stdout(data: str | bytes) -> None:
     write_all(fd, data)
 
 
-def _sample_text(model, tokenizer, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,
+def _sample_text(model, tokenizer: TextTokenizer, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,
                  continuation_only, as_json) -> list[dict]:
     """Writes the samples (to files, or to stdout unless `as_json`); returns one report each."""
     length = length or SAMPLE_DEFAULTS["length"]
@@ -334,7 +335,7 @@ def _sample_text(model, tokenizer, files, num_samples, *, prime, length, tempera
     return reports
 
 
-def _primer_ids(tokenizer, path: Path, seconds: float | None):
+def _primer_ids(tokenizer: MusicTokenizer, path: Path, seconds: float | None):
     """The events of a --primer file a sample continues: the piece it starts with (up to its
     first silence of over MAX_SILENCE), and of that the first `seconds`, by default
     SAMPLE_DEFAULTS["primer_seconds"]: a user continuing a piece means its opening, not an
@@ -354,7 +355,7 @@ def _primer_ids(tokenizer, path: Path, seconds: float | None):
     return tokenizer.encode(notes, until=seconds)
 
 
-def _sample_midi(model, tokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
+def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
                  as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""

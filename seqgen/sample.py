@@ -8,9 +8,12 @@ gives the same samples.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from .errors import SeqgenError
 from .model import BATCH_DIM, RNNLM
@@ -67,7 +70,7 @@ def generate(
     seed: int | None = None,
     stop: Sequence[int] = (),
     rules: Rules | None = None,
-    token_time: Sequence[float] | None = None,
+    token_time: Sequence[float] | np.ndarray | None = None,
     max_time: float | None = None,
     on_step: Callable[[torch.Tensor], None] | None = None,
 ) -> list[list[int]]:

@@ -150,7 +150,10 @@ def train_step(model: RNNLM, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
 class Trainer:
     """One training run: builds the data, model and optimizer from a corpus and configs (or
     restores them from a resumable checkpoint), then `run()` trains to the first limit, writing
-    checkpoints and metrics.csv to the run directory (rank 0 only, under several processes)."""
+    checkpoints and metrics.csv through `RunDir` (rank 0 only, under several processes).
+
+    `world` and `device` are those of the processes torchrun started, once they have joined
+    (`distributed.join`); by default one process on `config.device`."""
 
     def __init__(
         self,

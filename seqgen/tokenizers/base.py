@@ -50,6 +50,8 @@ class MusicTokenizer(Tokenizer, Protocol):
 
     token_seconds: np.ndarray  # (V,) seconds each token moves the clock
 
+    def encode(self, data: Any, *, until: float | None = None) -> np.ndarray: ...  # notes -> ids, up to `until` s
+
     def read_notes(self, source: Any, name: str | None = None) -> np.ndarray: ...  # a MIDI file's notes
 
     def split(self, notes: np.ndarray) -> tuple[list[np.ndarray], list[float]]: ...  # pieces at long silences
