@@ -23,6 +23,7 @@ from .config import (
     MIDI_TRAIN_DEFAULTS,
     SAMPLE_DEFAULTS,
     SEED,
+    TOKENIZER_NAMES,
     MidiConfig,
     ModelConfig,
     TrainConfig,
@@ -246,8 +247,15 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
               help="MIDI: the longest TIME_SHIFT event; longer gaps repeat it.")
 @click.option("--velocity-bins", type=_ranged(MidiConfig, "velocity_bins"), default=_midi_default("velocity_bins"),
               help="MIDI: loudness levels.")
-@click.option("--keep-drums/--no-keep-drums", default=_midi_default("keep_drums"),
-              help="MIDI: keep drum tracks (merged into the one performance).")
+@click.option("--tokenizer", type=click.Choice(TOKENIZER_NAMES), default=None,
+              help="How to read the corpus: char (text), performance (MIDI as one part: every instrument merged) "
+                   "or multitrack (MIDI with its instruments and drums).  [default: char for text; for MIDI, "
+                   "multitrack when a file holds several instruments or drums, else performance]")
+@click.option("--keep-drums/--no-keep-drums", default=None,
+              help="MIDI: keep drum tracks.  [default: kept by multitrack; left out by performance, "
+                   "which would merge them into the one part]")
+@click.option("--families", is_flag=True,
+              help="MIDI, multitrack: fold the 128 General MIDI programs into their 16 families (a smaller vocabulary).")
 @click.option("--max-note", type=_ranged(MidiConfig, "max_note"), default=_midi_default("max_note"), metavar="SECONDS",
               help="MIDI: end notes held longer than this (in the data and in samples).")
 @click.option("--device", type=_choice(TrainConfig, "device"), default=_train_default("device"), help="Where to train.")
@@ -358,7 +366,11 @@ def _shard(ctx, param, value):
                    "or a file for one sample.  [default: -]")
 @click.option("--continuation-only", is_flag=True, help="Leave the prime (or primer) out of the output.")
 @click.option("--program", type=click.IntRange(0, 127), default=0,
-              help="MIDI: the General MIDI instrument of the output (0 = piano, 19 = church organ, 52 = choir).")
+              help="MIDI, one-part models: the General MIDI instrument of the output (0 = piano, 19 = church organ, "
+                   "52 = choir). A multitrack model's notes keep their own.")
+@click.option("--instruments", default=None, metavar="NAME,NAME,...",
+              help="MIDI, multitrack models: only these may play: General MIDI instrument or family names, "
+                   "program numbers, or drums (e.g. piano,bass,drums).")
 @click.option("--tempo", type=FloatRange(1, 1000), default=120.0,
               help="MIDI: the tempo written in the file (notation only: timing is in seconds).")
 @click.option("--valid-only/--any-event", default=True,

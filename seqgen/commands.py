@@ -109,9 +109,9 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     out = Path(out)
     _outside_corpus(out, corpus)
     check_new_run(out, force)
+    tokenizer = corpus.new_tokenizer({k: options[k] for k in explicit}, log=reporter.log if world.is_main else None)
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
-                      out, tokenizer=corpus.new_tokenizer(options), reporter=reporter, strict=strict,
-                      world=world, device=device)
+                      out, tokenizer=tokenizer, reporter=reporter, strict=strict, world=world, device=device)
     for notice in corpus.notices():
         trainer.reporter.log(notice)
     if default_budget and not explicit & set(LIMITS):
@@ -123,9 +123,10 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
 
 
 def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, reporter, world, device) -> Trainer:
-    saved = {**ckpt.meta["tokenizer"], **ckpt.meta["train"], **ckpt.meta["model"]}
+    tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
+    saved = {**ckpt.meta["tokenizer"], **ckpt.meta["train"], **ckpt.meta["model"], "tokenizer": tokenizer.name}
     train_options = {k: options[k] for k in TRAIN_FIELDS}
-    for name in sorted(explicit & (set(MODEL_FIELDS) | set(TOKENIZER_FIELDS) | set(FIXED_ON_RESUME))):
+    for name in sorted(explicit & (set(MODEL_FIELDS) | set(TOKENIZER_FIELDS) | set(FIXED_ON_RESUME) | {"tokenizer"})):
         if saved.get(name) != options[name]:
             raise SeqgenError(
                 f"--{name.replace('_', '-')} cannot change when resuming (this run uses {saved.get(name)})"
@@ -133,7 +134,6 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
     # The run keeps its own settings; options given now (say a larger --max-steps) override them.
     given = {k: train_options[k] for k in explicit & set(train_options)}
     config = from_dict(TrainConfig, {**ckpt.meta["train"], **given, **_limits(options, explicit, {})})
-    tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
     saved_corpus = ckpt.meta.get("corpus", {})
     if corpus_spec is None and saved_corpus.get("spec") is None:
         raise SeqgenError(f"{ckpt.path}: the checkpoint does not say which corpus the run trained on; give CORPUS")
@@ -217,7 +217,7 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
 
 SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only")
 TEXT_ONLY = ("prime", "stop")
-MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav")  # the MIDI options a text model can refuse
+MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "instruments")  # the MIDI options a text model can refuse
 
 
 def shard_seed(seed: int, shard: int) -> int:
@@ -357,7 +357,7 @@ def _primer_ids(tokenizer: MusicTokenizer, path: Path, seconds: float | None):
 
 def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
-                 as_json) -> list[dict]:
+                 instruments, as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""
     from .midi_io import audio, matplotlib_pyplot, midi_bytes, notes_array, piano_roll_png, wav_bytes
 
@@ -380,15 +380,15 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
         length = int(seconds * 200) + 100  # a cap far above the ~20 events a second of real music
     _check_size(num_samples, length)
     primer_end = tokenizer.seconds(prime_ids)
-    primer_onsets = {(p, s) for p, _, s, _ in tokenizer.decode(prime_ids)[0].tolist()}
+    primer_onsets = set(_onsets(tokenizer.decode(prime_ids)[0]))
     rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature, top_k=top_k,
-                    top_p=top_p, seed=seed, rules=tokenizer.rules(valid_only), token_time=tokenizer.token_seconds,
-                    max_time=seconds)
+                    top_p=top_p, seed=seed, rules=tokenizer.rules(valid_only, instruments),
+                    token_time=tokenizer.token_seconds, max_time=seconds)
     reports = []
     for i, row in enumerate(rows):
         notes, report = tokenizer.decode([*prime_ids.tolist(), *row])
         if continuation_only:  # the notes the primer did not strike, moved to the start of the file
-            fresh = [(p, s) not in primer_onsets for p, s in zip(notes["pitch"].tolist(), notes["start"].tolist())]
+            fresh = [onset not in primer_onsets for onset in _onsets(notes)]
             notes = notes[np.array(fresh, dtype=bool)]
             notes["start"] -= primer_end
             notes["end"] -= primer_end
@@ -416,6 +416,12 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
             atomic_write_bytes(file.with_suffix(".wav"), wav_bytes(samples))
             print(f"{file.with_suffix('.wav')}: rendered with {how}", file=sys.stderr)
     return reports
+
+
+def _onsets(notes) -> list[tuple]:
+    """Each note's (instrument if any, pitch, start): what tells a primer's notes from new ones."""
+    keys = [f for f in ("program", "pitch", "start") if f in (notes.dtype.names or ())]
+    return list(zip(*(notes[k].tolist() for k in keys)))
 
 
 def info(checkpoint_path, *, as_json: bool) -> str:

@@ -16,6 +16,8 @@ CELLS = ("lstm", "gru", "rnn", "irnn")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 KINDS = ("text", "midi")
+# The tokenizers `seqgen train --tokenizer` names (each class's `name`; tests/test_design.py checks them).
+TOKENIZER_NAMES = ("char", "performance", "multitrack")
 MAX_VOCAB = 1 << 16  # a character vocabulary's limit; a MIDI vocabulary is at most 10,384 events
 SEED = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes; see seed_entropy for NumPy's generators
 
@@ -108,6 +110,15 @@ class MidiConfig:
     velocity_bins: int = ranged(32, 1, 127)
     keep_drums: bool = False
     max_note: float = ranged(10.0, 0, 10**6, min_open=True)  # seconds; longer notes are ended (a guard against stuck notes)
+
+
+@dataclass
+class MultitrackConfig(MidiConfig):
+    """The multitrack MIDI tokenizer's settings: MidiConfig's, with drums kept by default, and
+    the 128 General MIDI programs optionally folded into their 16 families."""
+
+    keep_drums: bool = True
+    families: bool = False
 
 
 COUNT = 2**62  # a bound on the counts below: a resumed run derives int64 generator seeds from the epoch

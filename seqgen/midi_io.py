@@ -17,6 +17,10 @@ import numpy as np
 from .errors import SeqgenError
 
 NOTE_DTYPE = np.dtype([("pitch", np.int16), ("velocity", np.int16), ("start", np.float64), ("end", np.float64)])
+NOTE_FIELDS = ("pitch", "velocity", "start", "end")
+# Notes with their instrument: a General MIDI program (0-127), or DRUMS for the drum kit.
+PROGRAM_NOTE_DTYPE = np.dtype([*NOTE_DTYPE.descr, ("program", np.int16)])
+DRUMS = 128
 SUSTAIN = 64  # the sustain pedal's MIDI controller number; values >= 64 mean "down"
 
 
@@ -58,14 +62,12 @@ def _pretty_midi():
     return pretty_midi
 
 
-def read_notes(source, *, keep_drums: bool = False, name: str | None = None) -> np.ndarray:
-    """One performance from a MIDI file, normalised deliberately:
-
-    - every instrument is merged into one performance (drums only with `keep_drums`);
-    - the sustain pedal (CC64) holds a released note until the pedal comes up, as on a piano;
-    - notes of zero or negative length are dropped (they never sound);
-    - notes of one pitch never overlap (see `resolve_overlaps`).
-    Raises SeqgenError naming the problem when the file cannot be read.
+def read_performance(source, *, name: str | None = None) -> np.ndarray:
+    """Every note in a MIDI file with its instrument (PROGRAM_NOTE_DTYPE; drums as DRUMS), in time
+    order: the sustain pedal (CC64) of each instrument holds its released notes until the pedal
+    comes up, as on a piano, and notes of zero or negative length are dropped (they never sound).
+    Overlapping notes are left as they are: how to resolve them depends on which notes are one
+    part (see `read_notes`). Raises SeqgenError naming the problem when the file cannot be read.
     """
     import mido
 
@@ -90,26 +92,80 @@ def read_notes(source, *, keep_drums: bool = False, name: str | None = None) -> 
     except Exception as e:  # mido and pretty_midi raise many types on corrupt files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SeqgenError(f"{name}: not a readable MIDI file ({reason})") from None
-    rows = []
+    parts = []
     for instrument in pm.instruments:
-        if instrument.is_drum and not keep_drums:
-            continue
         notes = notes_array((n.pitch, n.velocity, n.start, n.end) for n in instrument.notes)
-        rows.append(_sustain(notes, instrument.control_changes))
-    notes = np.concatenate(rows) if rows else notes_array()
+        notes = _sustain(notes, instrument.control_changes)
+        part = np.zeros(len(notes), PROGRAM_NOTE_DTYPE)
+        for field in NOTE_FIELDS:
+            part[field] = notes[field]
+        part["program"] = DRUMS if instrument.is_drum else instrument.program
+        parts.append(part)
+    notes = np.concatenate(parts) if parts else np.zeros(0, PROGRAM_NOTE_DTYPE)
     notes = notes[notes["end"] > notes["start"]]
-    return sorted_notes(resolve_overlaps(notes))
+    return notes[np.argsort(notes["start"], kind="stable")]
 
 
-def hanging_notes(path) -> int:
+def one_part(notes: np.ndarray, *, keep_drums: bool = False) -> np.ndarray:
+    """A performance's notes as one instrument's (NOTE_DTYPE): every instrument merged, drums
+    only with `keep_drums`, notes of one pitch never overlapping (see `resolve_overlaps`)."""
+    if not keep_drums:
+        notes = notes[notes["program"] != DRUMS]
+    merged = np.zeros(len(notes), NOTE_DTYPE)
+    for field in NOTE_FIELDS:
+        merged[field] = notes[field]
+    return sorted_notes(resolve_overlaps(merged))
+
+
+def read_notes(source, *, keep_drums: bool = False, name: str | None = None) -> np.ndarray:
+    """One performance from a MIDI file as one instrument's notes: `one_part(read_performance())`."""
+    return one_part(read_performance(source, name=name), keep_drums=keep_drums)
+
+
+def family_of(program: int) -> str:
+    """The General MIDI family of a program (pretty_midi's names: Piano, Bass, Strings, ...), or Drums."""
+    return "Drums" if program == DRUMS else _pretty_midi().program_to_instrument_class(int(program))
+
+
+def instrument_name(program: int) -> str:
+    """A program's General MIDI name ("Acoustic Grand Piano"), or Drums."""
+    return "Drums" if program == DRUMS else _pretty_midi().program_to_instrument_name(int(program))
+
+
+def program_named(name: str) -> list[int] | None:
+    """The programs a name means, in any case: a program number (0-127), "drums", a General MIDI
+    family ("bass": its 8 programs) or instrument ("Electric Bass (finger)"); None if none."""
+    from pretty_midi.constants import INSTRUMENT_CLASSES, INSTRUMENT_MAP
+
+    key = name.strip().lower()
+    if key.isdigit():
+        return [int(key)] if int(key) < 128 else None
+    if key in ("drums", "drum", "drum kit", "percussion"):
+        return [DRUMS]
+    families = [c.lower() for c in INSTRUMENT_CLASSES]
+    if key in families:
+        return list(range(families.index(key) * 8, families.index(key) * 8 + 8))
+    names = [n.lower() for n in INSTRUMENT_MAP]
+    return [names.index(key)] if key in names else None
+
+
+def instrument_counts(notes: np.ndarray) -> dict:
+    """What a performance (PROGRAM_NOTE_DTYPE) holds: its notes, its instruments (the drum kit
+    counts as one) and its drum notes."""
+    programs = np.unique(notes["program"])
+    return {"notes": len(notes), "instruments": len(programs), "drum_notes": int((notes["program"] == DRUMS).sum())}
+
+
+def hanging_notes(path: str | Path | bytes) -> int:
     """NOTE_ONs in a MIDI file that no NOTE_OFF ever ends: stuck notes, which ring until a player
     is reset. Counted on the raw messages, since readers such as pretty_midi quietly drop them."""
     import mido
 
     try:
-        midi = mido.MidiFile(str(path))
+        midi = mido.MidiFile(file=io.BytesIO(path)) if isinstance(path, bytes) else mido.MidiFile(str(path))
     except Exception as e:  # mido raises many types on corrupt files
-        raise SeqgenError(f"{path}: not a readable MIDI file ({e})") from None
+        name = "MIDI data" if isinstance(path, bytes) else path
+        raise SeqgenError(f"{name}: not a readable MIDI file ({e})") from None
     open_notes: dict[tuple[int, int], int] = {}
     for track in midi.tracks:
         for message in track:
@@ -146,13 +202,18 @@ def _sustain(notes: np.ndarray, control_changes) -> np.ndarray:
 
 
 def midi_bytes(notes: np.ndarray, *, program: int = 0, tempo: float = 120.0) -> bytes:
-    """A standard MIDI file with the notes on one instrument (a General MIDI program)."""
+    """A standard MIDI file of the notes: on one instrument (General MIDI `program`), or, for
+    notes with their instruments (PROGRAM_NOTE_DTYPE), one track per program named by its General
+    MIDI name, the drums on the drum channel."""
     pretty_midi = _pretty_midi()
     pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
-    instrument = pretty_midi.Instrument(program=program)
-    instrument.notes = [pretty_midi.Note(int(v), int(p), float(s), float(e))
-                        for p, v, s, e in notes.tolist()]
-    pm.instruments.append(instrument)
+    programs = notes["program"] if "program" in (notes.dtype.names or ()) else np.full(len(notes), program)
+    for part in sorted(set(programs.tolist())):
+        drums = part == DRUMS
+        instrument = pretty_midi.Instrument(program=0 if drums else part, is_drum=drums, name=instrument_name(part))
+        instrument.notes = [pretty_midi.Note(int(n["velocity"]), int(n["pitch"]), float(n["start"]), float(n["end"]))
+                            for n in notes[programs == part]]
+        pm.instruments.append(instrument)
     buffer = io.BytesIO()
     pm.write(buffer)
     return buffer.getvalue()
@@ -200,8 +261,19 @@ def piano_roll_png(notes: np.ndarray, title: str = "") -> bytes:
     """A piano-roll picture of the notes (needs matplotlib)."""
     plt = matplotlib_pyplot()
     fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
-    for pitch, velocity, start, end in notes.tolist():
-        ax.add_patch(plt.Rectangle((start, pitch - 0.4), end - start, 0.8, color=plt.cm.viridis(velocity / 127)))
+    if "program" in (notes.dtype.names or ()):  # a colour per instrument, named in a legend
+        programs = sorted(set(notes["program"].tolist()))
+        for i, part in enumerate(programs):
+            colour = plt.cm.tab10(i % 10)
+            these = notes[notes["program"] == part]
+            for n in these:
+                ax.add_patch(plt.Rectangle((n["start"], n["pitch"] - 0.4), n["end"] - n["start"], 0.8, color=colour,
+                                           alpha=0.4 + 0.6 * float(n["velocity"]) / 127))
+            ax.plot([], [], color=colour, linewidth=6, label=instrument_name(part))
+        ax.legend(loc="upper right", fontsize="small")
+    else:  # one instrument: colour by velocity
+        for pitch, velocity, start, end in notes.tolist():
+            ax.add_patch(plt.Rectangle((start, pitch - 0.4), end - start, 0.8, color=plt.cm.viridis(velocity / 127)))
     low, high = (int(notes["pitch"].min()), int(notes["pitch"].max())) if len(notes) else (60, 72)
     ax.set_xlim(0, max(float(notes["end"].max()) if len(notes) else 1.0, 1.0))
     ax.set_ylim(low - 2, high + 2)

@@ -1,12 +1,15 @@
 """Statistics of a folder of MIDI files, to compare what a model makes with the music it learnt.
 
-Each is computed per file (on the performance `midi.read_notes` gives: instruments merged, drums
-left out) and averaged over files, except the last two, which count notes:
+Each is computed per file and averaged over files: the first four on the performance as one part
+(`midi_io.read_notes`: instruments merged, drums left out), the next two on every instrument.
+The last two count notes, and `families` is the share of all notes by General MIDI family:
 
     pitch_class_entropy  Shannon entropy (bits) of the 12 pitch classes' note counts (max 3.585)
     polyphony            mean number of notes sounding while any note sounds
     notes_per_second     notes / (last note-off - first note-on)
     pitch_range          highest - lowest pitch (semitones)
+    instruments          instrument parts per piece (a program's tracks are one part; so is the drum kit)
+    drum_notes_per_second  drum notes / the length of the piece
     stuck_notes          NOTE_ONs that no NOTE_OFF ends, counted on the raw MIDI messages
     held_to_cap          notes held at least `cap_seconds` (the decoder's cap by default): in
                          generated music, notes the model never released and the decoder ended
@@ -15,6 +18,7 @@ left out) and averaged over files, except the last two, which count notes:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +26,9 @@ import numpy as np
 from .config import MidiConfig
 from .corpora import MIDI, MidiCorpus, load_corpus
 from .errors import SeqgenError
-from .midi_io import hanging_notes, read_notes
+from .midi_io import DRUMS, family_of, hanging_notes, one_part, read_performance
 
-AVERAGED = ("pitch_class_entropy", "polyphony", "notes_per_second", "pitch_range")
+AVERAGED = ("pitch_class_entropy", "polyphony", "notes_per_second", "pitch_range", "instruments", "drum_notes_per_second")
 TOLERANCE = 0.2  # "near": within 20% of the reference mean
 
 
@@ -54,24 +58,32 @@ def folder_stats(folder: Path, cap_seconds: float = MidiConfig.max_note) -> dict
     assert isinstance(corpus, MidiCorpus)
     files = corpus.files
     rows, stuck, held, notes_total, skipped = [], 0, 0, 0, []
+    families: Counter[str] = Counter()
     for f in files:
         try:
-            notes = read_notes(f)
+            performance = read_performance(f)
             stuck += hanging_notes(f)
         except SeqgenError as e:
             skipped.append(str(e))
             continue
+        notes = one_part(performance)
         if len(notes) == 0:
-            skipped.append(f"{f}: no notes")
+            skipped.append(f"{f}: no notes" + (" but drums" if len(performance) else ""))
             continue
-        rows.append(piece_stats(notes))
+        span = float(performance["end"].max() - performance["start"].min())
+        drums = int((performance["program"] == DRUMS).sum())
+        rows.append({**piece_stats(notes), "instruments": len(np.unique(performance["program"])),
+                     "drum_notes_per_second": drums / span if span > 0 else 0.0})
+        families.update(family_of(p) for p in performance["program"].tolist())
         held += int(((notes["end"] - notes["start"]) >= cap_seconds - 1e-6).sum())
         notes_total += len(notes)
     if not rows:
         raise SeqgenError(f"{folder}: none of the {len(files)} MIDI files has notes")
     means = {k: float(np.mean([r[k] for r in rows])) for k in AVERAGED}
+    total = sum(families.values())
+    shares = {family: round(count / total, 4) for family, count in families.most_common()}
     return {"folder": str(folder), "files": len(rows), "skipped": skipped, **means, "notes": notes_total,
-            "stuck_notes": stuck, "held_to_cap": held, "cap_seconds": cap_seconds}
+            "stuck_notes": stuck, "held_to_cap": held, "cap_seconds": cap_seconds, "families": shares}
 
 
 def report(stats: dict, reference: dict | None = None) -> tuple[str, bool]:
@@ -80,16 +92,17 @@ def report(stats: dict, reference: dict | None = None) -> tuple[str, bool]:
     lines = [f"{stats['folder']}: {stats['files']} files" + (f" ({len(stats['skipped'])} skipped)" if stats["skipped"] else "")]
     ok = stats["stuck_notes"] == 0
     if reference is None:
-        lines += [f"  {k:<20} {stats[k]:8.3f}" for k in AVERAGED]
+        lines += [f"  {k:<22} {stats[k]:8.3f}" for k in AVERAGED]
     else:
-        lines.append(f"  {'':<20} {'here':>8} {'reference':>10} {'diff':>8}")
+        lines.append(f"  {'':<22} {'here':>8} {'reference':>10} {'diff':>8}")
         for k in AVERAGED:
-            diff = stats[k] / reference[k] - 1 if reference[k] else math.inf
+            diff = stats[k] / reference[k] - 1 if reference[k] else 0.0 if stats[k] == 0 else math.inf
             near = abs(diff) <= TOLERANCE
             ok &= near
-            lines.append(f"  {k:<20} {stats[k]:8.3f} {reference[k]:10.3f} {diff:+8.1%}  {'ok' if near else 'FAR'}")
+            lines.append(f"  {k:<22} {stats[k]:8.3f} {reference[k]:10.3f} {diff:+8.1%}  {'ok' if near else 'FAR'}")
         lines.append(f"  (reference: {reference['folder']}, {reference['files']} files; ok = within {TOLERANCE:.0%})")
-    lines.append(f"  {'stuck_notes':<20} {stats['stuck_notes']:8d}")
-    lines.append(f"  {'held_to_cap':<20} {stats['held_to_cap']:8d}  (of {stats['notes']:,} notes; "
+    lines.append("  families: " + ", ".join(f"{family} {share:.0%}" for family, share in stats["families"].items()))
+    lines.append(f"  {'stuck_notes':<22} {stats['stuck_notes']:8d}")
+    lines.append(f"  {'held_to_cap':<22} {stats['held_to_cap']:8d}  (of {stats['notes']:,} notes; "
                  f"held {stats['cap_seconds']:g} s or more)")
     return "\n".join(lines), ok

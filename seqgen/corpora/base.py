@@ -57,9 +57,10 @@ class Corpus:
     def _size(self) -> dict:
         raise NotImplementedError
 
-    def new_tokenizer(self, options: dict) -> Tokenizer:
-        """The tokenizer a new run fits to this corpus, with the settings in `options` (the
-        train command's, of which it reads its own)."""
+    def new_tokenizer(self, options: dict, log: Log | None = None) -> Tokenizer:
+        """The tokenizer a new run fits to this corpus, with the settings given in `options` (the
+        train command's options given on its command line, of which it reads its own; "tokenizer"
+        names one, else the kind chooses)."""
         raise NotImplementedError
 
     def dataset(self, tokenizer: Tokenizer, cfg: TrainConfig, *, strict: bool = False,

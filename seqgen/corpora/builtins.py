@@ -95,49 +95,96 @@ def _python_docs() -> str:
     return "\n\n".join(topics[key].strip("\n") for key in sorted(topics)) + "\n"
 
 
+def _music21_corpus(name: str):
+    try:
+        from music21 import corpus
+    except ImportError:
+        raise SeqgenError(f"the {name} corpus is made from the music21 package: pip install music21") from None
+    return corpus
+
+
 def _bach_chorales(dest: Path) -> None:
     """Write the Bach chorales that ship with music21 as MIDI files in `dest`."""
-    try:
-        from music21 import corpus as m21
-    except ImportError:
-        raise SeqgenError("the bach-chorales corpus is made from the music21 package: pip install music21") from None
-    sources = [p for p in m21.getComposer("bach") if p.suffix in (".mxl", ".xml", ".krn")]
+    sources = [p for p in _music21_corpus("bach-chorales").getComposer("bach") if p.suffix in (".mxl", ".xml", ".krn")]
     if not sources:
         raise SeqgenError("this music21 installation has no Bach chorales in its corpus")
+    _convert(dest, sources, _chorale_midi, lambda source: source.stem, "chorales")
+
+
+QUARTET_COMPOSERS = ("haydn", "mozart", "beethoven")
+
+
+def _string_quartets(dest: Path) -> None:
+    """Write the string quartets that ship with music21 (MusicXML movements by Haydn, Mozart and
+    Beethoven) as MIDI files in `dest`, each part on its own General MIDI instrument."""
+    m21 = _music21_corpus("string-quartets")
+    sources = [p for c in QUARTET_COMPOSERS for p in m21.getComposer(c) if p.suffix == ".mxl" and "k545" not in p.parts]
+    if not sources:
+        raise SeqgenError("this music21 installation has no string quartets in its corpus")
+    root = Path(m21.__file__).resolve().parent  # music21/corpus: name each movement by its path there
+
+    def named(source: Path) -> str:
+        parts = source.resolve().relative_to(root).with_suffix("").parts
+        return "-".join(parts[parts.index(next(c for c in QUARTET_COMPOSERS if c in parts)):])
+
+    _convert(dest, sources, _quartet_midi, named, "quartet movements")
+
+
+def _convert(dest: Path, sources: list[Path], convert: Callable, name: Callable[[Path], str], what: str) -> None:
+    """Write `convert(source)`'s MIDI files for every source into `dest` (in parallel), as
+    name(source).mid (-2, -3, ... for a source of several pieces), and say what failed."""
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
     failed = []
     with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        jobs = pool.map(_chorale_midi, sources, chunksize=8)
-        for source, (pieces, error) in tqdm(zip(sources, jobs), total=len(sources), desc="Converting chorales",
+        jobs = pool.map(convert, sources, chunksize=8)
+        for source, (pieces, error) in tqdm(zip(sources, jobs), total=len(sources), desc=f"Converting {what}",
                                             unit="file", disable=None, file=sys.stderr):
             if error:
                 failed.append(f"{source.name} ({error})")
             for i, data in enumerate(pieces, 1):
                 suffix = "" if len(pieces) == 1 else f"-{i}"
-                (dest / f"{source.stem}{suffix}.mid").write_bytes(data)
+                (dest / f"{name(source)}{suffix}.mid").write_bytes(data)
     if failed:
-        print(f"Left out {len(failed)} of {len(sources)} chorales music21 could not write as MIDI: "
+        print(f"Left out {len(failed)} of {len(sources)} {what} music21 could not write as MIDI: "
               + "; ".join(failed), file=sys.stderr)
 
 
 def _chorale_midi(path: Path) -> tuple[list[bytes], str | None]:
     """One music21 corpus file as MIDI files (a file may hold several versions of a chorale),
     or the reason music21 could not convert it."""
-    from music21 import converter, midi, stream
+    return _score_midi(path, instruments=False)
+
+
+def _quartet_midi(path: Path) -> tuple[list[bytes], str | None]:
+    """One movement as MIDI, each part on the General MIDI program its name says ("Violin I":
+    40, "Viola": 41, "Violoncello": 42), or the reason music21 could not convert it."""
+    return _score_midi(path, instruments=True)
+
+
+def _score_midi(path: Path, instruments: bool) -> tuple[list[bytes], str | None]:
+    from music21 import converter, instrument, midi, stream
 
     try:
         score = converter.parse(path)
         scores = list(score.scores) if isinstance(score, stream.Opus) else [score]
+        if instruments:  # music21 plays an unmarked part as String Ensemble: give each its own
+            for part in (p for s in scores for p in getattr(s, "parts", [s])):
+                try:
+                    program = instrument.fromString(part.partName or "").midiProgram
+                except Exception:  # a part name music21 does not know: its instrument stays
+                    continue
+                for found in part.recurse().getElementsByClass(instrument.Instrument):
+                    found.midiProgram = program
         return [midi.translate.streamToMidiFile(s).writestr() for s in scores], None
     except Exception as e:  # music21 raises its own types for encodings it cannot expand
         return [], f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 LOADERS = {"python:pydoc_data.topics": _python_docs}
-CONVERTERS = {"music21:bach": _bach_chorales}
+CONVERTERS = {"music21:bach": _bach_chorales, "music21:quartets": _string_quartets}
 
 
 def tree_sha256(path: Path) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from ..atomic import _UMASK, atomic_write_bytes
 from ..errors import SeqgenError
 from ..lock import Lock
-from ..tokenizers import CharTokenizer, codepoints, id_dtype, tokenizer_from_dict
+from ..tokenizers import CharTokenizer, codepoints, id_dtype, tokenizer_from_dict, tokenizer_named
 from .base import TEXT, Corpus, files_under
 from .builtins import BUILTINS
 from .midi import MidiCorpus
@@ -55,7 +55,8 @@ class EncodedCorpus(Corpus):
     def _size(self) -> dict:
         return {"characters": self.tokens, "encoded": True, "keep_line_endings": self.keep_line_endings}
 
-    def new_tokenizer(self, options: dict):
+    def new_tokenizer(self, options: dict, log=None):
+        tokenizer_named(options.get("tokenizer") or CharTokenizer.name, TEXT, self.spec)
         return tokenizer_from_dict(open_encoded(self.directory)[1])
 
     def _ids(self, tokenizer) -> tuple[np.ndarray, str]:

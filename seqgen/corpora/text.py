@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import SeqgenError
 from ..files import read_regular
-from ..tokenizers import ENCODE_CHUNK, CharTokenizer
+from ..tokenizers import ENCODE_CHUNK, CharTokenizer, tokenizer_named
 from .base import TEXT, Corpus, files_under
 
 BOM = "\ufeff"
@@ -109,7 +109,8 @@ class TextCorpus(Corpus):
     def _size(self) -> dict:
         return {"characters": len(self.text), "keep_line_endings": self.keep_line_endings}
 
-    def new_tokenizer(self, options: dict) -> CharTokenizer:
+    def new_tokenizer(self, options: dict, log=None) -> CharTokenizer:
+        tokenizer_named(options.get("tokenizer") or CharTokenizer.name, TEXT, self.spec)
         return CharTokenizer.fit(self.text)
 
     def dataset(self, tokenizer, cfg, *, strict=False, log=None):

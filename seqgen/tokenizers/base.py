@@ -19,6 +19,7 @@ class Tokenizer(Protocol):
     """The members every tokenizer has; the model, trainer and sampler only ever see its ids."""
 
     kind: str  # its name in checkpoints and the registry: "char", "midi"
+    name: str  # its name on the command line (`seqgen train --tokenizer`): "char", "performance"
     unit: str  # what one token is, for reports: "char", "event"
     reads: str  # the kind of corpus it encodes, and of what it decodes to: "text" or "midi"
 
@@ -54,6 +55,10 @@ class MusicTokenizer(Tokenizer, Protocol):
 
     def read_notes(self, source: Any, name: str | None = None) -> np.ndarray: ...  # a MIDI file's notes
 
+    # (the notes it encodes of a performance that midi_io.read_performance read, with its instruments,
+    # and the counts of what it leaves out, for the corpus summary: "merged", "drum_notes_left_out")
+    def performance(self, notes: np.ndarray) -> tuple[np.ndarray, dict]: ...
+
     def split(self, notes: np.ndarray) -> tuple[list[np.ndarray], list[float]]: ...  # pieces at long silences
 
     def duration(self, notes: np.ndarray) -> float: ...  # seconds, as encoded
@@ -64,7 +69,7 @@ class MusicTokenizer(Tokenizer, Protocol):
 
     def seconds(self, ids: Any) -> float: ...  # the time `ids` take
 
-    def rules(self, valid_only: bool = True) -> Any: ...  # the event rules sampling applies (sample.generate)
+    def rules(self, valid_only: bool = True, instruments: str | None = None) -> Any: ...  # sampling's event rules
 
     def no_notes(self) -> str: ...  # what to say of a file in which it finds no notes
 
@@ -89,6 +94,16 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
         return TOKENIZERS[kind].from_dict(data)
     except (KeyError, TypeError, ValueError) as e:
         raise SeqgenError(f"bad {kind} tokenizer settings ({e})") from None
+
+
+def tokenizer_named(name: str, reads: str, corpus: str) -> Any:
+    """The tokenizer class `--tokenizer NAME` means, for a corpus of kind `reads` (named `corpus`)."""
+    cls = next((c for c in TOKENIZERS.values() if c.name == name), None)
+    if cls is None:
+        raise SeqgenError(f"unknown tokenizer {name!r}; this seqgen knows {', '.join(c.name for c in TOKENIZERS.values())}")
+    if cls.reads != reads:
+        raise SeqgenError(f"--tokenizer {name} reads {cls.reads} corpora, and {corpus} is a {reads} corpus")
+    return cls
 
 
 def id_dtype(vocab_size: int):

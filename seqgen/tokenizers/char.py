@@ -21,6 +21,7 @@ class CharTokenizer:
     """One token per Unicode character; the vocabulary is the sorted set of the corpus' characters."""
 
     kind = "char"
+    name = "char"  # as `seqgen train --tokenizer` names it
     unit = "char"
     reads = "text"
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..config import MidiConfig, from_dict
 from ..errors import SeqgenError
-from ..midi_io import NOTE_DTYPE, read_notes, resolve_overlaps, sorted_notes
+from ..midi_io import DRUMS, NOTE_DTYPE, one_part, read_performance, resolve_overlaps, sorted_notes
 from .base import id_dtype, register
 
 # A silence longer than this (seconds, after every note has ended or reached the note cap) ends a
@@ -47,8 +47,15 @@ class MidiTokenizer:
     checkpoints. Also what sampling needs of it: primers, event rules, the clock of each event."""
 
     kind = "midi"
+    name = "performance"  # as `seqgen train --tokenizer` names it
+    config_class = MidiConfig
     unit = "event"
     reads = "midi"
+    # One part: every note is a pitch of one instrument. A tokenizer of several parts (see
+    # midi_multitrack) has a PROGRAM event per part, and keys a note by part * 128 + pitch.
+    parts = 1
+    program_events = 0
+    note_dtype = NOTE_DTYPE
 
     def __init__(self, config: MidiConfig | None = None):
         self.config = config = config or MidiConfig()
@@ -61,7 +68,8 @@ class MidiTokenizer:
             raise SeqgenError("velocity bins must be between 1 and 127")
         self.note_on, self.note_off, self.time_shift = 0, 128, 256  # first id of each event type
         self.velocity = self.time_shift + self.shift_steps
-        self.boundary = self.velocity + config.velocity_bins  # PIECE
+        self.program = self.velocity + config.velocity_bins  # PROGRAM events (none in this vocabulary)
+        self.boundary = self.program + self.program_events  # PIECE
         self.cap_steps = max(1, round(config.max_note / config.resolution))
         # Velocities 1..127 fall into equal bins; a bin decodes to the middle of its velocities.
         v = np.arange(1, 128)
@@ -80,7 +88,7 @@ class MidiTokenizer:
 
     @classmethod
     def from_dict(cls, data: dict) -> MidiTokenizer:
-        return cls(from_dict(MidiConfig, data))
+        return cls(from_dict(cls.config_class, data))
 
     def describe(self) -> str:
         c = self.config
@@ -102,15 +110,26 @@ class MidiTokenizer:
             return f"NOTE_OFF({token - self.note_off})"
         if token < self.velocity:
             return f"TIME_SHIFT({(token - self.time_shift + 1) * self.config.resolution * 1000:g}ms)"
-        if token < self.boundary:
+        if token < self.program:
             return f"VELOCITY({token - self.velocity})"
         return "PIECE"
 
     # -- files ------------------------------------------------------------------------------
     def read_notes(self, source, name: str | None = None) -> np.ndarray:
-        """The normalised performance in a MIDI file (a path, bytes, or a binary file object;
-        `name` is what errors call it)."""
-        return read_notes(source, keep_drums=self.config.keep_drums, name=name)
+        """The notes it encodes of a MIDI file (a path, bytes, or a binary file object; `name` is
+        what errors call it): see `performance`."""
+        return self.performance(read_performance(source, name=name))[0]
+
+    def performance(self, notes: np.ndarray) -> tuple[np.ndarray, dict]:
+        """(the notes it encodes of a performance read with its instruments, what that leaves out).
+
+        One part: every instrument merged (midi_io.one_part), drums only with keep_drums. What
+        is left out is counted for the corpus summary: the instrument parts merged (when more
+        than one) and the drum notes."""
+        kept = notes if self.config.keep_drums else notes[notes["program"] != DRUMS]
+        parts = len(np.unique(kept["program"]))
+        return one_part(notes, keep_drums=self.config.keep_drums), {
+            "merged": parts if parts > 1 else 0, "drum_notes_left_out": len(notes) - len(kept)}
 
     def split(self, notes: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
         """(the pieces of a performance, the silences between them in seconds): see `split_at_silences`."""
@@ -132,8 +151,12 @@ class MidiTokenizer:
         """How far the events move the clock."""
         return float(self.token_seconds[np.asarray(ids, dtype=np.int64)].sum())
 
-    def rules(self, valid_only: bool = True) -> EventRules:
-        """What a sampler may draw next (see `EventRules`)."""
+    def rules(self, valid_only: bool = True, instruments: str | None = None) -> EventRules:
+        """What a sampler may draw next (see `EventRules`); `instruments` (names, families or
+        program numbers) limits which may play, in a tokenizer of several parts."""
+        if instruments is not None:
+            raise SeqgenError("--instruments needs a model of several instruments (trained with --tokenizer multitrack); "
+                              "this one plays one part")
         return EventRules(self, valid_only)
 
     # -- events -----------------------------------------------------------------------------
@@ -159,32 +182,56 @@ class MidiTokenizer:
             rank = rank[: np.searchsorted(time[rank], round(until * stretch / self.config.resolution))]
         return self._events(time[rank], order[rank] == 1, pitches[rank], np.concatenate([bins, bins])[rank])
 
-    def _events(self, time: np.ndarray, is_on: np.ndarray, pitch: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    def _events(self, time: np.ndarray, is_on: np.ndarray, key: np.ndarray, bins: np.ndarray) -> np.ndarray:
         """PIECE, then each event (all (E,), in order) preceded by the TIME_SHIFTs from the one
-        before (as many of the longest shift as fit, then the rest) and, for a NOTE_ON, by a
+        before (as many of the longest shift as fit, then the rest), by a PROGRAM when its part
+        differs from the event before's (tokenizers of several parts), and, for a NOTE_ON, by a
         VELOCITY when its bin differs from the last NOTE_ON's. Computed as arrays, not a loop:
         training encodes every piece again each epoch."""
         gap = np.diff(time, prepend=0)  # (E,) steps since the event before
         full, rest = np.divmod(gap, self.shift_steps)  # (E,) longest shifts, then one of `rest` steps
+        has_rest = rest > 0
+        part = key // 128  # (E,)
+        switch = np.diff(part, prepend=-1) != 0 if self.program_events else np.zeros(len(time), bool)  # (E,)
         on_bins = bins[is_on]
         changed = np.zeros(len(time), bool)  # (E,) a NOTE_ON whose bin differs from the last NOTE_ON's
         changed[is_on] = np.diff(on_bins, prepend=-1) != 0
-        size = full + (rest > 0) + changed + 1  # (E,) tokens for each event
+        size = full + has_rest + switch + changed + 1  # (E,) tokens for each event
         first = 1 + np.cumsum(size) - size  # (E,) where each event's tokens begin, after PIECE
         out = np.full(1 + int(size.sum()), self.time_shift + self.shift_steps - 1, dtype=id_dtype(self.vocab_size))
         out[0] = self.boundary
-        has_rest = rest > 0
         out[(first + full)[has_rest]] = self.time_shift + rest[has_rest] - 1
+        out[(first + full + has_rest)[switch]] = self.program + part[switch]
         out[(first + size - 2)[changed]] = self.velocity + bins[changed]
-        out[first + size - 1] = np.where(is_on, self.note_on, self.note_off) + pitch
+        out[first + size - 1] = np.where(is_on, self.note_on, self.note_off) + key % 128
         return out
+
+    # -- parts: one here; several in tokenizers with PROGRAM events ---------------------------
+    def parts_of(self, notes: np.ndarray) -> np.ndarray:
+        """(N,) the part each note belongs to."""
+        return np.zeros(len(notes), np.int64)
+
+    def pitched(self, parts: np.ndarray) -> np.ndarray:
+        """(N,) whether notes of these parts are pitches (transposable), not drum sounds."""
+        return np.ones(len(parts), bool)
+
+    def _parts_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """(N,) the part in force at each id: that of the last PROGRAM before it."""
+        return np.zeros(len(ids), np.int64)
+
+    def _notes(self, key: np.ndarray) -> np.ndarray:
+        """Empty notes of the given keys, with their pitch (and part) filled in."""
+        notes = np.zeros(len(key), dtype=self.note_dtype)
+        notes["pitch"] = key % 128
+        return notes
 
     def augmented(self, notes: np.ndarray, rng: np.random.Generator, transpose: int, stretch: float) -> np.ndarray:
         """`encode` after a random transposition (up to +-`transpose` semitones, never moving a note
         outside 0..127) and time stretch (a factor within 1 +- `stretch`)."""
         low, high = -transpose, transpose
-        if len(notes):
-            low, high = max(low, -int(notes["pitch"].min())), min(high, 127 - int(notes["pitch"].max()))
+        pitched = notes["pitch"][self.pitched(self.parts_of(notes))]
+        if len(pitched):
+            low, high = max(low, -int(pitched.min())), min(high, 127 - int(pitched.max()))
         shift = int(rng.integers(low, high + 1)) if high >= low else 0
         factor = float(rng.uniform(1 - stretch, 1 + stretch)) if stretch else 1.0
         return self.encode(notes, transpose=shift, stretch=factor)
@@ -193,9 +240,11 @@ class MidiTokenizer:
         """Notes on the integer step grid: every note lasts from one step to the cap (as the
         decoder will play it), and no two notes of one pitch overlap."""
         q = np.zeros(len(notes), dtype=[("pitch", np.int64), ("velocity", np.int64), ("start", np.int64), ("end", np.int64)])
-        q["pitch"] = notes["pitch"] + transpose
-        if len(q) and (q["pitch"].min() < 0 or q["pitch"].max() > 127):
+        parts = self.parts_of(notes)  # (N,)
+        pitch = notes["pitch"] + np.where(self.pitched(parts), transpose, 0)
+        if len(q) and (pitch.min() < 0 or pitch.max() > 127):
             raise ValueError("transposition moves notes outside 0..127")
+        q["pitch"] = pitch + 128 * parts  # a note's key: notes of one key never overlap
         q["velocity"] = np.clip(notes["velocity"], 1, 127)
         scale = stretch / self.config.resolution
         q["start"] = np.rint(notes["start"] * scale)
@@ -224,13 +273,13 @@ class MidiTokenizer:
         report.ignored += int(((ids < 0) | (ids > self.boundary)).sum())
         time = np.cumsum(np.where(is_shift, ids - self.time_shift + 1, 0))  # (N,) the step of each id
         now = int(time[-1]) if len(ids) else 0
-        is_velocity = (ids >= self.velocity) & (ids < self.boundary)
+        is_velocity = (ids >= self.velocity) & (ids < self.program)
         last_velocity = np.maximum.accumulate(np.where(is_velocity, np.arange(len(ids)), -1))  # (N,) -1: none yet
 
-        # NOTE_ONs and NOTE_OFFs by pitch, each pitch's in order.
+        # NOTE_ONs and NOTE_OFFs by key (part * 128 + pitch), each key's in order.
         index = np.flatnonzero(is_on | ((ids >= self.note_off) & (ids < self.time_shift)))  # (E,)
         on = is_on[index]
-        pitch = ids[index] - np.where(on, self.note_on, self.note_off)
+        pitch = ids[index] - np.where(on, self.note_on, self.note_off) + 128 * self._parts_of_ids(ids)[index]
         by_pitch = np.argsort(pitch, kind="stable")
         index, on, pitch, t = index[by_pitch], on[by_pitch], pitch[by_pitch], time[index[by_pitch]]
         ons = np.flatnonzero(on)
@@ -249,8 +298,7 @@ class MidiTokenizer:
         report.capped, report.closed_at_end = int(capped.sum()), int(at_end.sum())
         end = np.where(ended, t_next, np.where(capped, t + cap, now))[on]
 
-        start, notes = t[on], np.zeros(int(on.sum()), dtype=NOTE_DTYPE)
-        notes["pitch"] = pitch[on]
+        start, notes = t[on], self._notes(pitch[on])
         given = last_velocity[index[on]]  # the VELOCITY event in force at each onset, -1 before any
         bins = np.where(given >= 0, ids[np.maximum(given, 0)] - self.velocity, 0)
         notes["velocity"] = np.where(given >= 0, self._velocity_of[bins], self._velocity_of[self._bin_of[64]])
@@ -261,64 +309,86 @@ class MidiTokenizer:
 
 class EventRules:
     """Masks for sampling MIDI events, tracking K samples as they grow. PIECE is never drawn
-    inside a piece; with `valid_only`, neither is a NOTE_OFF for a silent pitch nor a NOTE_ON for
-    a sounding one or one already struck at this instant: events the decoder would ignore. The model then spends that
-    probability on the events it could mean, say releasing the bass note it loses track of
-    instead of one an octave away that is not sounding."""
+    inside a piece; with `valid_only`, neither is a NOTE_OFF for a silent note nor a NOTE_ON for
+    a sounding one or one already struck at this instant: events the decoder would ignore. The
+    model then spends that probability on the events it could mean, say releasing the bass note
+    it loses track of instead of one an octave away that is not sounding.
 
-    def __init__(self, tokenizer: MidiTokenizer, valid_only: bool):
+    A note is a key, part * 128 + pitch, where the part is the one the last PROGRAM event set
+    (tokenizers of several parts). `parts`, when given, are the only parts that may play: PROGRAM
+    events of others are never drawn, and no NOTE_ON while another is in force."""
+
+    def __init__(self, tokenizer: MidiTokenizer, valid_only: bool, parts=None):
         self.tok, self.valid_only = tokenizer, valid_only
+        self.keys = tokenizer.parts * 128
+        self.playing = None if parts is None else sorted(parts)
 
     def start(self, prime, num_samples: int, device) -> None:
         """The state after `prime`, as `advance` would leave it token by token, computed in one
         pass over the whole prime (a primer may hold millions of events)."""
         import torch
 
-        opened, struck, now = self.after(prime)
-        self.opened = torch.as_tensor(opened, device=device).repeat(num_samples, 1)  # (K, 128) onset step; -1 silent
-        self.struck = torch.as_tensor(struck, device=device).repeat(num_samples, 1)  # (K, 128) last onset step
+        opened, struck, now, part = self.after(prime)
+        self.opened = torch.as_tensor(opened, device=device).repeat(num_samples, 1)  # (K, P*128) onset step; -1 silent
+        self.struck = torch.as_tensor(struck, device=device).repeat(num_samples, 1)  # (K, P*128) last onset step
         self.now = torch.full((num_samples,), now, dtype=torch.long, device=device)  # (K,) steps
+        self.part = torch.full((num_samples,), part, dtype=torch.long, device=device)  # (K,) the part in force
+        self.allowed_parts = torch.ones(self.tok.parts, dtype=torch.bool, device=device)  # (P,)
+        if self.playing is not None:
+            self.allowed_parts[:] = False
+            self.allowed_parts[self.playing] = True
 
-    def after(self, prime) -> tuple[np.ndarray, np.ndarray, int]:
-        """(opened (128,), struck (128,), now): the state after the ids of `prime`.
+    def after(self, prime) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(opened (P*128,), struck (P*128,), now, part): the state after the ids of `prime`.
 
-        struck is the step of each pitch's last NOTE_ON: one ignored as a second strike comes at
-        the step of the NOTE_ON it repeats, so it changes nothing. A pitch is open when its last
+        struck is the step of each key's last NOTE_ON: one ignored as a second strike comes at
+        the step of the NOTE_ON it repeats, so it changes nothing. A key is open when its last
         NOTE_ON that counts (the first at its step) comes after its last NOTE_OFF."""
         tok = self.tok
         ids = np.asarray(prime, dtype=np.int64).ravel()  # (N,)
         shift = np.where((ids >= tok.time_shift) & (ids < tok.velocity), ids - tok.time_shift + 1, 0)
         time = np.cumsum(shift)  # (N,) the step of each id
         index = np.arange(len(ids))
+        parts = tok._parts_of_ids(ids)  # (N,)
         on = (ids >= tok.note_on) & (ids < tok.note_off)
         off = (ids >= tok.note_off) & (ids < tok.time_shift)
-        on_pitch, on_time, on_index = ids[on] - tok.note_on, time[on], index[on]
-        by_pitch = np.argsort(on_pitch, kind="stable")  # (ONs,) by pitch, then in order (so in time)
-        p, t = on_pitch[by_pitch], on_time[by_pitch]
-        counts = np.ones(len(p), bool)  # the first NOTE_ON of a pitch at its step
-        counts[1:] = (p[1:] != p[:-1]) | (t[1:] != t[:-1])
-        struck = np.full(128, -1, np.int64)
-        np.maximum.at(struck, on_pitch, on_time)
-        last_on, last_off = np.full(128, -1, np.int64), np.full(128, -1, np.int64)
-        np.maximum.at(last_on, p[counts], on_index[by_pitch][counts])
-        np.maximum.at(last_off, ids[off] - tok.note_off, index[off])
-        opened = np.full(128, -1, np.int64)
+        on_key, on_time, on_index = ids[on] - tok.note_on + 128 * parts[on], time[on], index[on]
+        by_key = np.argsort(on_key, kind="stable")  # (ONs,) by key, then in order (so in time)
+        k, t = on_key[by_key], on_time[by_key]
+        counts = np.ones(len(k), bool)  # the first NOTE_ON of a key at its step
+        counts[1:] = (k[1:] != k[:-1]) | (t[1:] != t[:-1])
+        struck = np.full(self.keys, -1, np.int64)
+        np.maximum.at(struck, on_key, on_time)
+        last_on, last_off = np.full(self.keys, -1, np.int64), np.full(self.keys, -1, np.int64)
+        np.maximum.at(last_on, k[counts], on_index[by_key][counts])
+        np.maximum.at(last_off, ids[off] - tok.note_off + 128 * parts[off], index[off])
+        opened = np.full(self.keys, -1, np.int64)
         sounding = last_on > last_off
         opened[sounding] = time[last_on[sounding]]
-        return opened, struck, int(time[-1]) if len(ids) else 0
+        part = int(parts[-1]) if len(ids) else int(tok._parts_of_ids(np.zeros(1, np.int64))[0])
+        return opened, struck, int(time[-1]) if len(ids) else 0, part
 
     def allowed(self):
         """(K, V) bool: which events each sample may draw next."""
         import torch
 
         tok = self.tok
+        rows = torch.arange(len(self.now), device=self.now.device)
         mask = torch.ones(len(self.now), tok.vocab_size, dtype=torch.bool, device=self.now.device)
         mask[:, tok.boundary] = False
         if self.valid_only:
-            # A note the decoder has ended at the cap no longer sounds.
-            sounding = (self.opened >= 0) & (self.now[:, None] - self.opened <= tok.cap_steps)  # (K, 128)
-            mask[:, tok.note_on : tok.note_on + 128] = ~sounding & (self.struck != self.now[:, None])
+            # A note the decoder has ended at the cap no longer sounds. Of the part in force:
+            opened = self.opened.view(len(rows), tok.parts, 128)[rows, self.part]  # (K, 128)
+            struck = self.struck.view(len(rows), tok.parts, 128)[rows, self.part]  # (K, 128)
+            sounding = (opened >= 0) & (self.now[:, None] - opened <= tok.cap_steps)  # (K, 128)
+            mask[:, tok.note_on : tok.note_on + 128] = ~sounding & (struck != self.now[:, None])
             mask[:, tok.note_off : tok.note_off + 128] = sounding
+        if tok.program_events:
+            programs = self.allowed_parts[None, :].repeat(len(rows), 1)  # (K, P)
+            if self.valid_only:
+                programs[rows, self.part] = False  # a PROGRAM of the part in force changes nothing
+            mask[:, tok.program : tok.boundary] = programs
+            mask[:, tok.note_on : tok.note_on + 128] &= self.allowed_parts[self.part][:, None]
         return mask
 
     def advance(self, token) -> None:
@@ -328,15 +398,17 @@ class EventRules:
         tok = self.tok
         shift = (token >= tok.time_shift) & (token < tok.velocity)
         self.now += torch.where(shift, token - tok.time_shift + 1, torch.zeros_like(token))
+        program = (token >= tok.program) & (token < tok.boundary)
+        self.part = torch.where(program, token - tok.program, self.part)
         rows = torch.arange(len(token), device=token.device)
         on = token < tok.note_off
-        rows_on, pitch_on = rows[on], token[on]
-        again = self.struck[rows_on, pitch_on] == self.now[on]  # struck twice at one instant: the decoder ignores it
-        rows_on, pitch_on = rows_on[~again], pitch_on[~again]
-        self.opened[rows_on, pitch_on] = self.now[rows_on]
-        self.struck[rows_on, pitch_on] = self.now[rows_on]
+        rows_on, key_on = rows[on], token[on] + 128 * self.part[on]
+        again = self.struck[rows_on, key_on] == self.now[on]  # struck twice at one instant: the decoder ignores it
+        rows_on, key_on = rows_on[~again], key_on[~again]
+        self.opened[rows_on, key_on] = self.now[rows_on]
+        self.struck[rows_on, key_on] = self.now[rows_on]
         off = (token >= tok.note_off) & (token < tok.time_shift)
-        self.opened[rows[off], token[off] - tok.note_off] = -1
+        self.opened[rows[off], token[off] - tok.note_off + 128 * self.part[off]] = -1
 
 
 def _capped_end(notes: np.ndarray, max_note: float) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""Multitrack MIDI: Performance RNN's events with the instruments kept.
+
+A PROGRAM event sets the part that the NOTE_ON and NOTE_OFF events after it play, until the next
+PROGRAM: a part is a General MIDI program (0-127), or the drum kit, whose pitches name drum
+sounds (they are never transposed). Tracks of one program are one part. With `families`, the 128
+programs fold into the 16 General MIDI families (each played as the family's first program),
+for a vocabulary of 17 PROGRAM events instead of 129. With the default settings:
+
+    ids   0..127  NOTE_ON(pitch)          ids 256..355  TIME_SHIFT(1..100 steps of 10 ms)
+        128..255  NOTE_OFF(pitch)             356..387  VELOCITY(bin 0..31), only when it changes
+                                              388..516  PROGRAM(0..127, then drums), when the part changes
+                                                   517  PIECE: the boundary before every piece
+
+At one instant, note-offs come first, then note-ons, each grouped by part, so that a chord of
+one instrument costs one PROGRAM. Before the first PROGRAM of a piece, notes are the piano's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import MultitrackConfig
+from ..errors import SeqgenError
+from ..midi_io import DRUMS, PROGRAM_NOTE_DTYPE, family_of, instrument_name, resolve_overlaps
+from .base import id_dtype, register
+from .midi_events import MidiTokenizer
+
+FAMILIES = 16  # General MIDI's families of 8 programs each: Piano, Chromatic Percussion, ..., Sound Effects
+
+
+@register
+class MultitrackTokenizer(MidiTokenizer):
+    """A performance of several instruments <-> events with PROGRAM events (see the module's
+    docstring); its settings (MultitrackConfig) are saved in checkpoints."""
+
+    kind = "midi-multitrack"
+    name = "multitrack"
+    config_class = MultitrackConfig
+    note_dtype = PROGRAM_NOTE_DTYPE
+
+    def __init__(self, config: MultitrackConfig | None = None):
+        config = config or MultitrackConfig()
+        # Part p plays program part_programs[p]; the last part is the drum kit.
+        melodic = np.arange(FAMILIES) * 8 if config.families else np.arange(128)
+        self.part_programs = np.append(melodic, DRUMS)  # (P,)
+        self.parts = self.program_events = len(self.part_programs)
+        self.drum_part = self.parts - 1
+        super().__init__(config)
+        self.config: MultitrackConfig = config
+
+    def describe(self) -> str:
+        c = self.config
+        parts = "16 General MIDI families" if c.families else "128 General MIDI programs"
+        return (f"multitrack MIDI events, vocabulary {self.vocab_size}: Performance RNN's, with a PROGRAM event "
+                f"for each of {parts} and drums; {c.resolution * 1000:g} ms steps, {c.velocity_bins} velocity bins, "
+                f"drums {'kept' if c.keep_drums else 'left out'}, notes capped at {c.max_note:g} s")
+
+    def event_name(self, token: int) -> str:
+        if self.program <= token < self.boundary:
+            return f"PROGRAM({self._part_name(token - self.program)})"
+        return super().event_name(token)
+
+    def _part_name(self, part: int) -> str:
+        program = int(self.part_programs[part])
+        if program == DRUMS:
+            return "drums"
+        return family_of(program) if self.config.families else instrument_name(program)
+
+    # -- parts ------------------------------------------------------------------------------
+    def parts_of(self, notes: np.ndarray) -> np.ndarray:
+        program = notes["program"].astype(np.int64)
+        melodic = program // 8 if self.config.families else program
+        return np.where(program == DRUMS, self.drum_part, melodic)
+
+    def pitched(self, parts: np.ndarray) -> np.ndarray:
+        return parts != self.drum_part
+
+    def _parts_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        is_program = (ids >= self.program) & (ids < self.boundary)
+        last = np.maximum.accumulate(np.where(is_program, np.arange(len(ids)), -1))  # (N,) the PROGRAM in force
+        return np.where(last >= 0, ids[np.maximum(last, 0)] - self.program, 0)
+
+    def _notes(self, key: np.ndarray) -> np.ndarray:
+        notes = super()._notes(key)
+        notes["program"] = self.part_programs[key // 128]
+        return notes
+
+    def performance(self, notes: np.ndarray) -> tuple[np.ndarray, dict]:
+        """(the notes it encodes: every part kept, each program's tracks merged into one part and
+        the programs folded into families with `families`; drums unless keep_drums is off), and
+        what that leaves out."""
+        kept = notes if self.config.keep_drums else notes[notes["program"] != DRUMS]
+        kept = kept.copy()
+        kept["program"] = self.part_programs[self.parts_of(kept)]
+        # Notes of one part and pitch never overlap: resolve them as one instrument's, by key.
+        keyed = kept.copy()
+        keyed["pitch"] = kept["pitch"] + 128 * self.parts_of(kept)
+        keyed = resolve_overlaps(keyed)
+        keyed["pitch"] %= 128
+        keyed = keyed[np.lexsort((keyed["pitch"], keyed["program"], keyed["start"]))]
+        return keyed, {"drum_notes_left_out": len(notes) - len(kept)}
+
+    def chord(self, pitches, velocity: int = 80) -> np.ndarray:
+        """PIECE, the piano's PROGRAM, then the pitches struck together at time 0 and left sounding."""
+        ids = super().chord(pitches, velocity)
+        return np.insert(ids, 1, self.program).astype(id_dtype(self.vocab_size))
+
+    def parts_named(self, names: str) -> set[int]:
+        """The parts `--instruments` names: comma-separated General MIDI instrument names
+        ("Acoustic Grand Piano"), family names ("bass", "strings"), program numbers (0-127) or
+        "drums", in any case; one SeqgenError naming what is not one."""
+        from ..midi_io import program_named
+
+        parts = set()
+        for name in (n.strip() for n in names.split(",")):
+            if not name:
+                continue
+            programs = program_named(name)
+            if programs is None:
+                raise SeqgenError(f"--instruments: {name!r} is not a General MIDI instrument or family name, a program "
+                                  "number 0-127, or drums (e.g. --instruments piano,bass,drums)")
+            parts |= {int(p) for p in self.parts_of(np.array([(0, 0, 0.0, 0.0, p) for p in programs],
+                                                              dtype=PROGRAM_NOTE_DTYPE))}
+        if not parts:
+            raise SeqgenError("--instruments names no instrument")
+        return parts
+
+    def rules(self, valid_only: bool = True, instruments: str | None = None):
+        from .midi_events import EventRules
+
+        return EventRules(self, valid_only, None if instruments is None else self.parts_named(instruments))

@@ -1,0 +1,203 @@
+"""Multitrack MIDI: instruments and drums kept through reading, encoding, decoding, sampling and
+writing; the corpus summary says what a one-part tokenizer merges or leaves out."""
+
+import io
+import re
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqgen.config import MidiConfig, MultitrackConfig
+from seqgen.corpora import load_corpus, midi_pieces
+from seqgen.errors import SeqgenError
+from seqgen.midi_io import DRUMS, PROGRAM_NOTE_DTYPE, hanging_notes, midi_bytes, read_performance
+from seqgen.model import RNNLM, ModelConfig
+from seqgen.sample import generate
+from seqgen.tokenizers import MidiTokenizer, MultitrackTokenizer, tokenizer_from_dict
+
+from .conftest import invoke
+
+TOK = MultitrackTokenizer()
+BASS, STRINGS = 33, 48  # Electric Bass (finger), String Ensemble 1
+
+
+def band_file(transpose: int = 0, bars: int = 2) -> bytes:
+    """A MIDI file of a small band: piano chords, a bass line, strings in two tracks of one
+    program, and drums on the drum channel."""
+    pm = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    bass = pretty_midi.Instrument(BASS)
+    violins, violas = pretty_midi.Instrument(STRINGS), pretty_midi.Instrument(STRINGS)
+    drums = pretty_midi.Instrument(0, is_drum=True)
+    for bar in range(bars):
+        t = bar * 2.0
+        piano.notes += [pretty_midi.Note(70, p + transpose, t, t + 1.0) for p in (60, 64, 67)]
+        bass.notes += [pretty_midi.Note(90, 36 + transpose + 5 * (i % 2), t + i * 0.5, t + i * 0.5 + 0.45) for i in range(4)]
+        violins.notes.append(pretty_midi.Note(50, 76 + transpose, t, t + 1.9))
+        violas.notes.append(pretty_midi.Note(45, 64 + transpose, t + 1.0, t + 1.9))  # the same pitch as the piano's, later
+        drums.notes += [pretty_midi.Note(100, 36 if i % 2 == 0 else 38, t + i * 0.5, t + i * 0.5 + 0.1) for i in range(4)]
+    pm.instruments += [piano, bass, violins, violas, drums]
+    buffer = io.BytesIO()
+    pm.write(buffer)
+    return buffer.getvalue()
+
+
+def test_instruments_and_drums_survive_the_round_trip():
+    notes = TOK.read_notes(band_file())
+    assert set(notes["program"].tolist()) == {0, BASS, STRINGS, DRUMS}
+    decoded, report = TOK.decode(TOK.encode(notes))
+    assert (report.ignored, report.capped, report.closed_at_end) == (0, 0, 0)
+    key = np.lexsort((decoded["pitch"], decoded["program"], decoded["start"]))
+    decoded = decoded[key]
+    assert len(decoded) == len(notes)
+    assert (decoded["program"] == notes["program"]).all() and (decoded["pitch"] == notes["pitch"]).all()
+    half_step = TOK.config.resolution / 2 + 1e-9
+    assert np.abs(decoded["start"] - notes["start"]).max() <= half_step
+    assert np.abs(decoded["end"] - notes["end"]).max() <= half_step
+    assert (TOK._bin_of[decoded["velocity"]] == TOK._bin_of[notes["velocity"]]).all()
+    # Written and read back: one track per program, named by General MIDI, the drums on their channel.
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(decoded)))
+    tracks = {(i.program, i.is_drum, i.name) for i in pm.instruments}
+    assert tracks == {(0, False, "Acoustic Grand Piano"), (BASS, False, "Electric Bass (finger)"),
+                      (STRINGS, False, "String Ensemble 1"), (0, True, "Drums")}
+    assert len(read_performance(midi_bytes(decoded))) == len(notes)
+
+
+def test_events_group_a_chord_of_one_instrument_under_one_program():
+    names = [TOK.event_name(i) for i in TOK.encode(TOK.read_notes(band_file(bars=1)))]
+    assert names[:15] == ["PIECE", "PROGRAM(Acoustic Grand Piano)", "VELOCITY(17)", "NOTE_ON(60)", "NOTE_ON(64)",
+                          "NOTE_ON(67)", "PROGRAM(Electric Bass (finger))", "VELOCITY(22)", "NOTE_ON(36)",
+                          "PROGRAM(String Ensemble 1)", "VELOCITY(12)", "NOTE_ON(76)", "PROGRAM(drums)", "VELOCITY(24)",
+                          "NOTE_ON(36)"]  # at the first instant, each part once; drum sound 36 is the kick
+
+
+def test_families_fold_programs_into_a_smaller_vocabulary():
+    folded = MultitrackTokenizer(MultitrackConfig(families=True))
+    assert folded.vocab_size == TOK.vocab_size - 112 and folded.program_events == 17
+    notes = folded.read_notes(band_file())
+    assert set(notes["program"].tolist()) == {0, 32, 48, DRUMS}  # Bass and Strings, played as their first programs
+    assert tokenizer_from_dict(folded.to_dict()).to_dict() == folded.to_dict()
+
+
+def test_drums_are_never_transposed():
+    notes = TOK.read_notes(band_file())
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        decoded, _ = TOK.decode(TOK.augmented(notes, rng, transpose=5, stretch=0.0))
+        drums = decoded[decoded["program"] == DRUMS]
+        assert sorted(set(drums["pitch"].tolist())) == [36, 38]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, TOK.vocab_size - 1), max_size=300))
+def test_any_ids_decode_to_a_valid_multitrack_file_with_no_stuck_notes(ids):
+    notes, _ = TOK.decode(ids)
+    assert notes.dtype == PROGRAM_NOTE_DTYPE and (notes["end"] > notes["start"]).all()
+    assert set(notes["program"].tolist()) <= {*range(128), DRUMS}
+    data = midi_bytes(notes)
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
+    assert sum(len(i.notes) for i in pm.instruments) == len(notes)
+    assert all(i.is_drum == (i.name == "Drums") for i in pm.instruments)
+    assert hanging_notes(data) == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, TOK.vocab_size - 2), max_size=200))
+def test_the_rules_start_where_advancing_token_by_token_leaves_them(ids):
+    prime = [TOK.boundary, *ids]
+    at_once = TOK.rules()
+    at_once.start(prime, 1, "cpu")
+    stepwise = TOK.rules()
+    stepwise.start(prime[:1], 1, "cpu")
+    for token in prime[1:]:
+        stepwise.advance(torch.tensor([token]))
+    for name in ("opened", "struck", "now", "part"):
+        assert torch.equal(getattr(at_once, name), getattr(stepwise, name)), name
+
+
+def test_sampling_under_the_rules_draws_nothing_the_decoder_ignores_and_only_allowed_instruments():
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(vocab_size=TOK.vocab_size, layers=1, hidden=16, embed=8)).eval()
+    rows = generate(model, TOK.chord([60]), 400, num_samples=4, temperature=1.5, seed=1,
+                    rules=TOK.rules(True, "bass,drums"))
+    for row in rows:
+        notes, report = TOK.decode([*TOK.chord([60]).tolist(), *row])
+        assert report.ignored == 0
+        fresh = notes[notes["start"] > 0]
+        assert set(fresh["program"].tolist()) <= set(range(32, 40)) | {DRUMS}  # the bass family and drums
+    with pytest.raises(SeqgenError, match="not a General MIDI instrument"):
+        TOK.rules(True, "kazoo")
+    with pytest.raises(SeqgenError, match="needs a model of several instruments"):
+        MidiTokenizer().rules(True, "piano")
+
+
+@pytest.fixture
+def band(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQGEN_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "band"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"song{i}.mid").write_bytes(band_file(transpose=i))
+    return folder
+
+
+def test_the_summary_says_what_a_one_part_tokenizer_merges_and_leaves_out(band):
+    messages = []
+    midi_pieces(load_corpus(band), MidiTokenizer(), log=messages.append)
+    assert messages[0] == ("Read 4 MIDI files: 104 notes in 16 instrument parts (3 General MIDI programs and drums); "
+                           "merged the 12 parts of 4 files into one part each and left out 32 drum notes "
+                           "(--keep-drums keeps them)")
+    messages.clear()
+    midi_pieces(load_corpus(band), MultitrackTokenizer(), log=messages.append)
+    assert messages[-1].startswith("Read 4 MIDI files: 104 notes in 16 instrument parts") and ";" not in messages[-1]
+    assert "Using the cached encoding" in messages[0]  # one cache of what the files hold, whatever the tokenizer
+
+
+def test_a_corpus_of_several_instruments_gets_the_multitrack_tokenizer(band, tmp_path):
+    messages = []
+    assert load_corpus(band).new_tokenizer({}, log=messages.append).kind == "midi-multitrack"
+    assert messages[-1].startswith("Tokenizer: multitrack, since 4 of 4 files hold several instruments")
+    assert load_corpus(band).new_tokenizer({"tokenizer": "performance"}).kind == "midi"
+    piano = tmp_path / "piano"
+    piano.mkdir()
+    (piano / "a.mid").write_bytes(midi_bytes(TOK.read_notes(band_file())[:3]))
+    assert load_corpus(piano).new_tokenizer({}).kind == "midi"
+    with pytest.raises(SeqgenError, match="--families does not apply to --tokenizer performance"):
+        load_corpus(band).new_tokenizer({"tokenizer": "performance", "families": True})
+    with pytest.raises(SeqgenError, match="--tokenizer char reads text corpora"):
+        load_corpus(band).new_tokenizer({"tokenizer": "char"})
+
+
+def test_train_and_sample_a_band_from_the_command_line(band, tmp_path):
+    run = tmp_path / "run"
+    result = invoke("train", band, "--out", run, "--layers", "1", "--hidden", "32", "--embed", "16",
+                    "--seq-len", "32", "--batch-size", "4", "--max-steps", "30", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert "Tokenizer: multitrack" in result.stderr and "vocabulary 518" in invoke("info", run).output
+    out = tmp_path / "s.mid"
+    result = invoke("sample", run, "--primer", band / "song0.mid", "--primer-seconds", "2", "--seconds", "4",
+                    "--seed", "1", "--out", out, "--instruments", "bass,drums,piano,strings")
+    assert result.exit_code == 0, result.output
+    pm = pretty_midi.PrettyMIDI(str(out))
+    assert {i.name for i in pm.instruments} >= {"Acoustic Grand Piano", "Electric Bass (finger)", "Drums"}
+    assert all(i.is_drum == (i.name == "Drums") for i in pm.instruments)
+    refused = invoke("train", band, "--out", tmp_path / "r2", "--tokenizer", "char")
+    assert refused.exit_code == 1 and "--tokenizer char reads text corpora" in refused.stderr
+    resumed = invoke("train", band, "--out", run, "--resume", "--tokenizer", "performance")
+    assert resumed.exit_code == 1 and "--tokenizer cannot change when resuming" in resumed.stderr
+
+
+def test_midi_stats_counts_instruments_families_and_drums(band):
+    result = invoke("midi-stats", band)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\n  instruments +4\.000\n  drum_notes_per_second +2\.025\n", result.output)
+    assert "families: Bass 31%, Drums 31%, Piano 23%, Ensemble 15%" in result.output
+
+
+def test_one_part_defaults_are_unchanged():
+    assert MidiConfig().keep_drums is False and MultitrackConfig().keep_drums is True
+    assert MidiTokenizer().vocab_size == 389 and TOK.vocab_size == 389 + 129
