@@ -3,6 +3,7 @@ writing; the corpus summary says what a one-part tokenizer merges or leaves out.
 
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -201,3 +202,35 @@ def test_midi_stats_counts_instruments_families_and_drums(band):
 def test_one_part_defaults_are_unchanged():
     assert MidiConfig().keep_drums is False and MultitrackConfig().keep_drums is True
     assert MidiTokenizer().vocab_size == 389 and TOK.vocab_size == 389 + 129
+
+
+QUARTETS = Path(__file__).resolve().parents[1] / "corpora" / "string-quartets-sample"
+
+
+def test_the_bundled_string_quartets_survive_the_round_trip():
+    files = sorted(QUARTETS.glob("*.mid"))
+    assert len(files) == 5
+    for path in files:
+        notes = TOK.read_notes(path)
+        assert set(notes["program"].tolist()) == {40, 41, 42}  # violins, viola, cello
+        decoded, report = TOK.decode(TOK.encode(notes))
+        assert report.ignored == report.capped == 0, path.name
+        decoded = decoded[np.lexsort((decoded["pitch"], decoded["program"], decoded["start"]))]
+        assert (decoded["program"] == notes["program"]).all() and (decoded["pitch"] == notes["pitch"]).all()
+        half_step = TOK.config.resolution / 2 + 1e-9
+        assert np.abs(decoded["start"] - notes["start"]).max() <= half_step
+        assert np.abs(decoded["end"] - np.minimum(notes["end"], notes["start"] + TOK.config.max_note)).max() <= half_step
+        assert (TOK._bin_of[decoded["velocity"]] == TOK._bin_of[notes["velocity"]]).all()
+    assert load_corpus("string-quartets-sample").new_tokenizer({}).kind == "midi-multitrack"
+
+
+def test_quartets_are_converted_with_their_instruments():
+    music21 = pytest.importorskip("music21")
+    from seqgen.corpora.builtins import _quartet_midi
+
+    source = next(p for p in music21.corpus.getComposer("mozart") if p.parts[-2:] == ("k156", "movement2.mxl"))
+    (data,), error = _quartet_midi(source)
+    assert error is None
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
+    assert [i.program for i in pm.instruments] == [40, 40, 41, 42] and hanging_notes(data) == 0
+    assert len({n.velocity for i in pm.instruments for n in i.notes}) > 1  # the score's dynamics
