@@ -17,7 +17,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 KINDS = ("text", "midi")
 # The tokenizers `seqgen train --tokenizer` names (each class's `name`; tests/test_design.py checks them).
-TOKENIZER_NAMES = ("char", "performance", "multitrack")
+TOKENIZER_NAMES = ("char", "performance", "multitrack", "duration")
 MAX_VOCAB = 1 << 16  # a character vocabulary's limit; a MIDI vocabulary is at most 10,384 events
 SEED = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes; see seed_entropy for NumPy's generators
 

@@ -186,6 +186,9 @@ def test_train_and_sample_a_band_from_the_command_line(band, tmp_path):
     pm = pretty_midi.PrettyMIDI(str(out))
     assert {i.name for i in pm.instruments} >= {"Acoustic Grand Piano", "Electric Bass (finger)", "Drums"}
     assert all(i.is_drum == (i.name == "Drums") for i in pm.instruments)
+    unprimed = invoke("sample", run, "--seconds", "2", "--seed", "3", "--out", tmp_path / "u.mid", "--plot")
+    assert unprimed.exit_code == 0, unprimed.output
+    assert (tmp_path / "u.png").read_bytes()[:4] == b"\x89PNG"
     refused = invoke("train", band, "--out", tmp_path / "r2", "--tokenizer", "char")
     assert refused.exit_code == 1 and "--tokenizer char reads text corpora" in refused.stderr
     resumed = invoke("train", band, "--out", run, "--resume", "--tokenizer", "performance")

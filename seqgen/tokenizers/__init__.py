@@ -1,7 +1,8 @@
 """Tokenizers: the only code that knows what a token means.
 
 One module per tokenizer (`char`: characters; `midi_events`: Performance RNN's MIDI events, one
-part; `midi_multitrack`: the same with the instruments kept), each registered under its `kind`
+part; `midi_multitrack`: the same with the instruments kept; `midi_duration`: multitrack notes with
+durations instead of NOTE_OFFs), each registered under its `kind`
 (see `base`), so a checkpoint names the one that rebuilds it.
 """
 
@@ -16,8 +17,10 @@ from .base import (
     tokenizer_named,
 )
 from .char import ENCODE_CHUNK, CharTokenizer, codepoints
+from .midi_duration import DurationTokenizer
 from .midi_events import MidiTokenizer
 from .midi_multitrack import MultitrackTokenizer
 
-__all__ = ["TOKENIZERS", "ENCODE_CHUNK", "CharTokenizer", "MidiTokenizer", "MultitrackTokenizer", "MusicTokenizer",
-           "TextTokenizer", "Tokenizer", "codepoints", "id_dtype", "register", "tokenizer_from_dict", "tokenizer_named"]
+__all__ = ["TOKENIZERS", "ENCODE_CHUNK", "CharTokenizer", "DurationTokenizer", "MidiTokenizer", "MultitrackTokenizer",
+           "MusicTokenizer", "TextTokenizer", "Tokenizer", "codepoints", "id_dtype", "register", "tokenizer_from_dict",
+           "tokenizer_named"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from ..config import MidiConfig, from_dict
 from ..errors import SeqgenError
 from ..midi_io import DRUMS, NOTE_DTYPE, one_part, read_performance, resolve_overlaps, sorted_notes
 from .base import id_dtype, register
+
+if TYPE_CHECKING:
+    from ..sample import Rules
 
 # A silence longer than this (seconds, after every note has ended or reached the note cap) ends a
 # piece: what follows is a new piece. A minute is far longer than any rest inside real music, and
@@ -55,6 +59,7 @@ class MidiTokenizer:
     # midi_multitrack) has a PROGRAM event per part, and keys a note by part * 128 + pitch.
     parts = 1
     program_events = 0
+    release_events = 128  # a NOTE_OFF per pitch (midi_duration has DURATION events instead)
     note_dtype = NOTE_DTYPE
 
     def __init__(self, config: MidiConfig | None = None):
@@ -66,7 +71,9 @@ class MidiTokenizer:
             raise SeqgenError("the maximum time shift must be 1 to 10,000 steps of the resolution")
         if not 1 <= config.velocity_bins <= 127:
             raise SeqgenError("velocity bins must be between 1 and 127")
-        self.note_on, self.note_off, self.time_shift = 0, 128, 256  # first id of each event type
+        # The first id of each event type; NOTE_OFF's block holds a tokenizer's release events.
+        self.note_on, self.note_off = 0, 128
+        self.time_shift = self.note_off + self.release_events
         self.velocity = self.time_shift + self.shift_steps
         self.program = self.velocity + config.velocity_bins  # PROGRAM events (none in this vocabulary)
         self.boundary = self.program + self.program_events  # PIECE
@@ -151,7 +158,7 @@ class MidiTokenizer:
         """How far the events move the clock."""
         return float(self.token_seconds[np.asarray(ids, dtype=np.int64)].sum())
 
-    def rules(self, valid_only: bool = True, instruments: str | None = None) -> EventRules:
+    def rules(self, valid_only: bool = True, instruments: str | None = None) -> Rules:
         """What a sampler may draw next (see `EventRules`); `instruments` (names, families or
         program numbers) limits which may play, in a tokenizer of several parts."""
         if instruments is not None:

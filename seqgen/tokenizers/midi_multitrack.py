@@ -68,6 +68,8 @@ class MultitrackTokenizer(MidiTokenizer):
 
     # -- parts ------------------------------------------------------------------------------
     def parts_of(self, notes: np.ndarray) -> np.ndarray:
+        if "program" not in (notes.dtype.names or ()):  # notes of one instrument: the piano's
+            return np.zeros(len(notes), np.int64)
         program = notes["program"].astype(np.int64)
         melodic = program // 8 if self.config.families else program
         return np.where(program == DRUMS, self.drum_part, melodic)
@@ -125,7 +127,7 @@ class MultitrackTokenizer(MidiTokenizer):
             raise SeqgenError("--instruments names no instrument")
         return parts
 
-    def rules(self, valid_only: bool = True, instruments: str | None = None):
+    def rules(self, valid_only: bool = True, instruments: str | None = None):  # -> Rules
         from .midi_events import EventRules
 
         return EventRules(self, valid_only, None if instruments is None else self.parts_named(instruments))
