@@ -248,14 +248,16 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
 @click.option("--velocity-bins", type=_ranged(MidiConfig, "velocity_bins"), default=_midi_default("velocity_bins"),
               help="MIDI: loudness levels.")
 @click.option("--tokenizer", type=click.Choice(TOKENIZER_NAMES), default=None,
-              help="How to read the corpus: char (text), performance (MIDI as one part: every instrument merged) "
-                   "or multitrack (MIDI with its instruments and drums).  [default: char for text; for MIDI, "
-                   "multitrack when a file holds several instruments or drums, else performance]")
+              help="How to read the corpus: char (text); for MIDI, performance (one part: every instrument merged), "
+                   "multitrack (its instruments and drums kept) or duration (multitrack, each note with its length "
+                   "instead of a NOTE_OFF).  [default: char for text; for MIDI, duration when a file holds several "
+                   "instruments or drums, else performance]")
 @click.option("--keep-drums/--no-keep-drums", default=None,
-              help="MIDI: keep drum tracks.  [default: kept by multitrack; left out by performance, "
+              help="MIDI: keep drum tracks.  [default: kept by multitrack and duration; left out by performance, "
                    "which would merge them into the one part]")
 @click.option("--families", is_flag=True,
-              help="MIDI, multitrack: fold the 128 General MIDI programs into their 16 families (a smaller vocabulary).")
+              help="MIDI, multitrack and duration: fold the 128 General MIDI programs into their 16 families "
+                   "(a smaller vocabulary).")
 @click.option("--max-note", type=_ranged(MidiConfig, "max_note"), default=_midi_default("max_note"), metavar="SECONDS",
               help="MIDI: end notes held longer than this (in the data and in samples).")
 @click.option("--device", type=_choice(TrainConfig, "device"), default=_train_default("device"), help="Where to train.")
@@ -472,7 +474,8 @@ def eval_(checkpoint, text, batch_size, seq_len, device, threads, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def midi_stats(folder, reference, cap_seconds, check, as_json):
     """Musical statistics of the MIDI files in FOLDER (searched recursively): pitch-class entropy,
-    polyphony, notes per second and pitch range averaged over files; stuck notes (a NOTE_ON that
+    polyphony, notes per second, pitch range, instruments per piece and drum notes per second
+    averaged over files; the share of notes by General MIDI family; stuck notes (a NOTE_ON that
     no NOTE_OFF ends) and notes held to the cap, counted.
 
     \b

@@ -60,7 +60,7 @@ def test_the_cycle_finder_finds_one():
 def test_every_tokenizer_is_registered_and_rebuilds_from_its_own_settings():
     from seqgen.config import TOKENIZER_NAMES
 
-    assert set(TOKENIZERS) == {"char", "midi", "midi-multitrack"}
+    assert set(TOKENIZERS) == {"char", "midi", "midi-multitrack", "midi-duration"}
     assert {cls.name for cls in TOKENIZERS.values()} == set(TOKENIZER_NAMES)  # what --tokenizer offers
     for kind, cls in TOKENIZERS.items():
         tokenizer = cls(["a", "b"]) if kind == "char" else cls()

@@ -158,10 +158,10 @@ def test_the_summary_says_what_a_one_part_tokenizer_merges_and_leaves_out(band):
     assert "Using the cached encoding" in messages[0]  # one cache of what the files hold, whatever the tokenizer
 
 
-def test_a_corpus_of_several_instruments_gets_the_multitrack_tokenizer(band, tmp_path):
+def test_a_corpus_of_several_instruments_gets_the_duration_tokenizer(band, tmp_path):
     messages = []
-    assert load_corpus(band).new_tokenizer({}, log=messages.append).kind == "midi-multitrack"
-    assert messages[-1].startswith("Tokenizer: multitrack, since 4 of 4 files hold several instruments")
+    assert load_corpus(band).new_tokenizer({}, log=messages.append).kind == "midi-duration"
+    assert messages[-1].startswith("Tokenizer: duration (instruments kept, notes with their lengths), since 4 of 4 files")
     assert load_corpus(band).new_tokenizer({"tokenizer": "performance"}).kind == "midi"
     piano = tmp_path / "piano"
     piano.mkdir()
@@ -175,10 +175,10 @@ def test_a_corpus_of_several_instruments_gets_the_multitrack_tokenizer(band, tmp
 
 def test_train_and_sample_a_band_from_the_command_line(band, tmp_path):
     run = tmp_path / "run"
-    result = invoke("train", band, "--out", run, "--layers", "1", "--hidden", "32", "--embed", "16",
+    result = invoke("train", band, "--tokenizer", "multitrack", "--out", run, "--layers", "1", "--hidden", "32", "--embed", "16",
                     "--seq-len", "32", "--batch-size", "4", "--max-steps", "30", "--threads", "1")
     assert result.exit_code == 0, result.output
-    assert "Tokenizer: multitrack" in result.stderr and "vocabulary 518" in invoke("info", run).output
+    assert "vocabulary 518" in invoke("info", run).output
     out = tmp_path / "s.mid"
     result = invoke("sample", run, "--primer", band / "song0.mid", "--primer-seconds", "2", "--seconds", "4",
                     "--seed", "1", "--out", out, "--instruments", "bass,drums,piano,strings")
@@ -224,7 +224,7 @@ def test_the_bundled_string_quartets_survive_the_round_trip():
         assert np.abs(decoded["start"] - notes["start"]).max() <= half_step
         assert np.abs(decoded["end"] - np.minimum(notes["end"], notes["start"] + TOK.config.max_note)).max() <= half_step
         assert (TOK._bin_of[decoded["velocity"]] == TOK._bin_of[notes["velocity"]]).all()
-    assert load_corpus("string-quartets-sample").new_tokenizer({}).kind == "midi-multitrack"
+    assert load_corpus("string-quartets-sample").new_tokenizer({}).kind == "midi-duration"
 
 
 def test_quartets_are_converted_with_their_instruments():

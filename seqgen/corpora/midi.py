@@ -17,7 +17,7 @@ from ..atomic import atomic_write_bytes
 from ..config import MIDI_TRAIN_DEFAULTS, MultitrackConfig
 from ..errors import SeqgenError
 from ..midi_io import DRUMS, NOTE_DTYPE, PROGRAM_NOTE_DTYPE, instrument_counts, read_performance
-from ..tokenizers import MidiTokenizer, MultitrackTokenizer, MusicTokenizer, tokenizer_named
+from ..tokenizers import DurationTokenizer, MidiTokenizer, MusicTokenizer, tokenizer_named
 from ..tokenizers.midi_events import MAX_SILENCE
 from .base import MIDI, Corpus, cache_dir, files_under
 
@@ -73,17 +73,20 @@ class MidiCorpus(Corpus):
         return self._read["performances"]
 
     def new_tokenizer(self, options: dict, log=None) -> MidiTokenizer:
-        """`--tokenizer`'s, else multitrack when a file holds more than one instrument or drums (a
-        band's song is its instruments), else performance (one part: a piano's performance)."""
+        """`--tokenizer`'s, else duration (the instruments kept, each note with its length) when a
+        file holds more than one instrument or drums: a band's song is its instruments, and with
+        NOTE_OFFs to track across many instruments a model leaves notes droning (benchmarks/README.md);
+        else performance (one part: Performance RNN's events, what a piano's performance needs)."""
         name = options.get("tokenizer")
         if name is None:
             several = [n for n, notes, _ in self.performances(log)[0]
                        if notes is not None and (len(np.unique(notes["program"])) > 1 or (notes["program"] == DRUMS).any())]
-            name = MultitrackTokenizer.name if several else MidiTokenizer.name
+            name = DurationTokenizer.name if several else MidiTokenizer.name
             if several:
                 (log or (lambda m: print(m, file=sys.stderr)))(
-                    f"Tokenizer: multitrack, since {len(several):,} of {len(self.files):,} files hold several instruments "
-                    "or drums (--tokenizer performance merges them into one part)")
+                    f"Tokenizer: duration (instruments kept, notes with their lengths), since {len(several):,} of "
+                    f"{len(self.files):,} files hold several instruments or drums (--tokenizer performance merges "
+                    "them into one part)")
         cls = tokenizer_named(name, MIDI, self.spec)
         fields = cls.config_class.__dataclass_fields__
         foreign = sorted(k for k in options.keys() & self.options - set(fields) - {"transpose", "stretch"})

@@ -162,8 +162,8 @@ class MidiTokenizer:
         """What a sampler may draw next (see `EventRules`); `instruments` (names, families or
         program numbers) limits which may play, in a tokenizer of several parts."""
         if instruments is not None:
-            raise SeqgenError("--instruments needs a model of several instruments (trained with --tokenizer multitrack); "
-                              "this one plays one part")
+            raise SeqgenError("--instruments needs a model of several instruments (trained with --tokenizer duration "
+                              "or multitrack); this one plays one part")
         return EventRules(self, valid_only)
 
     # -- events -----------------------------------------------------------------------------
