@@ -150,7 +150,8 @@ def test_the_summary_says_what_a_one_part_tokenizer_merges_and_leaves_out(band):
     messages = []
     midi_pieces(load_corpus(band), MidiTokenizer(), log=messages.append)
     assert messages[0] == ("Read 4 MIDI files: 104 notes in 16 instrument parts (3 General MIDI programs and drums); "
-                           "merged the 12 parts of 4 files into one part each and left out 32 drum notes "
+                           "merged the 12 parts of 4 files into one part each (--tokenizer duration keeps them) and "
+                           "left out 32 drum notes "
                            "(--keep-drums keeps them)")
     messages.clear()
     midi_pieces(load_corpus(band), MultitrackTokenizer(), log=messages.append)
@@ -166,6 +167,10 @@ def test_a_corpus_of_several_instruments_gets_the_duration_tokenizer(band, tmp_p
     piano = tmp_path / "piano"
     piano.mkdir()
     (piano / "a.mid").write_bytes(midi_bytes(TOK.read_notes(band_file())[:3]))
+    assert load_corpus(piano).new_tokenizer({}).kind == "midi"
+    for i in range(5):  # a band's song among six piano pieces: still a piano corpus
+        (piano / f"p{i}.mid").write_bytes(midi_bytes(TOK.read_notes(band_file())[:3]))
+    (piano / "band.mid").write_bytes(band_file())
     assert load_corpus(piano).new_tokenizer({}).kind == "midi"
     with pytest.raises(SeqgenError, match="--families does not apply to --tokenizer performance"):
         load_corpus(band).new_tokenizer({"tokenizer": "performance", "families": True})

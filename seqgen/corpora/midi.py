@@ -73,16 +73,18 @@ class MidiCorpus(Corpus):
         return self._read["performances"]
 
     def new_tokenizer(self, options: dict, log=None) -> MidiTokenizer:
-        """`--tokenizer`'s, else duration (the instruments kept, each note with its length) when a
-        file holds more than one instrument or drums: a band's song is its instruments, and with
+        """`--tokenizer`'s, else duration (the instruments kept, each note with its length) when at
+        least half the files hold more than one instrument or drums: a band's song is its instruments, and with
         NOTE_OFFs to track across many instruments a model leaves notes droning (benchmarks/README.md);
         else performance (one part: Performance RNN's events, what a piano's performance needs)."""
         name = options.get("tokenizer")
         if name is None:
             several = [n for n, notes, _ in self.performances(log)[0]
                        if notes is not None and (len(np.unique(notes["program"])) > 1 or (notes["program"] == DRUMS).any())]
-            name = DurationTokenizer.name if several else MidiTokenizer.name
-            if several:
+            # Most files, not any: a few cantata settings among 387 chorales do not make them a band.
+            readable = sum(notes is not None for _, notes, _ in self.performances(log)[0])
+            name = DurationTokenizer.name if 2 * len(several) >= max(readable, 1) else MidiTokenizer.name
+            if name == DurationTokenizer.name:
                 (log or (lambda m: print(m, file=sys.stderr)))(
                     f"Tokenizer: duration (instruments kept, notes with their lengths), since {len(several):,} of "
                     f"{len(self.files):,} files hold several instruments or drums (--tokenizer performance merges "
@@ -245,7 +247,7 @@ def read_message(read: Counter) -> str:
     lost = []
     if read["merged"]:
         lost.append(f"merged the {read['merged']:,} parts of {read['files_merged']:,} "
-                    f"file{'s' * (read['files_merged'] != 1)} into one part each")
+                    f"file{'s' * (read['files_merged'] != 1)} into one part each (--tokenizer duration keeps them)")
     if read["drum_notes_left_out"]:
         lost.append(f"left out {read['drum_notes_left_out']:,} drum notes (--keep-drums keeps them)")
     return message + ("; " + " and ".join(lost) if lost else "")
