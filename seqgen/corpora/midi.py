@@ -74,19 +74,18 @@ class MidiCorpus(Corpus):
 
     def new_tokenizer(self, options: dict, log=None) -> MidiTokenizer:
         """`--tokenizer`'s, else duration (the instruments kept, each note with its length) when at
-        least half the files hold more than one instrument or drums: a band's song is its instruments, and with
-        NOTE_OFFs to track across many instruments a model leaves notes droning (benchmarks/README.md);
-        else performance (one part: Performance RNN's events, what a piano's performance needs)."""
+        least half the files hold more than one instrument or drums (a few cantata settings among
+        387 chorales do not make them a band): with NOTE_OFFs to track across many instruments a
+        model leaves notes droning (docs/music.md). Else performance: one part, Performance
+        RNN's events, what a piano's performance needs."""
         name = options.get("tokenizer")
         if name is None:
-            several = [n for n, notes, _ in self.performances(log)[0]
-                       if notes is not None and (len(np.unique(notes["program"])) > 1 or (notes["program"] == DRUMS).any())]
-            # Most files, not any: a few cantata settings among 387 chorales do not make them a band.
-            readable = sum(notes is not None for _, notes, _ in self.performances(log)[0])
-            name = DurationTokenizer.name if 2 * len(several) >= max(readable, 1) else MidiTokenizer.name
+            read = [notes for _, notes, _ in self.performances(log)[0] if notes is not None]
+            several = sum(len(np.unique(n["program"])) > 1 or bool((n["program"] == DRUMS).any()) for n in read)
+            name = DurationTokenizer.name if 2 * several >= max(len(read), 1) else MidiTokenizer.name
             if name == DurationTokenizer.name:
                 (log or (lambda m: print(m, file=sys.stderr)))(
-                    f"Tokenizer: duration (instruments kept, notes with their lengths), since {len(several):,} of "
+                    f"Tokenizer: duration (instruments kept, notes with their lengths), since {several:,} of "
                     f"{len(self.files):,} files hold several instruments or drums (--tokenizer performance merges "
                     "them into one part)")
         cls = tokenizer_named(name, MIDI, self.spec)

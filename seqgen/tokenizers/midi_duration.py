@@ -21,7 +21,7 @@ import numpy as np
 from ..config import MultitrackConfig
 from ..midi_io import resolve_overlaps, sorted_notes
 from .base import id_dtype, register
-from .midi_events import DecodeReport
+from .midi_events import DecodeReport, EventRules
 from .midi_multitrack import MultitrackTokenizer
 
 EXACT_STEPS = 8  # durations up to this many steps are exact
@@ -36,6 +36,54 @@ def duration_steps(cap: int) -> np.ndarray:
     return np.array(steps)
 
 
+class DurationRules(EventRules):
+    """Masks for sampling NOTE_ON + DURATION events, tracking K samples. PIECE is never drawn
+    inside a piece; with `valid_only`, a DURATION comes right after each NOTE_ON and nowhere
+    else, and no note is struck twice at one instant (the decoder would make it one). `parts`,
+    when given, are the only parts that may play (see EventRules)."""
+
+    def start(self, prime, num_samples: int, device) -> None:
+        """The state after `prime`, as `advance` would leave it token by token."""
+        import torch
+
+        tok = self.tok
+        ids = np.asarray(prime, dtype=np.int64).ravel()  # (N,)
+        time = np.cumsum(np.where((ids >= tok.time_shift) & (ids < tok.velocity), ids - tok.time_shift + 1, 0))  # (N,)
+        parts = tok._parts_of_ids(ids)  # (N,)
+        on = ids < tok.note_off
+        struck = np.full(self.keys, -1, np.int64)  # (P*128,) the step each key was last struck
+        np.maximum.at(struck, ids[on] + 128 * parts[on], time[on])
+        self.struck = torch.as_tensor(struck, device=device).repeat(num_samples, 1)  # (K, P*128)
+        last_on = bool(len(ids)) and int(ids[-1]) < tok.note_off
+        self.after_note = torch.full((num_samples,), last_on, dtype=torch.bool, device=device)  # (K,)
+        self._start_clock(int(time[-1]) if len(ids) else 0, int(parts[-1]) if len(ids) else 0, num_samples, device)
+
+    def allowed(self):
+        """(K, V) bool: which events each sample may draw next."""
+        import torch
+
+        tok = self.tok
+        rows = torch.arange(len(self.part), device=self.part.device)
+        mask = torch.ones(len(rows), tok.vocab_size, dtype=torch.bool, device=self.part.device)
+        mask[:, tok.boundary] = False
+        self._mask_parts(mask)
+        if self.valid_only:
+            struck = self.struck.view(len(rows), tok.parts, 128)[rows, self.part]  # (K, 128)
+            mask[:, tok.note_on : tok.note_off] &= struck != self.now[:, None]
+            durations = self.after_note[:, None]  # (K, 1)
+            mask[:, tok.first_duration : tok.time_shift] = durations
+            mask[:, : tok.first_duration] &= ~durations
+            mask[:, tok.time_shift :] &= ~durations
+        return mask
+
+    def advance(self, token) -> None:
+        """Take in the (K,) events just drawn."""
+        self._advance_clock(token)
+        self.after_note = token < self.tok.note_off
+        rows = self.after_note.nonzero().ravel()
+        self.struck[rows, token[rows] + 128 * self.part[rows]] = self.now[rows]
+
+
 @register
 class DurationTokenizer(MultitrackTokenizer):
     """Multitrack notes <-> NOTE_ON + DURATION events (see the module's docstring); its settings
@@ -43,6 +91,7 @@ class DurationTokenizer(MultitrackTokenizer):
 
     kind = "midi-duration"
     name = "duration"
+    rules_class = DurationRules
 
     def __init__(self, config: MultitrackConfig | None = None):
         config = config or MultitrackConfig()
@@ -133,73 +182,3 @@ class DurationTokenizer(MultitrackTokenizer):
         second = self._duration_ids(np.array([max(1, round(1.0 / self.config.resolution))]))[0]
         notes_at = np.flatnonzero(ids < self.note_off)
         return np.insert(ids, notes_at + 1, second).astype(id_dtype(self.vocab_size))
-
-    def rules(self, valid_only: bool = True, instruments: str | None = None) -> DurationRules:
-        return DurationRules(self, valid_only, None if instruments is None else self.parts_named(instruments))
-
-
-class DurationRules:
-    """Masks for sampling NOTE_ON + DURATION events, tracking K samples. PIECE is never drawn
-    inside a piece; with `valid_only`, a DURATION comes right after each NOTE_ON and nowhere
-    else, and no note is struck twice at one instant (the decoder would make it one). `parts`,
-    when given, are the only parts that may play (see EventRules)."""
-
-    def __init__(self, tokenizer: DurationTokenizer, valid_only: bool, parts=None):
-        self.tok, self.valid_only = tokenizer, valid_only
-        self.playing = None if parts is None else sorted(parts)
-
-    def start(self, prime, num_samples: int, device) -> None:
-        """The state after `prime`, as `advance` would leave it token by token."""
-        import torch
-
-        tok = self.tok
-        ids = np.asarray(prime, dtype=np.int64).ravel()  # (N,)
-        time = np.cumsum(np.where((ids >= tok.time_shift) & (ids < tok.velocity), ids - tok.time_shift + 1, 0))  # (N,)
-        parts = tok._parts_of_ids(ids) if len(ids) else np.zeros(1, np.int64)  # (N,)
-        on = ids < tok.note_off
-        struck = np.full(tok.parts * 128, -1, np.int64)  # (P*128,) the step each key was last struck
-        np.maximum.at(struck, ids[on] + 128 * parts[on], time[on])
-        last_on = bool(len(ids)) and int(ids[-1]) < tok.note_off
-        self.now = torch.full((num_samples,), int(time[-1]) if len(ids) else 0, dtype=torch.long, device=device)  # (K,)
-        self.struck = torch.as_tensor(struck, device=device).repeat(num_samples, 1)  # (K, P*128)
-        self.part = torch.full((num_samples,), int(parts[-1]), dtype=torch.long, device=device)  # (K,)
-        self.after_note = torch.full((num_samples,), last_on, dtype=torch.bool, device=device)  # (K,)
-        self.allowed_parts = torch.ones(tok.parts, dtype=torch.bool, device=device)  # (P,)
-        if self.playing is not None:
-            self.allowed_parts[:] = False
-            self.allowed_parts[self.playing] = True
-
-    def allowed(self):
-        """(K, V) bool: which events each sample may draw next."""
-        import torch
-
-        tok = self.tok
-        rows = torch.arange(len(self.part), device=self.part.device)
-        mask = torch.ones(len(rows), tok.vocab_size, dtype=torch.bool, device=self.part.device)
-        mask[:, tok.boundary] = False
-        programs = self.allowed_parts[None, :].repeat(len(rows), 1)  # (K, P)
-        if self.valid_only:
-            programs[rows, self.part] = False  # a PROGRAM of the part in force changes nothing
-        mask[:, tok.program : tok.boundary] = programs
-        mask[:, tok.note_on : tok.note_off] &= self.allowed_parts[self.part][:, None]
-        if self.valid_only:
-            struck = self.struck.view(len(rows), tok.parts, 128)[rows, self.part]  # (K, 128)
-            mask[:, tok.note_on : tok.note_off] &= struck != self.now[:, None]
-            durations = self.after_note[:, None]  # (K, 1)
-            mask[:, tok.first_duration : tok.time_shift] = durations
-            mask[:, : tok.first_duration] &= ~durations
-            mask[:, tok.time_shift :] &= ~durations
-        return mask
-
-    def advance(self, token) -> None:
-        """Take in the (K,) events just drawn."""
-        import torch
-
-        tok = self.tok
-        shift = (token >= tok.time_shift) & (token < tok.velocity)
-        self.now += torch.where(shift, token - tok.time_shift + 1, torch.zeros_like(token))
-        program = (token >= tok.program) & (token < tok.boundary)
-        self.part = torch.where(program, token - tok.program, self.part)
-        self.after_note = token < tok.note_off
-        rows = torch.arange(len(token), device=token.device)[self.after_note]
-        self.struck[rows, token[self.after_note] + 128 * self.part[self.after_note]] = self.now[self.after_note]

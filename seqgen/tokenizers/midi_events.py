@@ -60,6 +60,7 @@ class MidiTokenizer:
     parts = 1
     program_events = 0
     release_events = 128  # a NOTE_OFF per pitch (midi_duration has DURATION events instead)
+    rules_class: type  # what `rules` returns: EventRules (set below, once defined)
     note_dtype = NOTE_DTYPE
 
     def __init__(self, config: MidiConfig | None = None):
@@ -161,10 +162,12 @@ class MidiTokenizer:
     def rules(self, valid_only: bool = True, instruments: str | None = None) -> Rules:
         """What a sampler may draw next (see `EventRules`); `instruments` (names, families or
         program numbers) limits which may play, in a tokenizer of several parts."""
-        if instruments is not None:
-            raise SeqgenError("--instruments needs a model of several instruments (trained with --tokenizer duration "
-                              "or multitrack); this one plays one part")
-        return EventRules(self, valid_only)
+        return self.rules_class(self, valid_only, None if instruments is None else self.parts_named(instruments))
+
+    def parts_named(self, names: str) -> set[int]:
+        """The parts `--instruments` names (see midi_multitrack); one part has none to choose."""
+        raise SeqgenError("--instruments needs a model of several instruments (trained with --tokenizer duration "
+                          "or multitrack); this one plays one part")
 
     # -- events -----------------------------------------------------------------------------
     def encode(self, notes: np.ndarray, *, transpose: int = 0, stretch: float = 1.0,
@@ -338,6 +341,12 @@ class EventRules:
         opened, struck, now, part = self.after(prime)
         self.opened = torch.as_tensor(opened, device=device).repeat(num_samples, 1)  # (K, P*128) onset step; -1 silent
         self.struck = torch.as_tensor(struck, device=device).repeat(num_samples, 1)  # (K, P*128) last onset step
+        self._start_clock(now, part, num_samples, device)
+
+    def _start_clock(self, now: int, part: int, num_samples: int, device) -> None:
+        """The state every sampler of parts keeps: the step, the part in force, who may play."""
+        import torch
+
         self.now = torch.full((num_samples,), now, dtype=torch.long, device=device)  # (K,) steps
         self.part = torch.full((num_samples,), part, dtype=torch.long, device=device)  # (K,) the part in force
         self.allowed_parts = torch.ones(self.tok.parts, dtype=torch.bool, device=device)  # (P,)
@@ -372,8 +381,7 @@ class EventRules:
         opened = np.full(self.keys, -1, np.int64)
         sounding = last_on > last_off
         opened[sounding] = time[last_on[sounding]]
-        part = int(parts[-1]) if len(ids) else int(tok._parts_of_ids(np.zeros(1, np.int64))[0])
-        return opened, struck, int(time[-1]) if len(ids) else 0, part
+        return opened, struck, int(time[-1]) if len(ids) else 0, int(parts[-1]) if len(ids) else 0
 
     def allowed(self):
         """(K, V) bool: which events each sample may draw next."""
@@ -390,23 +398,27 @@ class EventRules:
             sounding = (opened >= 0) & (self.now[:, None] - opened <= tok.cap_steps)  # (K, 128)
             mask[:, tok.note_on : tok.note_on + 128] = ~sounding & (struck != self.now[:, None])
             mask[:, tok.note_off : tok.note_off + 128] = sounding
-        if tok.program_events:
-            programs = self.allowed_parts[None, :].repeat(len(rows), 1)  # (K, P)
-            if self.valid_only:
-                programs[rows, self.part] = False  # a PROGRAM of the part in force changes nothing
-            mask[:, tok.program : tok.boundary] = programs
-            mask[:, tok.note_on : tok.note_on + 128] &= self.allowed_parts[self.part][:, None]
+        self._mask_parts(mask)
         return mask
+
+    def _mask_parts(self, mask) -> None:
+        """Only the allowed parts' PROGRAM events (never the one in force, with valid_only), and
+        no NOTE_ON while a part not allowed is in force."""
+        tok = self.tok
+        if not tok.program_events:
+            return
+        programs = self.allowed_parts[None, :].repeat(len(self.part), 1)  # (K, P)
+        if self.valid_only:
+            programs[range(len(self.part)), self.part] = False  # a PROGRAM of the part in force changes nothing
+        mask[:, tok.program : tok.boundary] = programs
+        mask[:, tok.note_on : tok.note_on + 128] &= self.allowed_parts[self.part][:, None]
 
     def advance(self, token) -> None:
         """Take in the (K,) events just drawn."""
         import torch
 
         tok = self.tok
-        shift = (token >= tok.time_shift) & (token < tok.velocity)
-        self.now += torch.where(shift, token - tok.time_shift + 1, torch.zeros_like(token))
-        program = (token >= tok.program) & (token < tok.boundary)
-        self.part = torch.where(program, token - tok.program, self.part)
+        self._advance_clock(token)
         rows = torch.arange(len(token), device=token.device)
         on = token < tok.note_off
         rows_on, key_on = rows[on], token[on] + 128 * self.part[on]
@@ -416,6 +428,19 @@ class EventRules:
         self.struck[rows_on, key_on] = self.now[rows_on]
         off = (token >= tok.note_off) & (token < tok.time_shift)
         self.opened[rows[off], token[off] - tok.note_off + 128 * self.part[off]] = -1
+
+    def _advance_clock(self, token) -> None:
+        """Move each sample's step by its TIME_SHIFT, and its part by its PROGRAM."""
+        import torch
+
+        tok = self.tok
+        shift = (token >= tok.time_shift) & (token < tok.velocity)
+        self.now += torch.where(shift, token - tok.time_shift + 1, torch.zeros_like(token))
+        program = (token >= tok.program) & (token < tok.boundary)
+        self.part = torch.where(program, token - tok.program, self.part)
+
+
+MidiTokenizer.rules_class = EventRules
 
 
 def _capped_end(notes: np.ndarray, max_note: float) -> np.ndarray:

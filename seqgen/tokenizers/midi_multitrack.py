@@ -70,9 +70,12 @@ class MultitrackTokenizer(MidiTokenizer):
     def parts_of(self, notes: np.ndarray) -> np.ndarray:
         if "program" not in (notes.dtype.names or ()):  # notes of one instrument: the piano's
             return np.zeros(len(notes), np.int64)
-        program = notes["program"].astype(np.int64)
-        melodic = program // 8 if self.config.families else program
-        return np.where(program == DRUMS, self.drum_part, melodic)
+        return self._part_of_program(notes["program"])
+
+    def _part_of_program(self, program) -> np.ndarray:
+        """(N,) the part that plays each program (0-127, or DRUMS)."""
+        program = np.asarray(program, dtype=np.int64)
+        return np.where(program == DRUMS, self.drum_part, program // 8 if self.config.families else program)
 
     def pitched(self, parts: np.ndarray) -> np.ndarray:
         return parts != self.drum_part
@@ -92,12 +95,11 @@ class MultitrackTokenizer(MidiTokenizer):
         the programs folded into families with `families`; drums unless keep_drums is off), and
         what that leaves out."""
         kept = notes if self.config.keep_drums else notes[notes["program"] != DRUMS]
-        kept = kept.copy()
-        kept["program"] = self.part_programs[self.parts_of(kept)]
         # Notes of one part and pitch never overlap: resolve them as one instrument's, by key.
         keyed = kept.copy()
-        keyed["pitch"] = kept["pitch"] + 128 * self.parts_of(kept)
+        keyed["pitch"] += 128 * self.parts_of(kept)
         keyed = resolve_overlaps(keyed)
+        keyed["program"] = self.part_programs[keyed["pitch"] // 128]
         keyed["pitch"] %= 128
         keyed = keyed[np.lexsort((keyed["pitch"], keyed["program"], keyed["start"]))]
         return keyed, {"drum_notes_left_out": len(notes) - len(kept)}
@@ -121,13 +123,7 @@ class MultitrackTokenizer(MidiTokenizer):
             if programs is None:
                 raise SeqgenError(f"--instruments: {name!r} is not a General MIDI instrument or family name, a program "
                                   "number 0-127, or drums (e.g. --instruments piano,bass,drums)")
-            parts |= {int(p) for p in self.parts_of(np.array([(0, 0, 0.0, 0.0, p) for p in programs],
-                                                              dtype=PROGRAM_NOTE_DTYPE))}
+            parts |= set(self._part_of_program(programs).tolist())
         if not parts:
             raise SeqgenError("--instruments names no instrument")
         return parts
-
-    def rules(self, valid_only: bool = True, instruments: str | None = None):  # -> Rules
-        from .midi_events import EventRules
-
-        return EventRules(self, valid_only, None if instruments is None else self.parts_named(instruments))
