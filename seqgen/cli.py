@@ -372,7 +372,8 @@ def _shard(ctx, param, value):
                    "52 = choir). A multitrack model's notes keep their own.")
 @click.option("--instruments", default=None, metavar="NAME,NAME,...",
               help="MIDI, multitrack models: only these may play: General MIDI instrument or family names, "
-                   "program numbers, or drums (e.g. piano,bass,drums).")
+                   "program numbers, or drums (e.g. piano,bass,drums); 'any' lets the model choose among all.  "
+                   "[default: each sample the instruments of one of the corpus's files, as often as files have them]")
 @click.option("--tempo", type=FloatRange(1, 1000), default=120.0,
               help="MIDI: the tempo written in the file (notation only: timing is in seconds).")
 @click.option("--valid-only/--any-event", default=True,
@@ -470,9 +471,13 @@ def eval_(checkpoint, text, batch_size, seq_len, device, threads, as_json):
               help="Compare with the MIDI files in this folder (say, held-out pieces of the corpus).")
 @click.option("--cap-seconds", type=FloatRange(0, min_open=True), default=MidiConfig.max_note,
               help="Count the notes held at least this long (the decoder's cap on note length).")
+@click.option("--seconds", type=FloatRange(0, min_open=True), default=None, metavar="S",
+              help="Count only what each file plays in its first S seconds, in both folders: instruments per "
+                   "piece grows with length, so 30 s samples compare with the corpus's 30 s openings.  "
+                   "[default: whole files]")
 @click.option("--check", is_flag=True, help="Exit 1 unless every statistic is within 20% of --reference and no note is stuck.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
-def midi_stats(folder, reference, cap_seconds, check, as_json):
+def midi_stats(folder, reference, cap_seconds, seconds, check, as_json):
     """Musical statistics of the MIDI files in FOLDER (searched recursively): pitch-class entropy,
     polyphony, notes per second, pitch range, instruments per piece and drum notes per second
     averaged over files; the share of notes by General MIDI family; stuck notes (a NOTE_ON that
@@ -481,13 +486,14 @@ def midi_stats(folder, reference, cap_seconds, check, as_json):
     \b
     Example:
       seqgen midi-stats samples/ --reference corpora/bach/valid/
+      seqgen midi-stats samples/ --reference my-midi/ --seconds 30
     """
     import json
 
     from .midistats import folder_stats, report
 
-    stats = folder_stats(folder, cap_seconds)
-    ref = folder_stats(reference, cap_seconds) if reference is not None else None
+    stats = folder_stats(folder, cap_seconds, seconds)
+    ref = folder_stats(reference, cap_seconds, seconds) if reference is not None else None
     text, ok = report(stats, ref)
     click.echo(json.dumps({"stats": stats, "reference": ref, "ok": ok}, indent=2) if as_json else text)
     if check and not (ok and ref is not None):

@@ -359,7 +359,7 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
                  instruments, as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""
-    from .midi_io import audio, matplotlib_pyplot, midi_bytes, notes_array, piano_roll_png, wav_bytes
+    from .midi_io import audio, instrument_name, matplotlib_pyplot, midi_bytes, notes_array, piano_roll_png, wav_bytes
 
     if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
         raise SeqgenError("MIDI is binary: give --out DIR (or --out FILE.mid for one sample), "
@@ -382,7 +382,7 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
     primer_end = tokenizer.seconds(prime_ids)
     primer_onsets = set(_onsets(tokenizer.decode(prime_ids)[0]))
     rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature, top_k=top_k,
-                    top_p=top_p, seed=seed, rules=tokenizer.rules(valid_only, instruments),
+                    top_p=top_p, seed=seed, rules=tokenizer.rules(valid_only, instruments, seed),
                     token_time=tokenizer.token_seconds, max_time=seconds)
     reports = []
     for i, row in enumerate(rows):
@@ -394,10 +394,11 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
             notes["end"] -= primer_end
         data = midi_bytes(notes, program=program, tempo=tempo)
         length_s = float(notes["end"].max()) if len(notes) else 0.0
-        summary = (f"{len(notes)} notes, {length_s:.1f}s; decoder ignored {report.ignored} of "
-                   f"{len(row)} generated events")
+        played = [instrument_name(p) for p in np.unique(notes["program"])] if "program" in notes.dtype.names else []
+        summary = (f"{len(notes)} notes, {length_s:.1f}s{'; ' + ', '.join(played) if played else ''}; "
+                   f"decoder ignored {report.ignored} of {len(row)} generated events")
         reports.append({"events": len(row), "notes": len(notes), "seconds": round(length_s, 3),
-                        "ignored_events": report.ignored})
+                        "ignored_events": report.ignored, **({"instruments": played} if played else {})})
         if files is None:
             write_stdout(data)
             print(f"stdout: {summary}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Statistics of a folder of MIDI files, to compare what a model makes with the music it learnt.
 
-Each is computed per file and averaged over files: the first four on the performance as one part
+Each is computed per file (or its first `seconds`) and averaged over files: the first four on the performance as one part
 (`midi_io.read_notes`: instruments merged, drums left out), the next two on every instrument.
 The last two count notes, and `families` is the share of all notes by General MIDI family:
 
@@ -52,8 +52,10 @@ def piece_stats(notes: np.ndarray) -> dict[str, float]:
     }
 
 
-def folder_stats(folder: Path, cap_seconds: float = MidiConfig.max_note) -> dict:
-    """Mean statistics over the MIDI files under `folder` (searched recursively)."""
+def folder_stats(folder: Path, cap_seconds: float = MidiConfig.max_note, seconds: float | None = None) -> dict:
+    """Mean statistics over the MIDI files under `folder` (searched recursively); with `seconds`,
+    of the notes each file strikes in its first `seconds` (from its first note) only: how many
+    instruments a piece has grows with its length, so 30 s samples compare with 30 s openings."""
     corpus = load_corpus(folder, kind=MIDI)
     assert isinstance(corpus, MidiCorpus)
     files = corpus.files
@@ -66,6 +68,8 @@ def folder_stats(folder: Path, cap_seconds: float = MidiConfig.max_note) -> dict
         except SeqgenError as e:
             skipped.append(str(e))
             continue
+        if seconds is not None and len(performance):
+            performance = performance[performance["start"] < performance["start"].min() + seconds]
         notes = one_part(performance)
         if len(notes) == 0:
             skipped.append(f"{f}: no notes" + (" but drums" if len(performance) else ""))
@@ -82,7 +86,7 @@ def folder_stats(folder: Path, cap_seconds: float = MidiConfig.max_note) -> dict
     means = {k: float(np.mean([r[k] for r in rows])) for k in AVERAGED}
     total = sum(families.values())
     shares = {family: round(count / total, 4) for family, count in families.most_common()}
-    return {"folder": str(folder), "files": len(rows), "skipped": skipped, **means, "notes": notes_total,
+    return {"folder": str(folder), "files": len(rows), "skipped": skipped, "seconds": seconds, **means, "notes": notes_total,
             "stuck_notes": stuck, "held_to_cap": held, "cap_seconds": cap_seconds, "families": shares}
 
 
@@ -100,7 +104,8 @@ def report(stats: dict, reference: dict | None = None) -> tuple[str, bool]:
             near = abs(diff) <= TOLERANCE
             ok &= near
             lines.append(f"  {k:<22} {stats[k]:8.3f} {reference[k]:10.3f} {diff:+8.1%}  {'ok' if near else 'FAR'}")
-        lines.append(f"  (reference: {reference['folder']}, {reference['files']} files; ok = within {TOLERANCE:.0%})")
+        opening = f", the first {reference['seconds']:g} s of each" if reference.get("seconds") is not None else ""
+        lines.append(f"  (reference: {reference['folder']}, {reference['files']} files{opening}; ok = within {TOLERANCE:.0%})")
     lines.append("  families: " + ", ".join(f"{family} {share:.0%}" for family, share in stats["families"].items()))
     lines.append(f"  {'stuck_notes':<22} {stats['stuck_notes']:8d}")
     lines.append(f"  {'held_to_cap':<22} {stats['held_to_cap']:8d}  (of {stats['notes']:,} notes; "

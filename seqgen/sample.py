@@ -24,7 +24,7 @@ class Rules(Protocol):
 
     def start(self, prime: Sequence[int], num_samples: int, device) -> None: ...
 
-    def allowed(self) -> torch.Tensor: ...  # (K, V) bool
+    def restrict(self, logits: torch.Tensor) -> torch.Tensor: ...  # (K, V) -> (K, V): what is not allowed at -inf
 
     def advance(self, token: torch.Tensor) -> None: ...  # the (K,) ids just drawn
 
@@ -123,7 +123,7 @@ def generate(
         if t == 0 and not torch.isfinite(logits).all():  # finite weights can still overflow (3e38, say)
             raise SeqgenError("the model's outputs are not finite numbers: its weights are damaged or far too large")
         if rules is not None:
-            logits = logits.masked_fill(~rules.allowed(), float("-inf"))
+            logits = rules.restrict(logits)
         # Gumbel-max: argmax(logits / T - log E), E ~ Exp(1), is a draw from softmax(logits / T),
         # in a few cheap kernels instead of softmax and multinomial's cumulative search.
         if temperature == 0:

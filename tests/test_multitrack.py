@@ -2,6 +2,7 @@
 writing; the corpus summary says what a one-part tokenizer merges or leaves out."""
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -194,6 +195,10 @@ def test_train_and_sample_a_band_from_the_command_line(band, tmp_path):
     unprimed = invoke("sample", run, "--seconds", "2", "--seed", "3", "--out", tmp_path / "u.mid", "--plot")
     assert unprimed.exit_code == 0, unprimed.output
     assert (tmp_path / "u.png").read_bytes()[:4] == b"\x89PNG"
+    # Unprimed, a sample plays the band's instruments: the one ensemble of the corpus's files.
+    played = {i.name for i in pretty_midi.PrettyMIDI(str(tmp_path / "u.mid")).instruments}
+    assert played and played <= {"Acoustic Grand Piano", "Electric Bass (finger)", "String Ensemble 1", "Drums"}
+    assert all(name in unprimed.stderr for name in played)  # the summary names them
     refused = invoke("train", band, "--out", tmp_path / "r2", "--tokenizer", "char")
     assert refused.exit_code == 1 and "--tokenizer char reads text corpora" in refused.stderr
     resumed = invoke("train", band, "--out", run, "--resume", "--tokenizer", "performance")
@@ -242,3 +247,83 @@ def test_quartets_are_converted_with_their_instruments():
     pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
     assert [i.program for i in pm.instruments] == [40, 40, 41, 42] and hanging_notes(data) == 0
     assert len({n.velocity for i in pm.instruments for n in i.notes}) > 1  # the score's dynamics
+
+
+# -- ensembles: the sets of instruments that play together in the corpus ---------------------
+
+def ensembles_of(*programs_files) -> MultitrackTokenizer:
+    tok = MultitrackTokenizer()
+    tok.ensembles = tuple((tuple(tok._part_of_program(p).tolist()), n) for p, n in programs_files)
+    return tok
+
+
+def test_the_tokenizer_learns_the_corpus_ensembles_and_the_checkpoint_keeps_them(band, tmp_path):
+    (band / "solo.mid").write_bytes(midi_bytes(TOK.read_notes(band_file())[:3]))  # a piano solo
+    tok = load_corpus(band).new_tokenizer({"tokenizer": "multitrack"})
+    assert [(sorted(tok.part_programs[list(parts)].tolist()), n) for parts, n in tok.ensembles] == [
+        ([0, BASS, STRINGS, DRUMS], 4), ([0], 1)]
+    saved = tok.to_dict()
+    assert saved["ensembles"][0] == {"programs": [0, BASS, STRINGS, DRUMS], "files": 4}
+    assert tokenizer_from_dict(saved).ensembles == tok.ensembles
+    without_drums = load_corpus(band).new_tokenizer({"tokenizer": "multitrack", "keep_drums": False})
+    assert without_drums.ensembles[0] == ((0, BASS, STRINGS), 4)
+    for bad in ([{"programs": [0, 999], "files": 1}], [{"programs": [], "files": 1}], [{"programs": [0], "files": 0}],
+                [{"programs": [0], "files": True}], [[0, 1]], {"programs": [0]}, None):
+        with pytest.raises(SeqgenError, match="bad midi-multitrack tokenizer settings"):
+            tokenizer_from_dict({**saved, "ensembles": bad})
+    assert tokenizer_from_dict({k: v for k, v in saved.items() if k != "ensembles"}).ensembles == ()  # older checkpoints
+
+
+def test_a_batch_draws_ensembles_in_the_corpus_proportions():
+    tok = ensembles_of(([0], 3), ([BASS, DRUMS], 1))
+    for seed in range(5):
+        rules = tok.rules(True, seed=seed)
+        drawn = rules._drawn(set(), 8)
+        assert sorted(drawn) == [(0,)] * 6 + [(BASS, tok.drum_part)] * 2  # 6:2 is 3:1, whatever the seed
+    assert tok.rules(True, seed=1)._drawn(set(), 8) == tok.rules(True, seed=1)._drawn(set(), 8)
+    assert tok.rules(True, seed=1)._drawn({BASS}, 4) == [(BASS, tok.drum_part)] * 4  # only those holding the prime's
+    assert tok.rules(True, seed=1)._drawn({STRINGS}, 4) == []  # none does: no limit
+
+
+def test_each_sample_plays_only_its_ensemble():
+    torch.manual_seed(0)
+    tok = ensembles_of(([0], 1), ([BASS, DRUMS], 1))
+    model = RNNLM(ModelConfig(vocab_size=tok.vocab_size, layers=1, hidden=16, embed=8)).eval()
+    prime = tok.encode(np.zeros(0, PROGRAM_NOTE_DTYPE))  # PIECE
+    rows = generate(model, prime, 600, num_samples=6, temperature=1.5, seed=2, rules=tok.rules(True, seed=2))
+    played = [set(tok.decode([*prime.tolist(), *row])[0]["program"].tolist()) for row in rows]
+    assert sorted(map(sorted, played)) == [[0]] * 3 + [[BASS, DRUMS]] * 3
+    free = generate(model, prime, 600, num_samples=2, temperature=1.5, seed=2, rules=tok.rules(True, "any"))
+    assert any(len(set(tok.decode([*prime.tolist(), *row])[0]["program"].tolist())) > 2 for row in free)
+
+
+def test_limiting_the_instruments_keeps_the_odds_of_changing_instrument():
+    """Only which part a PROGRAM changes to is limited: the probability of changing at all, the
+    model's, stays what it was (a mask alone would hand it to notes and time shifts)."""
+    tok = TOK
+    rules = tok.rules(True, "bass,drums")
+    rules.start(tok.encode(np.zeros(0, PROGRAM_NOTE_DTYPE)), 3, "cpu")
+    logits = torch.randn(3, tok.vocab_size, generator=torch.Generator().manual_seed(0))
+    before = logits.softmax(-1)
+    after = rules.restrict(logits).softmax(-1)
+    changes = torch.ones(tok.parts, dtype=torch.bool)
+    changes[0] = False  # the piano, in force at the start of a piece: its PROGRAM changes nothing
+    change_before = before[:, tok.program : tok.boundary][:, changes].sum(-1)
+    change_after = after[:, tok.program : tok.boundary].sum(-1)
+    # The other events lose what the masked NOTE_ONs (piano's, not allowed) had; renormalise them out.
+    kept = before.masked_fill(~rules.allowed(), 0).sum(-1) - before[:, tok.program : tok.boundary].masked_fill(
+        ~rules.allowed()[:, tok.program : tok.boundary], 0).sum(-1)
+    assert torch.allclose(change_after / (1 - change_after), change_before / kept, rtol=1e-4)
+    assert set(after[0, tok.program : tok.boundary].nonzero().ravel().tolist()) == {32, 33, 34, 35, 36, 37, 38, 39, 128}
+
+
+def test_midi_stats_of_the_first_seconds(tmp_path):
+    notes = np.zeros(2, PROGRAM_NOTE_DTYPE)
+    notes["pitch"], notes["velocity"], notes["program"] = 60, 80, [0, BASS]
+    notes["start"], notes["end"] = [0.0, 5.0], [1.0, 6.0]  # the bass comes in after 5 s
+    (tmp_path / "a.mid").write_bytes(midi_bytes(notes))
+    whole, opening = invoke("midi-stats", tmp_path, "--json"), invoke("midi-stats", tmp_path, "--seconds", "2", "--json")
+    assert whole.exit_code == opening.exit_code == 0, opening.output
+    assert json.loads(whole.stdout)["stats"]["instruments"] == 2
+    assert json.loads(opening.stdout)["stats"]["instruments"] == 1
+    assert "the first 2 s of each" in invoke("midi-stats", tmp_path, "--reference", tmp_path, "--seconds", "2").output

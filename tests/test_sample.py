@@ -118,11 +118,11 @@ class NoRepeats:
     def start(self, prime, num_samples, device):
         self.last = torch.full((num_samples,), int(prime[-1]))
 
-    def allowed(self):
+    def restrict(self, logits):
         mask = torch.ones(len(self.last), V, dtype=torch.bool)
         mask[:, list(self.banned)] = False
         mask[torch.arange(len(self.last)), self.last] = False
-        return mask
+        return logits.masked_fill(~mask, float("-inf"))
 
     def advance(self, token):
         self.last = token.clone()

@@ -93,7 +93,9 @@ class MidiCorpus(Corpus):
         foreign = sorted(k for k in options.keys() & self.options - set(fields) - {"transpose", "stretch"})
         if foreign:
             raise SeqgenError(f"--{foreign[0].replace('_', '-')} does not apply to --tokenizer {name}")
-        return cls(cls.config_class(**{k: v for k, v in options.items() if k in fields}))
+        tokenizer = cls(cls.config_class(**{k: v for k, v in options.items() if k in fields}))
+        tokenizer.fit(notes for _, notes, _ in self.performances(log)[0] if notes is not None)
+        return tokenizer
 
     def dataset(self, tokenizer, cfg, *, strict=False, log=None):
         from ..data import PieceData

@@ -69,7 +69,8 @@ class MusicTokenizer(Tokenizer, Protocol):
 
     def seconds(self, ids: Any) -> float: ...  # the time `ids` take
 
-    def rules(self, valid_only: bool = True, instruments: str | None = None) -> Any: ...  # sampling's event rules
+    def rules(self, valid_only: bool = True, instruments: str | None = None,
+              seed: int | None = None) -> Any: ...  # sampling's event rules
 
     def no_notes(self) -> str: ...  # what to say of a file in which it finds no notes
 

@@ -61,6 +61,9 @@ class MidiTokenizer:
     program_events = 0
     release_events = 128  # a NOTE_OFF per pitch (midi_duration has DURATION events instead)
     rules_class: type  # what `rules` returns: EventRules (set below, once defined)
+    # ((parts, files), ...): the sets of parts that play together in the corpus's files, most
+    # common first, which a sample draws from (`fit`, `rules`); a tokenizer of one part has none.
+    ensembles: tuple[tuple[tuple[int, ...], int], ...] = ()
     note_dtype = NOTE_DTYPE
 
     def __init__(self, config: MidiConfig | None = None):
@@ -139,6 +142,10 @@ class MidiTokenizer:
         return one_part(notes, keep_drums=self.config.keep_drums), {
             "merged": parts if parts > 1 else 0, "drum_notes_left_out": len(notes) - len(kept)}
 
+    def fit(self, performances) -> None:
+        """Learn what the corpus's performances (notes read with their instruments) tell about
+        sampling: nothing, for one part (see midi_multitrack)."""
+
     def split(self, notes: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
         """(the pieces of a performance, the silences between them in seconds): see `split_at_silences`."""
         return split_at_silences(notes, self.config.max_note)
@@ -159,10 +166,16 @@ class MidiTokenizer:
         """How far the events move the clock."""
         return float(self.token_seconds[np.asarray(ids, dtype=np.int64)].sum())
 
-    def rules(self, valid_only: bool = True, instruments: str | None = None) -> Rules:
-        """What a sampler may draw next (see `EventRules`); `instruments` (names, families or
-        program numbers) limits which may play, in a tokenizer of several parts."""
-        return self.rules_class(self, valid_only, None if instruments is None else self.parts_named(instruments))
+    def rules(self, valid_only: bool = True, instruments: str | None = None, seed: int | None = None) -> Rules:
+        """What a sampler may draw next (see `EventRules`). In a tokenizer of several parts,
+        `instruments` (names, families or program numbers) limits which may play; by default each
+        sample plays one of the corpus's ensembles, drawn with `seed`, and "any" lets the model
+        choose among all."""
+        if instruments is None:
+            return self.rules_class(self, valid_only, ensembles=self.ensembles, seed=seed)
+        if instruments.strip().lower() == "any":
+            return self.rules_class(self, valid_only)
+        return self.rules_class(self, valid_only, parts=self.parts_named(instruments))
 
     def parts_named(self, names: str) -> set[int]:
         """The parts `--instruments` names (see midi_multitrack); one part has none to choose."""
@@ -326,12 +339,16 @@ class EventRules:
 
     A note is a key, part * 128 + pitch, where the part is the one the last PROGRAM event set
     (tokenizers of several parts). `parts`, when given, are the only parts that may play: PROGRAM
-    events of others are never drawn, and no NOTE_ON while another is in force."""
+    events of others are never drawn, and no NOTE_ON while another is in force. Else, with
+    `ensembles` (sets of parts, each with how many of the corpus's files it plays), each sample
+    plays the parts of one, drawn with `seed`: left to choose among all 129 parts, a model
+    trained on a few dozen files brings in more instruments than any piece has."""
 
-    def __init__(self, tokenizer: MidiTokenizer, valid_only: bool, parts=None):
+    def __init__(self, tokenizer: MidiTokenizer, valid_only: bool, parts=None, ensembles=(), seed: int | None = None):
         self.tok, self.valid_only = tokenizer, valid_only
         self.keys = tokenizer.parts * 128
         self.playing = None if parts is None else sorted(parts)
+        self.ensembles, self.seed = ensembles, seed
 
     def start(self, prime, num_samples: int, device) -> None:
         """The state after `prime`, as `advance` would leave it token by token, computed in one
@@ -344,15 +361,36 @@ class EventRules:
         self._start_clock(now, part, num_samples, device)
 
     def _start_clock(self, now: int, part: int, num_samples: int, device) -> None:
-        """The state every sampler of parts keeps: the step, the part in force, who may play."""
+        """The state every sampler of parts keeps: the step, the part in force, who may play
+        (once `struck` holds the prime's notes)."""
         import torch
 
         self.now = torch.full((num_samples,), now, dtype=torch.long, device=device)  # (K,) steps
         self.part = torch.full((num_samples,), part, dtype=torch.long, device=device)  # (K,) the part in force
-        self.allowed_parts = torch.ones(self.tok.parts, dtype=torch.bool, device=device)  # (P,)
+        self.allowed_parts = torch.ones(num_samples, self.tok.parts, dtype=torch.bool, device=device)  # (K, P)
         if self.playing is not None:
             self.allowed_parts[:] = False
-            self.allowed_parts[self.playing] = True
+            self.allowed_parts[:, self.playing] = True
+        elif self.ensembles:
+            primed = (self.struck[0].view(self.tok.parts, 128) >= 0).any(1).nonzero().ravel().tolist()
+            for k, parts in enumerate(self._drawn(set(primed), num_samples)):
+                self.allowed_parts[k] = False
+                self.allowed_parts[k, list(parts)] = True
+
+    def _drawn(self, primed: set[int], num_samples: int) -> list[tuple[int, ...]]:
+        """An ensemble for each sample, among those that hold every part the prime plays (none, no
+        limit, if no ensemble does), each as often as the corpus's files have it. The draw is
+        systematic (one random offset, then K evenly spaced points on the cumulative file
+        counts), so a batch has the corpus's mix: 8 samples of a corpus of half piano solos, half
+        bands are 4 and 4, not anywhere from 0 to 8 as independent draws would be."""
+        holding = [(parts, files) for parts, files in self.ensembles if primed <= set(parts)]
+        if not holding:
+            return []
+        rng = np.random.default_rng(self.seed)
+        cumulative = np.cumsum([files for _, files in holding], dtype=np.float64)  # (E,)
+        points = (rng.random() + np.arange(num_samples)) / num_samples * cumulative[-1]  # (K,)
+        picks = np.searchsorted(cumulative, points, side="right")
+        return [holding[i][0] for i in rng.permutation(picks)]
 
     def after(self, prime) -> tuple[np.ndarray, np.ndarray, int, int]:
         """(opened (P*128,), struck (P*128,), now, part): the state after the ids of `prime`.
@@ -401,17 +439,40 @@ class EventRules:
         self._mask_parts(mask)
         return mask
 
+    def restrict(self, logits):
+        """(K, V) logits -> the same with what may not come next at -inf. When some parts may not
+        play, the model's odds of changing part are kept and only which part it changes to is
+        limited: masked alone, the forbidden PROGRAMs' probability would go mostly to notes and
+        time shifts, and a sample would keep to the first of its instruments."""
+        import torch
+
+        tok, mask = self.tok, self.allowed()  # (K, V)
+        if tok.program_events and not bool(self.allowed_parts.all()):
+            rows = torch.arange(len(self.part), device=self.part.device)
+            programs = logits[:, tok.program : tok.boundary].float()  # (K, P)
+            changes = torch.ones_like(mask[:, tok.program : tok.boundary])
+            changes[rows, self.part] = False  # a PROGRAM of the part in force changes nothing
+            every = programs.masked_fill(~changes, float("-inf")).logsumexp(-1)  # (K,)
+            kept = programs.masked_fill(~mask[:, tok.program : tok.boundary], float("-inf")).logsumexp(-1)  # (K,)
+            lift = torch.where(torch.isfinite(kept), every - kept, torch.zeros_like(kept))  # (K,)
+            logits = logits.clone()
+            logits[:, tok.program : tok.boundary] += lift[:, None].to(logits.dtype)
+        return logits.masked_fill(~mask, float("-inf"))
+
     def _mask_parts(self, mask) -> None:
         """Only the allowed parts' PROGRAM events (never the one in force, with valid_only), and
         no NOTE_ON while a part not allowed is in force."""
+        import torch
+
         tok = self.tok
         if not tok.program_events:
             return
-        programs = self.allowed_parts[None, :].repeat(len(self.part), 1)  # (K, P)
+        rows = torch.arange(len(self.part), device=self.part.device)
+        programs = self.allowed_parts.clone()  # (K, P)
         if self.valid_only:
-            programs[range(len(self.part)), self.part] = False  # a PROGRAM of the part in force changes nothing
+            programs[rows, self.part] = False  # a PROGRAM of the part in force changes nothing
         mask[:, tok.program : tok.boundary] = programs
-        mask[:, tok.note_on : tok.note_on + 128] &= self.allowed_parts[self.part][:, None]
+        mask[:, tok.note_on : tok.note_on + 128] &= self.allowed_parts[rows, self.part][:, None]
 
     def advance(self, token) -> None:
         """Take in the (K,) events just drawn."""

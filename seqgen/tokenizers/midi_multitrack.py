@@ -17,6 +17,9 @@ one instrument costs one PROGRAM. Before the first PROGRAM of a piece, notes are
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import cast
+
 import numpy as np
 
 from ..config import MultitrackConfig
@@ -26,6 +29,7 @@ from .base import id_dtype, register
 from .midi_events import MidiTokenizer
 
 FAMILIES = 16  # General MIDI's families of 8 programs each: Piano, Chromatic Percussion, ..., Sound Effects
+MAX_ENSEMBLES = 1000  # the corpus's most common sets of instruments kept in a checkpoint: a bound on its size
 
 
 @register
@@ -54,6 +58,39 @@ class MultitrackTokenizer(MidiTokenizer):
         return (f"multitrack MIDI events, vocabulary {self.vocab_size}: Performance RNN's, with a PROGRAM event "
                 f"for each of {parts} and drums; {c.resolution * 1000:g} ms steps, {c.velocity_bins} velocity bins, "
                 f"drums {'kept' if c.keep_drums else 'left out'}, notes capped at {c.max_note:g} s")
+
+    def to_dict(self) -> dict:
+        programs = self.part_programs.tolist()
+        return {**super().to_dict(), "ensembles": [
+            {"programs": [programs[p] for p in parts], "files": files} for parts, files in self.ensembles]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MultitrackTokenizer:
+        tokenizer = cast(MultitrackTokenizer, super().from_dict(data))
+        ensembles = data.get("ensembles", [])  # none in checkpoints from before they were kept
+        if not isinstance(ensembles, list) or len(ensembles) > MAX_ENSEMBLES:
+            raise ValueError(f"ensembles must be a list of at most {MAX_ENSEMBLES}")
+        fits = []
+        for e in ensembles:
+            programs, files = (e.get("programs"), e.get("files")) if isinstance(e, dict) else (None, None)
+            if (not isinstance(programs, list) or not programs or len(programs) > tokenizer.parts
+                    or any(type(p) is not int or not 0 <= p <= DRUMS for p in programs)
+                    or type(files) is not int or files < 1):
+                raise ValueError("each ensemble must be {'programs': [0-128, ...], 'files': N >= 1}")
+            fits.append((tuple(sorted(set(tokenizer._part_of_program(programs).tolist()))), files))
+        tokenizer.ensembles = tuple(fits)
+        return tokenizer
+
+    def fit(self, performances) -> None:
+        """The corpus's ensembles: each set of parts that plays together in one of its files (after
+        the folding into families, and without drums unless keep_drums), with how many files
+        have it, most common first."""
+        counts: Counter[tuple[int, ...]] = Counter()
+        for notes in performances:
+            kept = notes if self.config.keep_drums else notes[notes["program"] != DRUMS]
+            if len(kept):
+                counts[tuple(np.unique(self._part_of_program(kept["program"])).tolist())] += 1
+        self.ensembles = tuple(counts.most_common(MAX_ENSEMBLES))
 
     def event_name(self, token: int) -> str:
         if self.program <= token < self.boundary:
