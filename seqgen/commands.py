@@ -8,6 +8,7 @@ import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -335,11 +336,11 @@ def _sample_text(model, tokenizer: TextTokenizer, files, num_samples, *, prime, 
     return reports
 
 
-def _primer_ids(tokenizer: MusicTokenizer, path: Path, seconds: float | None):
-    """The events of a --primer file a sample continues: the piece it starts with (up to its
-    first silence of over MAX_SILENCE), and of that the first `seconds`, by default
-    SAMPLE_DEFAULTS["primer_seconds"]: a user continuing a piece means its opening, not an
-    hour-long file's every event. Each cut is said on stderr."""
+def _primer(tokenizer: MusicTokenizer, path: Path, seconds: float | None) -> tuple[np.ndarray, float]:
+    """(the notes of a --primer file a sample continues, the seconds of them to encode): the
+    piece it starts with (up to its first silence of over MAX_SILENCE), and of that the first
+    `seconds`, by default SAMPLE_DEFAULTS["primer_seconds"]: a user continuing a piece means its
+    opening, not an hour-long file's every event. Each cut is said on stderr."""
     from .tokenizers.midi_events import MAX_SILENCE
 
     pieces, silences = tokenizer.split(tokenizer.read_notes(read_regular(path, MAX_PRIME, "--primer"), str(path)))
@@ -352,7 +353,7 @@ def _primer_ids(tokenizer: MusicTokenizer, path: Path, seconds: float | None):
         if tokenizer.duration(notes) > seconds:
             print(f"{path}: using its first {seconds:g} s of {tokenizer.duration(notes):.1f}; "
                   "--primer-seconds S uses more or less", file=sys.stderr)
-    return tokenizer.encode(notes, until=seconds)
+    return notes, seconds
 
 
 def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
@@ -368,25 +369,38 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
         raise SeqgenError("--plot and --wav write files beside the .mid: give --out a file or directory, not a device")
     if plot:
         matplotlib_pyplot()  # missing matplotlib is an error before any work, not after the first file
+    # The prime, announcing who plays (a tokenizer of several parts: see MultitrackTokenizer.header).
     if primer is not None:
-        prime_ids = _primer_ids(tokenizer, primer, primer_seconds)
+        primer_notes, until = _primer(tokenizer, primer, primer_seconds)
+        prime_for = partial(tokenizer.encode, primer_notes, until=until)
     elif primer_pitches:
-        prime_ids = tokenizer.chord(primer_pitches)
+        prime_for = partial(tokenizer.chord, primer_pitches)
     else:
-        prime_ids = tokenizer.encode(notes_array())  # just PIECE: the start of a piece
+        prime_for = partial(tokenizer.encode, notes_array())  # PIECE: the start of a piece
     if seconds is None and length is None:
         seconds = SAMPLE_DEFAULTS["seconds"]
     if length is None:
         length = int(seconds * 200) + 100  # a cap far above the ~20 events a second of real music
     _check_size(num_samples, length)
+    prime_ids = prime_for(ensemble=None)
     primer_end = tokenizer.seconds(prime_ids)
     primer_onsets = set(_onsets(tokenizer.decode(prime_ids)[0]))
-    rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature, top_k=top_k,
-                    top_p=top_p, seed=seed, rules=tokenizer.rules(valid_only, instruments, seed),
-                    token_time=tokenizer.token_seconds, max_time=seconds)
+    # Each sample's ensemble; the samples of one ensemble are drawn together, from one prime.
+    ensembles = tokenizer.ensembles_for(prime_ids, num_samples, instruments, seed)
+    primes: list[list[int]] = [[]] * num_samples
+    rows: list[list[int]] = [[]] * num_samples
+    for n, ensemble in enumerate(dict.fromkeys(ensembles)):
+        members = [i for i, e in enumerate(ensembles) if e == ensemble]
+        announced = None if ensemble is None else sorted(ensemble | set(tokenizer.played(prime_ids).tolist()))
+        prime = (prime_ids if ensemble is None else prime_for(ensemble=announced)).tolist()
+        drawn = generate(model, prime, length, num_samples=len(members), temperature=temperature, top_k=top_k,
+                         top_p=top_p, seed=None if seed is None else seed + n, rules=tokenizer.rules(valid_only, ensemble),
+                         token_time=tokenizer.token_seconds, max_time=seconds)
+        for i, row in zip(members, drawn):
+            primes[i], rows[i] = prime, row
     reports = []
     for i, row in enumerate(rows):
-        notes, report = tokenizer.decode([*prime_ids.tolist(), *row])
+        notes, report = tokenizer.decode([*primes[i], *row])
         if continuation_only:  # the notes the primer did not strike, moved to the start of the file
             fresh = [onset not in primer_onsets for onset in _onsets(notes)]
             notes = notes[np.array(fresh, dtype=bool)]

@@ -119,6 +119,7 @@ class MultitrackConfig(MidiConfig):
 
     keep_drums: bool = True
     families: bool = False
+    header: bool = True  # each piece starts with a PROGRAM for each of its parts (midi_multitrack.header)
 
 
 COUNT = 2**62  # a bound on the counts below: a resumed run derives int64 generator seeds from the epoch

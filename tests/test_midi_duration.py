@@ -71,7 +71,8 @@ def test_sampling_under_the_rules_gives_every_note_a_duration_and_only_allowed_i
     torch.manual_seed(0)
     model = RNNLM(ModelConfig(vocab_size=TOK.vocab_size, layers=1, hidden=16, embed=8)).eval()
     prime = TOK.chord([60, 64])
-    rows = generate(model, prime, 400, num_samples=4, temperature=1.5, seed=1, rules=TOK.rules(True, "strings,drums"))
+    rules = TOK.rules(True, TOK.parts_named("strings,drums"))
+    rows = generate(model, prime, 400, num_samples=4, temperature=1.5, seed=1, rules=rules)
     for row in rows:
         ids = [*prime.tolist(), *row]
         notes, report = TOK.decode(ids)

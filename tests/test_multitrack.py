@@ -71,10 +71,13 @@ def test_instruments_and_drums_survive_the_round_trip():
 
 def test_events_group_a_chord_of_one_instrument_under_one_program():
     names = [TOK.event_name(i) for i in TOK.encode(TOK.read_notes(band_file(bars=1)))]
-    assert names[:15] == ["PIECE", "PROGRAM(Acoustic Grand Piano)", "VELOCITY(17)", "NOTE_ON(60)", "NOTE_ON(64)",
+    header = ["PROGRAM(Acoustic Grand Piano)", "PROGRAM(Electric Bass (finger))", "PROGRAM(String Ensemble 1)",
+              "PROGRAM(drums)"]  # who plays, announced after PIECE
+    assert names[:5] == ["PIECE", *header]
+    assert names[5:20] == ["PROGRAM(Acoustic Grand Piano)", "VELOCITY(17)", "NOTE_ON(60)", "NOTE_ON(64)",
                           "NOTE_ON(67)", "PROGRAM(Electric Bass (finger))", "VELOCITY(22)", "NOTE_ON(36)",
                           "PROGRAM(String Ensemble 1)", "VELOCITY(12)", "NOTE_ON(76)", "PROGRAM(drums)", "VELOCITY(24)",
-                          "NOTE_ON(36)"]  # at the first instant, each part once; drum sound 36 is the kick
+                          "NOTE_ON(36)", "TIME_SHIFT(100ms)"]  # at the first instant, each part once; drum 36 is the kick
 
 
 def test_families_fold_programs_into_a_smaller_vocabulary():
@@ -125,16 +128,16 @@ def test_sampling_under_the_rules_draws_nothing_the_decoder_ignores_and_only_all
     torch.manual_seed(0)
     model = RNNLM(ModelConfig(vocab_size=TOK.vocab_size, layers=1, hidden=16, embed=8)).eval()
     rows = generate(model, TOK.chord([60]), 400, num_samples=4, temperature=1.5, seed=1,
-                    rules=TOK.rules(True, "bass,drums"))
+                    rules=TOK.rules(True, TOK.parts_named("bass,drums")))
     for row in rows:
         notes, report = TOK.decode([*TOK.chord([60]).tolist(), *row])
         assert report.ignored == 0
         fresh = notes[notes["start"] > 0]
         assert set(fresh["program"].tolist()) <= set(range(32, 40)) | {DRUMS}  # the bass family and drums
     with pytest.raises(SeqgenError, match="not a General MIDI instrument"):
-        TOK.rules(True, "kazoo")
+        TOK.ensembles_for(TOK.chord([60]), 1, "kazoo")
     with pytest.raises(SeqgenError, match="needs a model of several instruments"):
-        MidiTokenizer().rules(True, "piano")
+        MidiTokenizer().ensembles_for(TOK.chord([60]), 1, "piano")
 
 
 @pytest.fixture
@@ -184,7 +187,8 @@ def test_train_and_sample_a_band_from_the_command_line(band, tmp_path):
     result = invoke("train", band, "--tokenizer", "multitrack", "--out", run, "--layers", "1", "--hidden", "32", "--embed", "16",
                     "--seq-len", "32", "--batch-size", "4", "--max-steps", "30", "--threads", "1")
     assert result.exit_code == 0, result.output
-    assert "vocabulary 518" in invoke("info", run).output
+    described = invoke("info", run).output
+    assert "vocabulary 518" in described and "1 ensemble of instruments from 4 files" in described
     out = tmp_path / "s.mid"
     result = invoke("sample", run, "--primer", band / "song0.mid", "--primer-seconds", "2", "--seconds", "4",
                     "--seed", "1", "--out", out, "--instruments", "bass,drums,piano,strings")
@@ -276,32 +280,44 @@ def test_the_tokenizer_learns_the_corpus_ensembles_and_the_checkpoint_keeps_them
 
 def test_a_batch_draws_ensembles_in_the_corpus_proportions():
     tok = ensembles_of(([0], 3), ([BASS, DRUMS], 1))
+    band = frozenset((BASS, tok.drum_part))
+    piece, bass_line = tok.encode(np.zeros(0, PROGRAM_NOTE_DTYPE)), tok.chord([40])
+    bass_line[-3] = tok.program + BASS  # PIECE, header, PROGRAM(bass), VELOCITY, NOTE_ON(40)
     for seed in range(5):
-        rules = tok.rules(True, seed=seed)
-        drawn = rules._drawn(set(), 8)
-        assert sorted(drawn) == [(0,)] * 6 + [(BASS, tok.drum_part)] * 2  # 6:2 is 3:1, whatever the seed
-    assert tok.rules(True, seed=1)._drawn(set(), 8) == tok.rules(True, seed=1)._drawn(set(), 8)
-    assert tok.rules(True, seed=1)._drawn({BASS}, 4) == [(BASS, tok.drum_part)] * 4  # only those holding the prime's
-    assert tok.rules(True, seed=1)._drawn({STRINGS}, 4) == []  # none does: no limit
+        drawn = tok.ensembles_for(piece, 8, seed=seed)
+        assert sorted(drawn, key=len) == [frozenset({0})] * 6 + [band] * 2  # 6:2 is 3:1, whatever the seed
+    assert tok.ensembles_for(piece, 8, seed=1) == tok.ensembles_for(piece, 8, seed=1)
+    assert tok.played(bass_line).tolist() == [BASS]
+    assert tok.ensembles_for(bass_line, 4, seed=1) == [band] * 4  # only those holding the prime's instruments
+    assert tok.ensembles_for(tok.chord([60]), 2, "bass") == [frozenset(range(32, 40))] * 2  # told who plays
+    assert tok.ensembles_for(piece, 2, "any") == [None, None]
+    assert ensembles_of(([STRINGS], 1)).ensembles_for(bass_line, 2) == [None, None]  # none holds the bass: no limit
 
 
-def test_each_sample_plays_only_its_ensemble():
-    torch.manual_seed(0)
-    tok = ensembles_of(([0], 1), ([BASS, DRUMS], 1))
-    model = RNNLM(ModelConfig(vocab_size=tok.vocab_size, layers=1, hidden=16, embed=8)).eval()
-    prime = tok.encode(np.zeros(0, PROGRAM_NOTE_DTYPE))  # PIECE
-    rows = generate(model, prime, 600, num_samples=6, temperature=1.5, seed=2, rules=tok.rules(True, seed=2))
-    played = [set(tok.decode([*prime.tolist(), *row])[0]["program"].tolist()) for row in rows]
-    assert sorted(map(sorted, played)) == [[0]] * 3 + [[BASS, DRUMS]] * 3
-    free = generate(model, prime, 600, num_samples=2, temperature=1.5, seed=2, rules=tok.rules(True, "any"))
-    assert any(len(set(tok.decode([*prime.tolist(), *row])[0]["program"].tolist())) > 2 for row in free)
+def test_a_piece_announces_who_plays_and_a_sample_plays_only_them(band, tmp_path):
+    tok = MultitrackTokenizer()
+    assert [tok.event_name(i) for i in tok.chord([60], ensemble=[BASS])[:4]] == [
+        "PIECE", "PROGRAM(Acoustic Grand Piano)", "PROGRAM(Electric Bass (finger))", "PROGRAM(Acoustic Grand Piano)"]
+    old = MultitrackTokenizer.from_dict({k: v for k, v in tok.to_dict().items() if k != "header"})
+    assert old.event_name(old.encode(tok.read_notes(band_file()))[2]) == "VELOCITY(17)"  # from before headers: none
+    run = tmp_path / "run"
+    (band / "solo.mid").write_bytes(midi_bytes(TOK.read_notes(band_file())[:3]))  # a piano solo among band songs
+    assert invoke("train", band, "--tokenizer", "multitrack", "--out", run, "--layers", "1", "--hidden", "32",
+                  "--embed", "16", "--seq-len", "32", "--batch-size", "4", "--max-steps", "20", "--threads", "1").exit_code == 0
+    result = invoke("sample", run, "-k", "5", "--seconds", "3", "--seed", "1", "--temperature", "1.5",
+                    "--out", tmp_path / "s", "--json")
+    assert result.exit_code == 0, result.output
+    played = [set(r.get("instruments", [])) for r in json.loads(result.stdout)["samples"]]
+    solo = {"Acoustic Grand Piano"}
+    band_members = {"Acoustic Grand Piano", "Electric Bass (finger)", "String Ensemble 1", "Drums"}
+    assert sum(p <= solo for p in played) >= 1 and all(p <= band_members for p in played)
 
 
 def test_limiting_the_instruments_keeps_the_odds_of_changing_instrument():
     """Only which part a PROGRAM changes to is limited: the probability of changing at all, the
     model's, stays what it was (a mask alone would hand it to notes and time shifts)."""
     tok = TOK
-    rules = tok.rules(True, "bass,drums")
+    rules = tok.rules(True, tok.parts_named("bass,drums"))
     rules.start(tok.encode(np.zeros(0, PROGRAM_NOTE_DTYPE)), 3, "cpu")
     logits = torch.randn(3, tok.vocab_size, generator=torch.Generator().manual_seed(0))
     before = logits.softmax(-1)

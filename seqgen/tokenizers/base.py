@@ -51,7 +51,8 @@ class MusicTokenizer(Tokenizer, Protocol):
 
     token_seconds: np.ndarray  # (V,) seconds each token moves the clock
 
-    def encode(self, data: Any, *, until: float | None = None) -> np.ndarray: ...  # notes -> ids, up to `until` s
+    # notes -> ids, up to `until` s, announcing the parts of `ensemble` (default: the notes' own)
+    def encode(self, data: Any, *, until: float | None = None, ensemble: Any = None) -> np.ndarray: ...
 
     def read_notes(self, source: Any, name: str | None = None) -> np.ndarray: ...  # a MIDI file's notes
 
@@ -65,12 +66,17 @@ class MusicTokenizer(Tokenizer, Protocol):
 
     def augmented(self, notes: np.ndarray, rng: np.random.Generator, transpose: int, stretch: float) -> np.ndarray: ...
 
-    def chord(self, pitches: Any, velocity: int = 80) -> np.ndarray: ...  # ids of a primer chord
+    def chord(self, pitches: Any, velocity: int = 80, ensemble: Any = None) -> np.ndarray: ...  # ids of a primer chord
 
     def seconds(self, ids: Any) -> float: ...  # the time `ids` take
 
-    def rules(self, valid_only: bool = True, instruments: str | None = None,
-              seed: int | None = None) -> Any: ...  # sampling's event rules
+    def played(self, ids: Any) -> np.ndarray: ...  # the parts that strike a note in `ids`
+
+    # the parts each of `num_samples` may play (None: any): named by `instruments`, else the corpus's ensembles
+    def ensembles_for(self, prime: Any, num_samples: int, instruments: str | None = None,
+                      seed: int | None = None) -> list[frozenset[int] | None]: ...
+
+    def rules(self, valid_only: bool = True, parts: Any = None) -> Any: ...  # sampling's event rules
 
     def no_notes(self) -> str: ...  # what to say of a file in which it finds no notes
 

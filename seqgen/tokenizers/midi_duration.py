@@ -117,16 +117,18 @@ class DurationTokenizer(MultitrackTokenizer):
         return self.first_duration + np.where(nearer_lower, lower, upper)
 
     def encode(self, notes: np.ndarray, *, transpose: int = 0, stretch: float = 1.0,
-               until: float | None = None) -> np.ndarray:
-        """Notes -> ids: PIECE, then each note in time order (each instant's grouped by part) as
-        its TIME_SHIFTs, PROGRAM and VELOCITY when they change, NOTE_ON and DURATION. With
-        `until` (seconds), notes struck at or after it are left out; those struck before keep
-        their whole length."""
+               until: float | None = None, ensemble=None) -> np.ndarray:
+        """Notes -> ids: PIECE, the header of its parts (or of `ensemble`'s), then each note in
+        time order (each instant's grouped by part) as its TIME_SHIFTs, PROGRAM and VELOCITY when
+        they change, NOTE_ON and DURATION. With `until` (seconds), notes struck at or after it
+        are left out; those struck before keep their whole length."""
         steps = self._quantise(notes, transpose, stretch)
         steps = steps[np.lexsort((steps["pitch"], steps["start"]))]  # (N,) by time, then key (part, pitch)
+        header = self.header(steps["pitch"] // 128 if ensemble is None else ensemble)
         if until is not None:
             steps = steps[steps["start"] < round(until * stretch / self.config.resolution)]
-        out = self._events(steps["start"], np.ones(len(steps), bool), steps["pitch"], self._bin_of[steps["velocity"]])
+        out = self._events(steps["start"], np.ones(len(steps), bool), steps["pitch"], self._bin_of[steps["velocity"]],
+                           header)
         notes_at = np.flatnonzero(out < self.note_off)  # (N,) where each NOTE_ON is
         durations = self._duration_ids(np.maximum(steps["end"] - steps["start"], 1))
         return np.insert(out, notes_at + 1, durations).astype(id_dtype(self.vocab_size))
@@ -176,9 +178,10 @@ class DurationTokenizer(MultitrackTokenizer):
         notes["start"], notes["end"] = steps["start"] * res, steps["end"] * res
         return sorted_notes(notes), report
 
-    def chord(self, pitches, velocity: int = 80) -> np.ndarray:
-        """PIECE, the piano's PROGRAM, then the pitches struck together at time 0, each held a second."""
-        ids = super().chord(pitches, velocity)
+    def chord(self, pitches, velocity: int = 80, ensemble=None) -> np.ndarray:
+        """PIECE, the header, the piano's PROGRAM, then the pitches struck together at time 0,
+        each held a second."""
+        ids = super().chord(pitches, velocity, ensemble)
         second = self._duration_ids(np.array([max(1, round(1.0 / self.config.resolution))]))[0]
         notes_at = np.flatnonzero(ids < self.note_off)
         return np.insert(ids, notes_at + 1, second).astype(id_dtype(self.vocab_size))

@@ -154,28 +154,50 @@ class MidiTokenizer:
         """Seconds until the last note ends (or reaches the note cap)."""
         return float(_capped_end(notes, self.config.max_note).max()) if len(notes) else 0.0
 
-    def chord(self, pitches, velocity: int = 80) -> np.ndarray:
-        """PIECE, then the pitches struck together at time 0 and left sounding: a primer."""
+    def chord(self, pitches, velocity: int = 80, ensemble=None) -> np.ndarray:
+        """PIECE, then the pitches struck together at time 0 and left sounding: a primer (a
+        piano's, in a tokenizer of several parts, announcing `ensemble` too)."""
         pitches = sorted(set(pitches))
         if any(not 0 <= p <= 127 for p in pitches):
             raise SeqgenError("MIDI pitches are 0 to 127")
-        events = [self.boundary, self.velocity + int(self._bin_of[velocity])]
+        header = self.header(sorted({0, *(ensemble or ())}))
+        events = [self.boundary, *header.tolist(), self.velocity + int(self._bin_of[velocity])]
         return np.array(events + [self.note_on + p for p in pitches], dtype=id_dtype(self.vocab_size))
 
     def seconds(self, ids) -> float:
         """How far the events move the clock."""
         return float(self.token_seconds[np.asarray(ids, dtype=np.int64)].sum())
 
-    def rules(self, valid_only: bool = True, instruments: str | None = None, seed: int | None = None) -> Rules:
-        """What a sampler may draw next (see `EventRules`). In a tokenizer of several parts,
-        `instruments` (names, families or program numbers) limits which may play; by default each
-        sample plays one of the corpus's ensembles, drawn with `seed`, and "any" lets the model
-        choose among all."""
-        if instruments is None:
-            return self.rules_class(self, valid_only, ensembles=self.ensembles, seed=seed)
-        if instruments.strip().lower() == "any":
-            return self.rules_class(self, valid_only)
-        return self.rules_class(self, valid_only, parts=self.parts_named(instruments))
+    def rules(self, valid_only: bool = True, parts=None) -> Rules:
+        """What a sampler may draw next (see `EventRules`); `parts`, when given, the only parts
+        that may play (see `ensembles_for`)."""
+        return self.rules_class(self, valid_only, parts)
+
+    def ensembles_for(self, prime, num_samples: int, instruments: str | None = None,
+                      seed: int | None = None) -> list[frozenset[int] | None]:
+        """The parts each sample may play (None: any). `instruments` (names, families or program
+        numbers) names them for every sample, and "any" lets the model choose. By default each
+        sample plays one of the corpus's ensembles, among those that hold every part the prime
+        plays (none, no limit, if no ensemble does), each as often as the corpus's files have
+        it. The draw is systematic (one random offset, then K evenly spaced points on the
+        cumulative file counts), so a batch has the corpus's mix: 8 samples of a corpus of half
+        piano solos, half bands are 4 and 4, not anywhere from 0 to 8 as independent draws."""
+        if instruments is not None and instruments.strip().lower() != "any":
+            return [frozenset(self.parts_named(instruments))] * num_samples
+        primed = set(self.played(prime).tolist())
+        holding = [(parts, files) for parts, files in self.ensembles if primed <= set(parts)]
+        if instruments is not None or not holding:
+            return [None] * num_samples
+        rng = np.random.default_rng(seed)
+        cumulative = np.cumsum([files for _, files in holding], dtype=np.float64)  # (E,)
+        points = (rng.random() + np.arange(num_samples)) / num_samples * cumulative[-1]  # (K,)
+        picks = rng.permutation(np.searchsorted(cumulative, points, side="right"))
+        return [frozenset(holding[i][0]) for i in picks]
+
+    def played(self, ids) -> np.ndarray:
+        """The parts that strike a note in `ids`, sorted."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        return np.unique(self._parts_of_ids(ids)[(ids >= self.note_on) & (ids < self.note_on + 128)])
 
     def parts_named(self, names: str) -> set[int]:
         """The parts `--instruments` names (see midi_multitrack); one part has none to choose."""
@@ -184,8 +206,9 @@ class MidiTokenizer:
 
     # -- events -----------------------------------------------------------------------------
     def encode(self, notes: np.ndarray, *, transpose: int = 0, stretch: float = 1.0,
-               until: float | None = None) -> np.ndarray:
-        """Notes -> ids: PIECE, then the events in time order.
+               until: float | None = None, ensemble=None) -> np.ndarray:
+        """Notes -> ids: PIECE, the header (tokenizers of several parts: `header`), then the
+        events in time order.
 
         At each instant, NOTE_OFFs come first (so a repeated pitch is released, then struck),
         then each NOTE_ON preceded by a VELOCITY event when its bin differs from the last one.
@@ -193,6 +216,7 @@ class MidiTokenizer:
         then stay open, for a model to continue.
         """
         steps = self._quantise(notes, transpose, stretch)
+        header = self.header(steps["pitch"] // 128 if ensemble is None else ensemble)
         pitch, bins, start, end = steps["pitch"], self._bin_of[steps["velocity"]], steps["start"], steps["end"]
         n = len(steps)
         # Rows 0..n-1 are the note-offs, n..2n-1 the note-ons. Sorting by (time, order, pitch), with
@@ -203,10 +227,16 @@ class MidiTokenizer:
         rank = np.lexsort((pitches, order, time))
         if until is not None:  # time order: the events before the limit are a prefix
             rank = rank[: np.searchsorted(time[rank], round(until * stretch / self.config.resolution))]
-        return self._events(time[rank], order[rank] == 1, pitches[rank], np.concatenate([bins, bins])[rank])
+        return self._events(time[rank], order[rank] == 1, pitches[rank], np.concatenate([bins, bins])[rank], header)
 
-    def _events(self, time: np.ndarray, is_on: np.ndarray, key: np.ndarray, bins: np.ndarray) -> np.ndarray:
-        """PIECE, then each event (all (E,), in order) preceded by the TIME_SHIFTs from the one
+    def header(self, parts) -> np.ndarray:
+        """The ids that announce a piece's parts after its PIECE: none here (one part); see
+        midi_multitrack."""
+        return np.zeros(0, np.int64)
+
+    def _events(self, time: np.ndarray, is_on: np.ndarray, key: np.ndarray, bins: np.ndarray,
+                header: np.ndarray) -> np.ndarray:
+        """PIECE, the header, then each event (all (E,), in order) preceded by the TIME_SHIFTs from the one
         before (as many of the longest shift as fit, then the rest), by a PROGRAM when its part
         differs from the event before's (tokenizers of several parts), and, for a NOTE_ON, by a
         VELOCITY when its bin differs from the last NOTE_ON's. Computed as arrays, not a loop:
@@ -220,9 +250,11 @@ class MidiTokenizer:
         changed = np.zeros(len(time), bool)  # (E,) a NOTE_ON whose bin differs from the last NOTE_ON's
         changed[is_on] = np.diff(on_bins, prepend=-1) != 0
         size = full + has_rest + switch + changed + 1  # (E,) tokens for each event
-        first = 1 + np.cumsum(size) - size  # (E,) where each event's tokens begin, after PIECE
-        out = np.full(1 + int(size.sum()), self.time_shift + self.shift_steps - 1, dtype=id_dtype(self.vocab_size))
+        first = 1 + len(header) + np.cumsum(size) - size  # (E,) where each event's tokens begin, after the header
+        out = np.full(1 + len(header) + int(size.sum()), self.time_shift + self.shift_steps - 1,
+                      dtype=id_dtype(self.vocab_size))
         out[0] = self.boundary
+        out[1 : 1 + len(header)] = header
         out[(first + full)[has_rest]] = self.time_shift + rest[has_rest] - 1
         out[(first + full + has_rest)[switch]] = self.program + part[switch]
         out[(first + size - 2)[changed]] = self.velocity + bins[changed]
@@ -339,16 +371,12 @@ class EventRules:
 
     A note is a key, part * 128 + pitch, where the part is the one the last PROGRAM event set
     (tokenizers of several parts). `parts`, when given, are the only parts that may play: PROGRAM
-    events of others are never drawn, and no NOTE_ON while another is in force. Else, with
-    `ensembles` (sets of parts, each with how many of the corpus's files it plays), each sample
-    plays the parts of one, drawn with `seed`: left to choose among all 129 parts, a model
-    trained on a few dozen files brings in more instruments than any piece has."""
+    events of others are never drawn, and no NOTE_ON while another is in force."""
 
-    def __init__(self, tokenizer: MidiTokenizer, valid_only: bool, parts=None, ensembles=(), seed: int | None = None):
+    def __init__(self, tokenizer: MidiTokenizer, valid_only: bool, parts=None):
         self.tok, self.valid_only = tokenizer, valid_only
         self.keys = tokenizer.parts * 128
         self.playing = None if parts is None else sorted(parts)
-        self.ensembles, self.seed = ensembles, seed
 
     def start(self, prime, num_samples: int, device) -> None:
         """The state after `prime`, as `advance` would leave it token by token, computed in one
@@ -361,36 +389,15 @@ class EventRules:
         self._start_clock(now, part, num_samples, device)
 
     def _start_clock(self, now: int, part: int, num_samples: int, device) -> None:
-        """The state every sampler of parts keeps: the step, the part in force, who may play
-        (once `struck` holds the prime's notes)."""
+        """The state every sampler of parts keeps: the step, the part in force, who may play."""
         import torch
 
         self.now = torch.full((num_samples,), now, dtype=torch.long, device=device)  # (K,) steps
         self.part = torch.full((num_samples,), part, dtype=torch.long, device=device)  # (K,) the part in force
-        self.allowed_parts = torch.ones(num_samples, self.tok.parts, dtype=torch.bool, device=device)  # (K, P)
+        self.allowed_parts = torch.ones(self.tok.parts, dtype=torch.bool, device=device)  # (P,)
         if self.playing is not None:
             self.allowed_parts[:] = False
-            self.allowed_parts[:, self.playing] = True
-        elif self.ensembles:
-            primed = (self.struck[0].view(self.tok.parts, 128) >= 0).any(1).nonzero().ravel().tolist()
-            for k, parts in enumerate(self._drawn(set(primed), num_samples)):
-                self.allowed_parts[k] = False
-                self.allowed_parts[k, list(parts)] = True
-
-    def _drawn(self, primed: set[int], num_samples: int) -> list[tuple[int, ...]]:
-        """An ensemble for each sample, among those that hold every part the prime plays (none, no
-        limit, if no ensemble does), each as often as the corpus's files have it. The draw is
-        systematic (one random offset, then K evenly spaced points on the cumulative file
-        counts), so a batch has the corpus's mix: 8 samples of a corpus of half piano solos, half
-        bands are 4 and 4, not anywhere from 0 to 8 as independent draws would be."""
-        holding = [(parts, files) for parts, files in self.ensembles if primed <= set(parts)]
-        if not holding:
-            return []
-        rng = np.random.default_rng(self.seed)
-        cumulative = np.cumsum([files for _, files in holding], dtype=np.float64)  # (E,)
-        points = (rng.random() + np.arange(num_samples)) / num_samples * cumulative[-1]  # (K,)
-        picks = np.searchsorted(cumulative, points, side="right")
-        return [holding[i][0] for i in rng.permutation(picks)]
+            self.allowed_parts[self.playing] = True
 
     def after(self, prime) -> tuple[np.ndarray, np.ndarray, int, int]:
         """(opened (P*128,), struck (P*128,), now, part): the state after the ids of `prime`.
@@ -462,17 +469,14 @@ class EventRules:
     def _mask_parts(self, mask) -> None:
         """Only the allowed parts' PROGRAM events (never the one in force, with valid_only), and
         no NOTE_ON while a part not allowed is in force."""
-        import torch
-
         tok = self.tok
         if not tok.program_events:
             return
-        rows = torch.arange(len(self.part), device=self.part.device)
-        programs = self.allowed_parts.clone()  # (K, P)
+        programs = self.allowed_parts[None, :].repeat(len(self.part), 1)  # (K, P)
         if self.valid_only:
-            programs[rows, self.part] = False  # a PROGRAM of the part in force changes nothing
+            programs[range(len(self.part)), self.part] = False  # a PROGRAM of the part in force changes nothing
         mask[:, tok.program : tok.boundary] = programs
-        mask[:, tok.note_on : tok.note_on + 128] &= self.allowed_parts[rows, self.part][:, None]
+        mask[:, tok.note_on : tok.note_on + 128] &= self.allowed_parts[self.part][:, None]
 
     def advance(self, token) -> None:
         """Take in the (K,) events just drawn."""

@@ -57,7 +57,9 @@ class MultitrackTokenizer(MidiTokenizer):
         parts = "16 General MIDI families" if c.families else "128 General MIDI programs"
         return (f"multitrack MIDI events, vocabulary {self.vocab_size}: Performance RNN's, with a PROGRAM event "
                 f"for each of {parts} and drums; {c.resolution * 1000:g} ms steps, {c.velocity_bins} velocity bins, "
-                f"drums {'kept' if c.keep_drums else 'left out'}, notes capped at {c.max_note:g} s")
+                f"drums {'kept' if c.keep_drums else 'left out'}, notes capped at {c.max_note:g} s"
+                + (f"; {len(self.ensembles)} ensemble{'s' if len(self.ensembles) != 1 else ''} of instruments "
+                   f"from {sum(n for _, n in self.ensembles):,} files" if self.ensembles else ""))
 
     def to_dict(self) -> dict:
         programs = self.part_programs.tolist()
@@ -66,6 +68,7 @@ class MultitrackTokenizer(MidiTokenizer):
 
     @classmethod
     def from_dict(cls, data: dict) -> MultitrackTokenizer:
+        data = {"header": False, **data}  # checkpoints from before headers encode none
         tokenizer = cast(MultitrackTokenizer, super().from_dict(data))
         ensembles = data.get("ensembles", [])  # none in checkpoints from before they were kept
         if not isinstance(ensembles, list) or len(ensembles) > MAX_ENSEMBLES:
@@ -141,10 +144,21 @@ class MultitrackTokenizer(MidiTokenizer):
         keyed = keyed[np.lexsort((keyed["pitch"], keyed["program"], keyed["start"]))]
         return keyed, {"drum_notes_left_out": len(notes) - len(kept)}
 
-    def chord(self, pitches, velocity: int = 80) -> np.ndarray:
-        """PIECE, the piano's PROGRAM, then the pitches struck together at time 0 and left sounding."""
-        ids = super().chord(pitches, velocity)
-        return np.insert(ids, 1, self.program).astype(id_dtype(self.vocab_size))
+    def chord(self, pitches, velocity: int = 80, ensemble=None) -> np.ndarray:
+        """PIECE, the header (the piano and `ensemble`), the piano's PROGRAM, then the pitches
+        struck together at time 0 and left sounding."""
+        ids = super().chord(pitches, velocity, ensemble)
+        return np.insert(ids, 1 + len(self.header(sorted({0, *(ensemble or ())}))), self.program).astype(
+            id_dtype(self.vocab_size))
+
+    def header(self, parts) -> np.ndarray:
+        """A PROGRAM for each part that plays in the piece, in order, right after its PIECE (with
+        the `header` setting): told who plays, a model samples the parts of the ensemble it was
+        given (as MuseNet's instrument tokens and MMM's track headers do). Decoding reads them as
+        any PROGRAM: the part in force changes, no note sounds."""
+        if not self.config.header:
+            return np.zeros(0, np.int64)
+        return self.program + np.unique(np.asarray(list(parts), dtype=np.int64))
 
     def parts_named(self, names: str) -> set[int]:
         """The parts `--instruments` names: comma-separated General MIDI instrument names
