@@ -143,7 +143,7 @@ def _check_meta(meta: dict, path: Path) -> None:
             _check_section(meta, name, cls, path)
     _check_tokenizer(meta["tokenizer"], path)
     fields = {"train": dict, "corpus": dict, "metrics": dict, "optimizer": dict, "precision": str, "resumable": bool,
-              "processes": int, "seqgen_version": str, "saved_at": str}
+              "processes": int, "seqgen_version": str, "saved_at": str, "init_from": dict}
     for name, kind in fields.items():
         if name in meta and not (isinstance(meta[name], kind) and (kind is bool or not isinstance(meta[name], bool))):
             raise SeqgenError(f"{path}: bad checkpoint metadata ({name} = {describe(meta[name])})")

@@ -230,6 +230,9 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory  [default: checkpoints/<corpus>-<cell>-<date>-<time>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--init-from", type=click.Path(path_type=Path), default=None, metavar="CHECKPOINT_OR_RUN",
+              help="Fine-tune: start from this model's weights (its shape and tokenizer settings; new characters "
+                   "join its vocabulary), with a fresh optimizer and schedule.")
 @click.option("--force", is_flag=True, help="Start over in an --out that already holds a run.")
 @click.option("--seed", type=_ranged(TrainConfig, "seed"), default=_train_default("seed"),
               help="Seed for initialisation and data order.")
@@ -289,6 +292,7 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, nproc,
       seqgen train poems.txt --time-budget 600        # your text, ten minutes
       seqgen train shakespeare.txt --cell gru --layers 3 --hidden 256 --out checkpoints/gru
       seqgen train --out checkpoints/gru --resume     # continue an interrupted run
+      seqgen train my-letters.txt --init-from checkpoints/python-docs-lstm --time-budget 60   # fine-tune
       seqgen train bach-chorales --time-budget 600    # built-in MIDI corpus: a music model
       seqgen train ~/midi/ --transpose 5 --out checkpoints/piano
       seqgen train big/ --nproc 4 --batch-size 64     # 4 processes (GPUs, or CPU core shares)

@@ -8,35 +8,28 @@ import json
 import math
 import sys
 import time
-from functools import partial
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 
-from . import checkpoint, distributed
+from . import api, checkpoint, distributed, finetune
 from .atomic import atomic_write_bytes, atomic_write_text, output_kind, refuse_other, write_all
 from .config import (
-    MAX_SAMPLE_TOKENS,
-    SAMPLE_DEFAULTS,
     ModelConfig,
     TrainConfig,
     from_dict,
     seed_entropy,
 )
-from .corpora import BUILTINS, CORPUS_KINDS, LABELS, MIDI, LineEnds, check_kind, check_options, load_corpus
+from .corpora import BUILTINS, CORPUS_KINDS, LABELS, MIDI, check_kind, check_options, load_corpus
 from .errors import SeqgenError
-from .files import MAX_PRIME, read_regular
 from .hardware import pick_device
 from .lock import Lock
 from .model import layer_table
 from .progress import Reporter, duration
 from .rundir import check_new_run, clear_run
-from .sample import generate
 from .threads import use_threads
-from .tokenizers import MusicTokenizer, TextTokenizer, tokenizer_from_dict
+from .tokenizers import tokenizer_from_dict
 from .train import Trainer
-from .train import evaluate as evaluate_ids
 
 MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
@@ -61,6 +54,8 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
     processes other than rank 0 of a run that torchrun started, which write nothing)."""
     if resume and out is None:
         raise SeqgenError("--resume needs --out RUN_DIR: the run directory to continue")
+    if resume and options.get("init_from"):
+        raise SeqgenError("--init-from starts a new run from a model's weights; --resume continues a run: give one")
     with contextlib.ExitStack() as held:
         # The one process that writes the run directory locks it before reading anything there.
         def lock(directory) -> None:
@@ -110,9 +105,19 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     out = Path(out)
     _outside_corpus(out, corpus)
     check_new_run(out, force)
-    tokenizer = corpus.new_tokenizer({k: options[k] for k in explicit}, log=reporter.log if world.is_main else None)
-    trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options),
-                      out, tokenizer=tokenizer, reporter=reporter, strict=strict, world=world, device=device)
+    log = reporter.log if world.is_main else None
+    base = None
+    if options.get("init_from"):
+        base = finetune.base_model(options["init_from"], corpus, options, explicit, log=log)
+        model_options, tokenizer = base.model_options, base.tokenizer
+        if log:
+            grown = f"; {len(base.added)} new characters join its vocabulary: {base.added!r}" if base.added else ""
+            log(f"Fine-tuning {base.lineage['checkpoint']} (step {base.lineage['step']:,} on "
+                f"{base.lineage['corpus']}){grown}")
+    else:
+        tokenizer = corpus.new_tokenizer({k: options[k] for k in explicit}, log=log)
+    trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options), out,
+                      tokenizer=tokenizer, init_from=base, reporter=reporter, strict=strict, world=world, device=device)
     for notice in corpus.notices():
         trainer.reporter.log(notice)
     if default_budget and not explicit & set(LIMITS):
@@ -178,17 +183,6 @@ def _default_run_dir(corpus_name: str, cell: str) -> Path:
     return path
 
 
-def _encode_option(tokenizer: TextTokenizer, text: str, option: str):
-    if tokenizer.unknown("\r"):  # CRLF and CR line ends as the model read its corpus: as \n
-        text = LineEnds()(text)
-    unknown = tokenizer.unknown(text)
-    if unknown:
-        hint = ("; this model was trained on text with CR line ends (\\r), and writes them where lines end: "
-                "give \\r for a line end (in bash, $'\\r')") if "\n" in unknown and not tokenizer.unknown("\r") else ""
-        raise SeqgenError(f"{option} has characters not in the model's vocabulary: {''.join(unknown)!r}{hint}")
-    return tokenizer.encode(text)
-
-
 def _output_files(out: str | None, indices: range, total: int, force: bool, suffix: str) -> list[Path] | None:
     """None for stdout; otherwise the files to write, numbered by `indices` out of `total` (the
     whole job's, so every shard's names have the same width and sort together), checked before
@@ -232,8 +226,9 @@ def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, 
     """Generate from a checkpoint: text to stdout or files, or MIDI files. With `as_json`, a
     summary of what was generated goes to stdout instead of the paths (or the text itself)."""
     use_threads(threads)
-    model, tokenizer, _ = checkpoint.load(checkpoint_path)
-    midi = tokenizer.reads == MIDI
+    model = api.load(checkpoint_path, device)
+    tokenizer = model.tokenizer
+    midi = model.kind == MIDI
     wrong = [k for k in (TEXT_ONLY if midi else MIDI_ONLY) if options.get(k)]
     if wrong:
         flag = "--" + wrong[0].replace("_", "-")
@@ -249,25 +244,17 @@ def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, 
     # A seed is always chosen, and reported by --json, so any batch can be made again.
     seed = options["seed"] if options["seed"] is not None else int(np.random.SeedSequence().generate_state(1)[0])
     options["seed"] = seed if shard is None else shard_seed(seed, index)
-    model.to(pick_device(device))
     if midi:
-        reports = _sample_midi(model, cast(MusicTokenizer, tokenizer), files, num_samples, as_json=as_json,
+        reports = _sample_midi(model, files, num_samples, as_json=as_json,
                                **{k: v for k, v in options.items() if k not in TEXT_ONLY})
     else:
-        reports = _sample_text(model, cast(TextTokenizer, tokenizer), files, num_samples, as_json=as_json,
-                               **{k: options[k] for k in SHARED + TEXT_ONLY})
+        reports = _sample_text(model, files, num_samples, as_json=as_json, **{k: options[k] for k in SHARED + TEXT_ONLY})
     if as_json:
         summary = {"checkpoint": str(checkpoint_path), "kind": tokenizer.kind, "seed": seed,
                    "shard": None if shard is None else f"{index}/{shards}",
                    "temperature": options["temperature"], "top_k": options["top_k"], "top_p": options["top_p"],
                    "samples": [{"index": i, **r} for i, r in zip(indices, reports)]}
         write_stdout(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-
-
-def _check_size(num_samples: int, length: int) -> None:
-    if num_samples * length > MAX_SAMPLE_TOKENS:
-        raise SeqgenError(f"{num_samples:,} samples of up to {length:,} tokens is more than one command generates "
-                          f"({MAX_SAMPLE_TOKENS:,} tokens); split the job with --shard I/N")
 
 
 def write_stdout(data: str | bytes) -> None:
@@ -285,35 +272,24 @@ def write_stdout(data: str | bytes) -> None:
     write_all(fd, data)
 
 
-def _sample_text(model, tokenizer: TextTokenizer, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,
+def _sample_text(model: api.Model, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,
                  continuation_only, as_json) -> list[dict]:
     """Writes the samples (to files, or to stdout unless `as_json`); returns one report each."""
-    length = length or SAMPLE_DEFAULTS["length"]
-    if prime:
-        prime_ids = _encode_option(tokenizer, prime, "--prime")
-        shown_prime = tokenizer.decode(prime_ids)  # as the model read it (line ends and all)
-    else:
-        # No prime: start as if at the beginning of a line, and show only what the model writes.
-        start = "\n" if not tokenizer.unknown("\n") else tokenizer.chars[0]
-        prime_ids, shown_prime = tokenizer.encode(start), ""
-    stop_ids = _encode_option(tokenizer, stop, "--stop") if stop else ()
-    head = "" if continuation_only else shown_prime
-
     stream = files is None and num_samples == 1 and sys.stdout.isatty() and not as_json
     on_step = None
     if stream:
-        sys.stdout.write(head)
-        sys.stdout.flush()
+        tokenizer = model.tokenizer
 
         def on_step(token):  # token (1,)
             sys.stdout.write(tokenizer.decode(token))
             sys.stdout.flush()
 
-    _check_size(num_samples, length)
-    rows = generate(model, prime_ids, length, num_samples=num_samples, temperature=temperature,
-                    top_k=top_k, top_p=top_p, seed=seed, stop=stop_ids, on_step=on_step)
-    texts = [head + tokenizer.decode(row) for row in rows]
-    reports = [{"tokens": len(row), "stopped": len(row) < length} for row in rows]  # only --stop ends one early
+        if prime and not continuation_only:  # the prime first, as the model read it
+            sys.stdout.write(tokenizer.decode(model.encoded(prime, "--prime")))
+            sys.stdout.flush()
+    shown, continuations, reports = model.text_samples(prime, length, num_samples=num_samples, temperature=temperature,
+                                                       top_k=top_k, top_p=top_p, seed=seed, stop=stop, on_step=on_step)
+    texts = [("" if continuation_only else shown) + text for text in continuations]
 
     if files is not None:
         for file, text, report in zip(files, texts, reports):
@@ -329,38 +305,18 @@ def _sample_text(model, tokenizer: TextTokenizer, files, num_samples, *, prime, 
         if not texts[0].endswith("\n"):
             sys.stdout.write("\n")
         return reports
-    shown = [text if text.endswith("\n") else text + "\n" for text in texts]
+    lines = [text if text.endswith("\n") else text + "\n" for text in texts]
     if num_samples > 1:
-        shown = [f"{'' if i == 1 else chr(10)}==> sample {i} <==\n{text}" for i, text in enumerate(shown, 1)]
-    write_stdout("".join(shown))
+        lines = [f"{'' if i == 1 else chr(10)}==> sample {i} <==\n{text}" for i, text in enumerate(lines, 1)]
+    write_stdout("".join(lines))
     return reports
 
 
-def _primer(tokenizer: MusicTokenizer, path: Path, seconds: float | None) -> tuple[np.ndarray, float]:
-    """(the notes of a --primer file a sample continues, the seconds of them to encode): the
-    piece it starts with (up to its first silence of over MAX_SILENCE), and of that the first
-    `seconds`, by default SAMPLE_DEFAULTS["primer_seconds"]: a user continuing a piece means its
-    opening, not an hour-long file's every event. Each cut is said on stderr."""
-    from .tokenizers.midi_events import MAX_SILENCE
-
-    pieces, silences = tokenizer.split(tokenizer.read_notes(read_regular(path, MAX_PRIME, "--primer"), str(path)))
-    notes = pieces[0]
-    if silences:
-        print(f"{path}: using its first {tokenizer.duration(notes):.1f} s, up to a silence of {silences[0]:,.0f} s "
-              f"(a silence of over {MAX_SILENCE:g} s ends a piece)", file=sys.stderr)
-    if seconds is None:
-        seconds = SAMPLE_DEFAULTS["primer_seconds"]
-        if tokenizer.duration(notes) > seconds:
-            print(f"{path}: using its first {seconds:g} s of {tokenizer.duration(notes):.1f}; "
-                  "--primer-seconds S uses more or less", file=sys.stderr)
-    return notes, seconds
-
-
-def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
+def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
                  instruments, as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""
-    from .midi_io import audio, instrument_name, matplotlib_pyplot, midi_bytes, notes_array, piano_roll_png, wav_bytes
+    from .midi_io import audio, matplotlib_pyplot, midi_bytes, piano_roll_png, wav_bytes
 
     if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
         raise SeqgenError("MIDI is binary: give --out DIR (or --out FILE.mid for one sample), "
@@ -369,50 +325,17 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
         raise SeqgenError("--plot and --wav write files beside the .mid: give --out a file or directory, not a device")
     if plot:
         matplotlib_pyplot()  # missing matplotlib is an error before any work, not after the first file
-    # The prime, announcing who plays (a tokenizer of several parts: see MultitrackTokenizer.header).
-    if primer is not None:
-        primer_notes, until = _primer(tokenizer, primer, primer_seconds)
-        prime_for = partial(tokenizer.encode, primer_notes, until=until)
-    elif primer_pitches:
-        prime_for = partial(tokenizer.chord, primer_pitches)
-    else:
-        prime_for = partial(tokenizer.encode, notes_array())  # PIECE: the start of a piece
-    if seconds is None and length is None:
-        seconds = SAMPLE_DEFAULTS["seconds"]
-    if length is None:
-        length = int(seconds * 200) + 100  # a cap far above the ~20 events a second of real music
-    _check_size(num_samples, length)
-    prime_ids = prime_for(ensemble=None)
-    primer_end = tokenizer.seconds(prime_ids)
-    primer_onsets = set(_onsets(tokenizer.decode(prime_ids)[0]))
-    # Each sample's ensemble; the samples of one ensemble are drawn together, from one prime.
-    ensembles = tokenizer.ensembles_for(prime_ids, num_samples, instruments, seed)
-    primes: list[list[int]] = [[]] * num_samples
-    rows: list[list[int]] = [[]] * num_samples
-    for n, ensemble in enumerate(dict.fromkeys(ensembles)):
-        members = [i for i, e in enumerate(ensembles) if e == ensemble]
-        announced = None if ensemble is None else sorted(ensemble | set(tokenizer.played(prime_ids).tolist()))
-        prime = (prime_ids if ensemble is None else prime_for(ensemble=announced)).tolist()
-        drawn = generate(model, prime, length, num_samples=len(members), temperature=temperature, top_k=top_k,
-                         top_p=top_p, seed=None if seed is None else seed + n, rules=tokenizer.rules(valid_only, ensemble),
-                         token_time=tokenizer.token_seconds, max_time=seconds)
-        for i, row in zip(members, drawn):
-            primes[i], rows[i] = prime, row
+    pieces = model.performances(primer=primer, primer_seconds=primer_seconds, primer_pitches=primer_pitches,
+                                length=length, seconds=seconds, num_samples=num_samples, temperature=temperature,
+                                top_k=top_k, top_p=top_p, seed=seed, continuation_only=continuation_only,
+                                instruments=instruments, valid_only=valid_only)
     reports = []
-    for i, row in enumerate(rows):
-        notes, report = tokenizer.decode([*primes[i], *row])
-        if continuation_only:  # the notes the primer did not strike, moved to the start of the file
-            fresh = [onset not in primer_onsets for onset in _onsets(notes)]
-            notes = notes[np.array(fresh, dtype=bool)]
-            notes["start"] -= primer_end
-            notes["end"] -= primer_end
+    for i, (notes, report) in enumerate(pieces):
         data = midi_bytes(notes, program=program, tempo=tempo)
-        length_s = float(notes["end"].max()) if len(notes) else 0.0
-        played = [instrument_name(p) for p in np.unique(notes["program"])] if "program" in notes.dtype.names else []
-        summary = (f"{len(notes)} notes, {length_s:.1f}s{'; ' + ', '.join(played) if played else ''}; "
-                   f"decoder ignored {report.ignored} of {len(row)} generated events")
-        reports.append({"events": len(row), "notes": len(notes), "seconds": round(length_s, 3),
-                        "ignored_events": report.ignored, **({"instruments": played} if played else {})})
+        played = report.get("instruments")
+        summary = (f"{report['notes']} notes, {report['seconds']:.1f}s{'; ' + ', '.join(played) if played else ''}; "
+                   f"decoder ignored {report['ignored_events']} of {report['events']} generated events")
+        reports.append(report)
         if files is None:
             write_stdout(data)
             print(f"stdout: {summary}", file=sys.stderr)
@@ -433,12 +356,6 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
     return reports
 
 
-def _onsets(notes) -> list[tuple]:
-    """Each note's (instrument if any, pitch, start): what tells a primer's notes from new ones."""
-    keys = [f for f in ("program", "pitch", "start") if f in (notes.dtype.names or ())]
-    return list(zip(*(notes[k].tolist() for k in keys)))
-
-
 def info(checkpoint_path, *, as_json: bool) -> str:
     ckpt = checkpoint.read(checkpoint_path)
     model = checkpoint.build_model(ckpt)
@@ -453,7 +370,8 @@ def info(checkpoint_path, *, as_json: bool) -> str:
             "path": str(ckpt.path),
             "layers": [{"name": n, "type": t, "output_shape": s, "params": c} for n, t, s, c in rows],
             "total_params": total, "trainable_params": trainable, **{k: meta.get(k) for k in (
-                "model", "tokenizer", "train", "precision", "corpus", "progress", "metrics", "seqgen_version", "saved_at")},
+                "model", "tokenizer", "train", "precision", "corpus", "progress", "metrics", "init_from", "seqgen_version",
+                "saved_at")},
         }
         # The tokenizer settings (MIDI); a character vocabulary is summarised by its size.
         settings = {k: v for k, v in meta["tokenizer"].items() if k != "chars"}
@@ -476,6 +394,11 @@ def info(checkpoint_path, *, as_json: bool) -> str:
     if corpus:
         size = (f"{corpus['files']:,} MIDI files" if "files" in corpus else f"{corpus.get('characters', 0):,} characters")
         lines.append(f"Corpus: {corpus.get('name')} ({size}) from {corpus.get('source')}")
+    base = meta.get("init_from")
+    while isinstance(base, dict):  # the lineage: each base model, back to one trained from scratch
+        lines.append(f"Fine-tuned from: {base.get('checkpoint')} (SHA-256 {str(base.get('sha256'))[:16]}..., "
+                     f"step {base.get('step')} on {base.get('corpus')})")
+        base = base.get("init_from")
     lines.append(
         f"Model config: cell={c.cell} layers={c.layers} hidden={c.hidden} embed={c.embed} "
         f"dropout={c.dropout:g} residual={c.residual}"
@@ -491,38 +414,20 @@ def info(checkpoint_path, *, as_json: bool) -> str:
     if best is not None:
         lines.append(
             f"Best validation: loss {best:.4f} nats/{tokenizer.unit}, {best / math.log(2):.3f} bits/{tokenizer.unit}, "
-            f"perplexity {perplexity(best):.2f}, at step {progress.get('best_step')}"
+            f"perplexity {api.perplexity(best):.2f}, at step {progress.get('best_step')}"
         )
     return "\n".join(lines)
 
 
-def perplexity(loss: float) -> float:
-    return math.exp(loss) if loss < 700 else math.inf  # exp overflows a float beyond 709
-
-
-def _saved_seq_len(ckpt) -> int:
-    """The window length the model was trained with (eval's default): the one training setting a
-    command other than a resume reads, so the only one checked here."""
-    value = ckpt.meta.get("train", {}).get("seq_len", 128)  # a dict: checkpoint.read checks that much
-    if type(value) is not int or value < 1:
-        raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (train: seq_len = {value!r:.40}); give --seq-len")
-    return value
-
-
 def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads, as_json) -> str:
     use_threads(threads)
-    model, tokenizer, ckpt = checkpoint.load(checkpoint_path)
-    model.to(pick_device(device))
+    model = api.load(checkpoint_path, device)
+    tokenizer = model.tokenizer
     check_kind(text_spec, tokenizer.reads, f"this is a {LABELS[tokenizer.reads]} model")
     # The corpus as the model's training read it (a text model that knows CRs kept them).
     corpus = load_corpus(text_spec, tokenizer.reads, **tokenizer.reading())
-    ids = corpus.all_ids(tokenizer)
-    seq_len = seq_len or _saved_seq_len(ckpt)
-    loss, tokens = evaluate_ids(model, ids, batch_size, seq_len)
-    if not math.isfinite(loss):  # finite weights can still overflow: not a score to report
-        raise SeqgenError(f"{ckpt.path}: the model's loss on this text is {loss} (its outputs overflow)")
-    bits = "bpc" if tokenizer.unit == "char" else f"bits_per_{tokenizer.unit}"
-    result = {"loss": loss, bits: loss / math.log(2), "perplexity": perplexity(loss), "tokens": tokens}
+    result = model.score_ids(corpus.all_ids(tokenizer), batch_size, seq_len)
+    loss, bits = result["loss"], next(k for k in result if k.startswith("b"))
     if as_json:
         return json.dumps(result)
     return (f"loss: {loss:.4f} nats/{tokenizer.unit}\n{bits}: {result[bits]:.4f}\n"

@@ -164,6 +164,7 @@ class Trainer:
         *,
         tokenizer: Tokenizer | None = None,
         resume_from: checkpoint.Checkpoint | None = None,
+        init_from: Any = None,
         reporter: Reporter | None = None,
         strict: bool = False,
         world: World | None = None,
@@ -207,7 +208,12 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, config)
         self.progress = Progress()
         self.carry: Any = None  # the recurrent state (L, S, B, H) carried into the next batch, this process' rows
+        # A fine-tuning run (finetune.Base) starts from its base's weights; its lineage stays in every checkpoint.
+        self.lineage = None if init_from is None else init_from.lineage
+        if init_from is not None:
+            self.model.load_state_dict(init_from.weights)
         if resume_from is not None:
+            self.lineage = resume_from.meta.get("init_from")
             self._restore(resume_from)
         self._reseed()
 
@@ -373,6 +379,7 @@ class Trainer:
             "precision": self.precision,  # what --precision resolved to on the machine that saved it
             "processes": self.world.size,
             "metrics": metrics,
+            **({"init_from": self.lineage} if self.lineage else {}),
         }
 
     def _resume_meta(self) -> dict:

@@ -200,7 +200,7 @@ def test_a_primer_ends_at_its_first_silence_of_over_a_minute(run, tmp_path):
 BOUNDED = """
 import resource, sys, time
 from pathlib import Path
-from seqgen.commands import _primer_ids
+from seqgen.api import primer_notes
 from seqgen.corpora import load_corpus, midi_pieces
 from seqgen.tokenizers import MidiTokenizer
 
@@ -211,7 +211,8 @@ events = sum(len(tok.encode(p)) for p in pieces)  # as training encodes them eac
 corpus = time.perf_counter() - start
 for seconds in (None, 1e9):  # the default primer, then all of it
     start = time.perf_counter()
-    ids = _primer_ids(tok, path, seconds)
+    notes, until = primer_notes(tok, path, seconds)
+    ids = tok.encode(notes, until=until)
     rules = tok.rules()
     rules.start(ids, 4, "cpu")
     tok.seconds(ids), tok.decode(ids)

@@ -36,6 +36,12 @@ class Tokenizer(Protocol):
 
     def to_dict(self) -> dict: ...  # JSON-able, with "kind"; from_dict (a classmethod) reads it back
 
+    def options(self) -> dict: ...  # the `seqgen train` options that give its settings (fine-tuning reads with them)
+
+    # (one that reads what both read, every id of this one's kept, each of its ids' id there):
+    # what fine-tuning on a corpus that `other` was fitted to trains; one SeqgenError if none can
+    def extended(self, other: Any) -> tuple[Any, np.ndarray]: ...
+
 
 class TextTokenizer(Tokenizer, Protocol):
     """A tokenizer of text (reads "text"): what sampling from a text model needs besides."""

@@ -77,6 +77,16 @@ class CharTokenizer:
         chars = self.chars
         return "".join(chars[i] for i in np.asarray(ids, dtype=np.int64).ravel().tolist())
 
+    def options(self) -> dict:
+        return {"tokenizer": self.name}  # the characters come from the corpus
+
+    def extended(self, other) -> tuple[CharTokenizer, np.ndarray]:
+        """Every character of both: a fine-tuning corpus's new characters join the vocabulary."""
+        if not isinstance(other, CharTokenizer):
+            raise SeqgenError(f"a character model cannot learn a {other.kind} tokenizer's tokens")
+        union = CharTokenizer(sorted(set(self.chars) | set(other.chars)))
+        return union, np.array([union._index[c] for c in self.chars], dtype=np.int64)
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "chars": "".join(self.chars)}
 

@@ -97,6 +97,16 @@ class MidiTokenizer:
     def to_dict(self) -> dict:
         return {"kind": self.kind, **asdict(self.config)}
 
+    def options(self) -> dict:
+        return {"tokenizer": self.name, **asdict(self.config)}
+
+    def extended(self, other) -> tuple[MidiTokenizer, np.ndarray]:
+        """`other`, fitted to the fine-tuning corpus with this one's settings (`options`): its
+        vocabulary is this one's, id for id."""
+        if type(other) is not type(self) or asdict(other.config) != asdict(self.config):
+            raise SeqgenError(f"the corpus reads as {other.describe()}; the model was trained on {self.describe()}")
+        return other, np.arange(self.vocab_size)
+
     @classmethod
     def from_dict(cls, data: dict) -> MidiTokenizer:
         return cls(from_dict(cls.config_class, data))
