@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .config import (
     DEVICES,
+    EVAL_EVERY,
     KINDS,
     MAX_SAMPLE_TOKENS,
     MIDI_TRAIN_DEFAULTS,
@@ -222,6 +223,7 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
 @click.option("--val-fraction", type=_ranged(TrainConfig, "val_fraction"), default=_train_default("val_fraction"),
               help="Share of the corpus held out for validation, as 20 evenly spaced pieces.")
 @click.option("--eval-every", type=_ranged(TrainConfig, "eval_every"), default=_train_default("eval_every"),
+              show_default=f"{EVAL_EVERY}, or once an epoch when an epoch is shorter",
               help="Evaluate, log and checkpoint every N steps.")
 @click.option("--patience", type=_ranged(TrainConfig, "patience"), default=_train_default("patience"),
               help="Stop early after N evaluations without a better validation loss.")

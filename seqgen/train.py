@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint
-from .config import ModelConfig, Progress, TrainConfig, from_dict, seed_entropy, to_dict, torch_seed
+from .config import EVAL_EVERY, ModelConfig, Progress, TrainConfig, from_dict, seed_entropy, to_dict, torch_seed
 from .corpora import Corpus
 from .data import Streams, check_trainable, eval_streams
 from .distributed import World
@@ -198,6 +198,7 @@ class Trainer:
         check_trainable(self.train_tokens, config.batch_size, config.seq_len)
         # Epoch 1's count (later epochs start at an offset and may hold one batch fewer).
         self.batches_per_epoch = len(Streams(first_epoch, config.batch_size, config.seq_len))
+        self.eval_every = config.eval_every or max(1, min(EVAL_EVERY, self.batches_per_epoch))
         if len(self.val_ids) < 2:
             raise SeqgenError("the validation split is under two tokens; raise --val-fraction")
 
@@ -295,7 +296,7 @@ class Trainer:
                                        lr=lr, loss=functools.partial(_mean, window_loss, window_steps))
 
                     stopped_by = self._limit_reached(agreed_signum is not None, stop_at_step, epoch_done=p.batch == nb)
-                    if p.step % cfg.eval_every == 0 or stopped_by:
+                    if p.step % self.eval_every == 0 or stopped_by:
                         train_loss = (window_loss / window_steps).item()
                         seconds = time.monotonic() - window_start
                         self._evaluate_and_save(train_loss, lr, seconds / window_steps, nb)
