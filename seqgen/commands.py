@@ -218,7 +218,8 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
 
 SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only")
 TEXT_ONLY = ("prime", "stop")
-MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "instruments")  # the MIDI options a text model can refuse
+# the MIDI options a text model can refuse
+MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "soundfont", "instruments")
 
 
 def shard_seed(seed: int, shard: int) -> int:
@@ -357,10 +358,19 @@ def _primer(tokenizer: MusicTokenizer, path: Path, seconds: float | None) -> tup
 
 
 def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
-                 temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
+                 temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, soundfont, valid_only,
                  instruments, as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""
-    from .midi_io import audio, instrument_name, matplotlib_pyplot, midi_bytes, notes_array, piano_roll_png, wav_bytes
+    from .midi_io import (
+        audio,
+        audio_renderer,
+        instrument_name,
+        matplotlib_pyplot,
+        midi_bytes,
+        notes_array,
+        piano_roll_png,
+        wav_bytes,
+    )
 
     if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
         raise SeqgenError("MIDI is binary: give --out DIR (or --out FILE.mid for one sample), "
@@ -369,6 +379,7 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
         raise SeqgenError("--plot and --wav write files beside the .mid: give --out a file or directory, not a device")
     if plot:
         matplotlib_pyplot()  # missing matplotlib is an error before any work, not after the first file
+    renderer = audio_renderer(soundfont) if wav else None  # so is a bad --soundfont; the font is read once
     # The prime, announcing who plays (a tokenizer of several parts: see MultitrackTokenizer.header).
     if primer is not None:
         primer_notes, until = _primer(tokenizer, primer, primer_seconds)
@@ -427,7 +438,7 @@ def _sample_midi(model, tokenizer: MusicTokenizer, files, num_samples, *, primer
         if plot:
             atomic_write_bytes(file.with_suffix(".png"), piano_roll_png(notes, title=file.name))
         if wav:
-            samples, how = audio(notes, program=program, tempo=tempo)
+            samples, how = audio(notes, program=program, tempo=tempo, renderer=renderer)
             atomic_write_bytes(file.with_suffix(".wav"), wav_bytes(samples))
             print(f"{file.with_suffix('.wav')}: rendered with {how}", file=sys.stderr)
     return reports
