@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .completion import complete_builtins, complete_checkpoints, complete_corpus, complete_runs
 from .config import (
     DEVICES,
     EVAL_EVERY,
@@ -190,7 +191,7 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("corpus", required=False)
+@click.argument("corpus", required=False, shell_complete=complete_corpus)
 @click.option("--cell", type=_choice(ModelConfig, "cell"), default=_model_default("cell"),
               help="Recurrent cell; irnn is a ReLU RNN with identity-initialised recurrent weights.")
 @click.option("--layers", type=_ranged(ModelConfig, "layers"), default=_model_default("layers"), help="Stacked recurrent layers.")
@@ -229,7 +230,7 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
               help="Stop early after N evaluations without a better validation loss.")
 @click.option("--keep", type=_ranged(TrainConfig, "keep"), default=_train_default("keep"),
               help="Resumable checkpoints to keep: last.safetensors and K-1 earlier ones (step-NNNNNNNN.safetensors).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, shell_complete=complete_runs,
               help="Run directory  [default: checkpoints/<corpus>-<cell>-<date>-<time>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--init-from", type=click.Path(path_type=Path), default=None, metavar="CHECKPOINT_OR_RUN",
@@ -343,7 +344,7 @@ def _shard(ctx, param, value):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), shell_complete=complete_checkpoints)
 @click.option("-p", "--prime", default=None, help="Text: what the samples start from (included in the output).")
 @click.option("--prime-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Text: read the prime from this UTF-8 file.")
@@ -386,7 +387,12 @@ def _shard(ctx, param, value):
               help="MIDI: draw only events that make sense where they come (no NOTE_OFF for a silent pitch, "
                    "no NOTE_ON for a sounding one), or any event, leaving the decoder to ignore the rest.")
 @click.option("--plot", is_flag=True, help="MIDI: also write a piano-roll PNG beside each .mid (needs matplotlib).")
-@click.option("--wav", is_flag=True, help="MIDI: also render a .wav beside each .mid (FluidSynth if installed).")
+@click.option("--wav", is_flag=True,
+              help="MIDI: also render a .wav beside each .mid: General MIDI instruments and drums with tinysoundfont "
+                   "(or FluidSynth) where installed, else sine waves.")
+@click.option("--soundfont", type=click.Path(path_type=Path), default=None, metavar="FILE.sf2",
+              help="MIDI, with --wav: the SoundFont to render with  [default: the General MIDI font in pretty_midi, "
+                   "TimGM6mb.sf2]")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where to run the model.")
 @THREADS
@@ -395,7 +401,8 @@ def _shard(ctx, param, value):
                    "and files are numbered from I x K + 1, so shards never repeat or overwrite each other.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON summary (seed, and per sample its file or text, tokens, ...) instead of the paths.")
-def sample(checkpoint, prime, prime_file, **options):
+@click.pass_context
+def sample(ctx, checkpoint, prime, prime_file, **options):
     """Generate from CHECKPOINT (a .safetensors file, or a run directory meaning its best
     checkpoint): text from a text model, .mid files from a MIDI model.
 
@@ -423,6 +430,10 @@ def sample(checkpoint, prime, prime_file, **options):
         raise CliError("give --primer or --primer-pitches, not both", 2)
     if options["primer_seconds"] is not None and options["primer"] is None:
         raise CliError("--primer-seconds needs --primer", 2)
+    if not options["wav"]:  # SEQGEN_SAMPLE_SOUNDFONT may name a font for every --wav; on the command line it needs one
+        if ctx.get_parameter_source("soundfont") == click.core.ParameterSource.COMMANDLINE:
+            raise CliError("--soundfont needs --wav", 2)
+        options["soundfont"] = None
     with terminate_as_interrupt():
         if prime_file is not None:
             from .corpora import read_text
@@ -433,7 +444,7 @@ def sample(checkpoint, prime, prime_file, **options):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), shell_complete=complete_checkpoints)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 def info(checkpoint, as_json):
     """Summarise CHECKPOINT: layers, output shapes and parameter counts, then the tokenizer,
@@ -449,8 +460,8 @@ def info(checkpoint, as_json):
 
 
 @cli.command("eval", context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.argument("text")
+@click.argument("checkpoint", type=click.Path(path_type=Path), shell_complete=complete_checkpoints)
+@click.argument("text", shell_complete=complete_corpus)
 @click.option("--batch-size", type=click.IntRange(1), default=64, help="Parallel streams while scoring.")
 @click.option("--seq-len", type=click.IntRange(1), default=None, help="Window length  [default: the training --seq-len]")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", help="Where to run the model.")
@@ -529,7 +540,7 @@ def corpus_list():
 
 
 @corpus.command("download", context_settings=CONTEXT)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_builtins)
 @click.option("--url", default=None, help="Fetch from this mirror instead (the checksum is still verified).")
 def corpus_download(name, url):
     """Fetch built-in corpus NAME into the cache (a download verified by SHA-256, or for
@@ -548,7 +559,7 @@ def corpus_download(name, url):
 
 
 @corpus.command("encode", context_settings=CONTEXT)
-@click.argument("input_", metavar="INPUT")
+@click.argument("input_", metavar="INPUT", shell_complete=complete_corpus)
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True,
               help="Replace an earlier encoding in OUT_DIR (only once the new one is complete).")

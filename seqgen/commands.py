@@ -212,7 +212,8 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
 
 SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only")
 TEXT_ONLY = ("prime", "stop")
-MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "instruments")  # the MIDI options a text model can refuse
+# the MIDI options a text model can refuse
+MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "soundfont", "instruments")
 
 
 def shard_seed(seed: int, shard: int) -> int:
@@ -313,10 +314,10 @@ def _sample_text(model: api.Model, files, num_samples, *, prime, length, tempera
 
 
 def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
-                 temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, valid_only,
+                 temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, soundfont, valid_only,
                  instruments, as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""
-    from .midi_io import audio, matplotlib_pyplot, midi_bytes, piano_roll_png, wav_bytes
+    from .midi_io import audio, audio_renderer, matplotlib_pyplot, midi_bytes, piano_roll_png, wav_bytes
 
     if files is None and (num_samples > 1 or sys.stdout.isatty() or plot or wav):
         raise SeqgenError("MIDI is binary: give --out DIR (or --out FILE.mid for one sample), "
@@ -325,6 +326,7 @@ def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds
         raise SeqgenError("--plot and --wav write files beside the .mid: give --out a file or directory, not a device")
     if plot:
         matplotlib_pyplot()  # missing matplotlib is an error before any work, not after the first file
+    renderer = audio_renderer(soundfont) if wav else None  # so is a bad --soundfont; the font is read once
     pieces = model.performances(primer=primer, primer_seconds=primer_seconds, primer_pitches=primer_pitches,
                                 length=length, seconds=seconds, num_samples=num_samples, temperature=temperature,
                                 top_k=top_k, top_p=top_p, seed=seed, continuation_only=continuation_only,
@@ -350,7 +352,7 @@ def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds
         if plot:
             atomic_write_bytes(file.with_suffix(".png"), piano_roll_png(notes, title=file.name))
         if wav:
-            samples, how = audio(notes, program=program, tempo=tempo)
+            samples, how = audio(notes, program=program, tempo=tempo, renderer=renderer)
             atomic_write_bytes(file.with_suffix(".wav"), wav_bytes(samples))
             print(f"{file.with_suffix('.wav')}: rendered with {how}", file=sys.stderr)
     return reports

@@ -8,13 +8,16 @@ roll.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import SeqgenError
+from .files import read_regular
 
 NOTE_DTYPE = np.dtype([("pitch", np.int16), ("velocity", np.int16), ("start", np.float64), ("end", np.float64)])
 NOTE_FIELDS = ("pitch", "velocity", "start", "end")
@@ -219,27 +222,176 @@ def midi_bytes(notes: np.ndarray, *, program: int = 0, tempo: float = 120.0) -> 
     return buffer.getvalue()
 
 
-def audio(notes: np.ndarray, *, program: int = 0, tempo: float = 120.0, rate: int = 44100) -> tuple[np.ndarray, str]:
-    """(mono float samples, how they were made): FluidSynth with pretty_midi's General MIDI sound
-    font when pyfluidsynth and libfluidsynth are installed, else pretty_midi's sine-wave synth."""
-    pretty_midi = _pretty_midi()
-    pm = pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(notes, program=program, tempo=tempo)))
-    try:
-        import fluidsynth  # noqa: F401  (pyfluidsynth; it needs the libfluidsynth library)
+# -- audio: what --wav writes ---------------------------------------------------------------------
+GENERAL_MIDI_FONT = "TimGM6mb.sf2"  # the General MIDI sound font that ships inside pretty_midi
+MAX_SOUND_FONT = 2 << 30  # bytes of a --soundfont: the largest General MIDI fonts are a few hundred MB
+MAX_WAV_SECONDS = 1200.0  # a WAV holds at most the first 20 minutes (212 MB of 16-bit stereo)
+RELEASE_SECONDS = 1.0  # rendered after the last note ends: its release and the room's ring
+SILENCE_BLOCK = 0.25  # seconds: with nothing held, a silent block of this length skips to the next note
+DRUM_CHANNEL = 9  # MIDI channel 10: General MIDI's drum kit (bank 128)
+SINE = "sine waves, drums silent (pip install --no-deps tinysoundfont for General MIDI instruments)"
 
-        return pm.fluidsynth(fs=rate), "FluidSynth"
-    except (ImportError, OSError, AttributeError):
-        return pm.synthesize(fs=rate), "sine waves (install FluidSynth for real instruments)"
+
+@dataclass(frozen=True)
+class Renderer:
+    """How `seqgen sample --wav` renders notes: General MIDI instruments from a sound font with
+    tinysoundfont (`data`: the font's bytes) or FluidSynth, or, with neither installed, pretty_midi's
+    sine waves (no font)."""
+
+    engine: str  # "tinysoundfont", "FluidSynth" or "sine"
+    font: Path | None = None
+    data: bytes | None = dataclasses.field(default=None, repr=False)
+
+    def describe(self) -> str:
+        return SINE if self.font is None else f"{self.engine} and {self.font.name}"
+
+
+def general_midi_font() -> Path:
+    return Path(_pretty_midi().__file__).with_name(GENERAL_MIDI_FONT)
+
+
+def _engine() -> str | None:
+    """The sound-font synthesiser installed here: tinysoundfont first (pip installs it, so the same
+    sound on every machine), then FluidSynth (pyfluidsynth and the libfluidsynth library)."""
+    try:
+        import tinysoundfont  # noqa: F401
+
+        return "tinysoundfont"
+    except ImportError:
+        pass
+    try:
+        import fluidsynth  # noqa: F401
+
+        return "FluidSynth"
+    except (ImportError, OSError, AttributeError):  # pyfluidsynth without its library fails as it loads
+        return None
+
+
+def audio_renderer(soundfont: Path | None = None) -> Renderer:
+    """The renderer --wav uses, checked before anything is sampled: a --soundfont that is missing,
+    not a regular file or not a SoundFont is a SeqgenError, and so is one that no synthesiser
+    installed here can play (the sine waves play no font)."""
+    engine = _engine()
+    if engine is None:
+        if soundfont is not None:
+            raise SeqgenError("--soundfont needs tinysoundfont (pip install --no-deps tinysoundfont) "
+                              "or FluidSynth to play it, and neither is installed")
+        return Renderer("sine")
+    font = soundfont if soundfont is not None else general_midi_font()
+    data = read_regular(font, MAX_SOUND_FONT, "--soundfont")
+    if data[:4] != b"RIFF" or data[8:12] != b"sfbk":
+        raise SeqgenError(f"{font}: not a SoundFont (an .sf2 file starts with a RIFF sfbk header)")
+    if engine == "FluidSynth":
+        return Renderer(engine, font)
+    try:
+        _synth(data)
+    except Exception as e:  # tinysoundfont's own words for a font it cannot parse
+        raise SeqgenError(f"{font}: not a SoundFont tinysoundfont can read ({e})") from None
+    return Renderer(engine, font, data)
+
+
+def _synth(data: bytes, rate: int = 44100):
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=rate)
+    return synth, synth.sfload(data)
+
+
+def audio(notes: np.ndarray, *, program: int = 0, tempo: float = 120.0, rate: int = 44100,
+          renderer: Renderer | None = None) -> tuple[np.ndarray, str]:
+    """(float samples, how they were made): General MIDI instruments with tinysoundfont (stereo,
+    frames x 2) or FluidSynth (mono), else pretty_midi's sine waves (mono; drums silent). Notes with
+    their instruments (PROGRAM_NOTE_DTYPE) each play their own, the drums the drum kit; others play
+    `program`. At most the first MAX_WAV_SECONDS are rendered, and `how` says when a piece is cut."""
+    renderer = renderer or audio_renderer()
+    length = float(notes["end"].max()) if len(notes) else 0.0
+    how = renderer.describe()
+    if length > MAX_WAV_SECONDS:  # the WAV is its first MAX_WAV_SECONDS (and their release)
+        notes = notes[notes["start"] < MAX_WAV_SECONDS].copy()
+        notes["end"] = np.minimum(notes["end"], MAX_WAV_SECONDS)
+        how += f"; its first {MAX_WAV_SECONDS:g} s of {length:.0f}"
+    if renderer.engine == "tinysoundfont":
+        assert renderer.data is not None
+        programs = notes["program"] if "program" in (notes.dtype.names or ()) else np.full(len(notes), program)
+        samples, missing = _tinysoundfont_audio(notes, programs, renderer.data, rate, min(length, MAX_WAV_SECONDS))
+        return samples, how + (f"; not in the font, left silent: {', '.join(missing)}" if missing else "")
+    pm = _pretty_midi().PrettyMIDI(io.BytesIO(midi_bytes(notes, program=program, tempo=tempo)))
+    if renderer.engine == "FluidSynth":
+        return pm.fluidsynth(rate, str(renderer.font)), how  # (fs, the font: one signature in pretty_midi 0.2.10 and 0.2.11)
+    with np.errstate(invalid="ignore"):  # all silent (drums alone): pretty_midi divides 0 by 0
+        return np.nan_to_num(pm.synthesize(fs=rate)), how
+
+
+def _tinysoundfont_audio(notes: np.ndarray, programs: np.ndarray, data: bytes, rate: int,
+                         seconds: float) -> tuple[np.ndarray, list[str]]:
+    """(stereo float32 samples of `seconds` and the release after them, frames x 2; the
+    instruments the font lacks, left silent): each program on a channel of its own and the drums on
+    the drum channel, 15 programs a pass (a MIDI synthesiser has 16 channels), the passes added."""
+    if not len(notes):
+        return np.zeros((0, 2), np.float32), []
+    out = np.zeros((int(np.ceil((seconds + RELEASE_SECONDS) * rate)), 2), np.float32)
+    melodic = sorted(set(programs.tolist()) - {DRUMS})
+    passes = [melodic[i:i + 15] for i in range(0, len(melodic), 15)] or [[]]
+    if DRUMS in programs:
+        passes[0].append(DRUMS)
+    missing = []
+    for these in passes:
+        synth, sfid = _synth(data, rate)
+        free = iter(c for c in range(16) if c != DRUM_CHANNEL)
+        channel_of = {}
+        for part in these:
+            drums = part == DRUMS
+            channel = DRUM_CHANNEL if drums else next(free)
+            try:  # tinysoundfont falls back to bank 0's preset of that number, and for drums to the first kit
+                synth.program_select(channel, sfid, 0, 0 if drums else part, is_drums=drums)
+                channel_of[part] = channel
+            except RuntimeError:  # a font that is not General MIDI
+                missing.append(instrument_name(part))
+        mine = np.isin(programs, list(channel_of))
+        _play(synth, notes[mine], np.array([channel_of[p] for p in programs[mine].tolist()], np.int64), out, rate)
+    return out, missing
+
+
+def _play(synth, notes: np.ndarray, channels: np.ndarray, out: np.ndarray, rate: int) -> None:
+    """Adds the notes, played on `synth`, into `out`: the samples up to each note-on or note-off,
+    then the event (an instant's note-offs before its note-ons: a pitch struck again). Rendering
+    costs the time that sounds: once nothing is held and the releases have died away, the silence
+    up to the next note is skipped."""
+    starts = np.round(notes["start"] * rate).astype(np.int64)
+    ends = np.maximum(np.round(notes["end"] * rate).astype(np.int64), starts + 1)  # every note sounds
+    frames = np.concatenate([ends, starts])
+    order = np.lexsort((np.repeat([0, 1], len(notes)), frames))  # by time, the note-offs first
+    block = max(1, int(SILENCE_BLOCK * rate))
+    cursor, held = 0, 0
+    for i in [*order.tolist(), None]:
+        until = len(out) if i is None else int(frames[i])
+        while cursor < until:
+            n = min(until - cursor, block)
+            chunk = np.frombuffer(synth.generate(n), np.float32).reshape(n, 2)
+            out[cursor:cursor + n] += chunk
+            cursor += n
+            if held == 0 and not chunk.any():  # silent, with nothing held: so until the next note-on
+                cursor = until
+        if i is None:
+            return
+        note = i % len(notes)
+        if i < len(notes):
+            synth.noteoff(int(channels[note]), int(notes["pitch"][note]))
+            held -= 1
+        else:
+            synth.noteon(int(channels[note]), int(notes["pitch"][note]), int(notes["velocity"][note]))
+            held += 1
 
 
 def wav_bytes(samples: np.ndarray, rate: int = 44100) -> bytes:
+    """A 16-bit WAV file of float samples (mono, or frames x channels), peak-normalised."""
     import wave
 
-    peak = float(np.abs(samples).max()) if len(samples) else 0.0
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
     pcm = (samples / peak * 0.9 * 32767 if peak > 0 else samples).astype("<i2")
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm.tobytes())

@@ -117,6 +117,13 @@ ROWS = [
     ("FIFO as primer", ["sample", "{midirun}", "--primer", "{tmp}/fifo.mid"], 1,
      r"fifo\.mid: a named pipe \(FIFO\); --primer must be a regular file of at most 16 MB"),
     ("/dev/zero as primer", ["sample", "{midirun}", "--primer", "/dev/zero"], 1, r"/dev/zero: a character device; --primer"),
+    # A bad sound font is refused before anything is sampled (no .mid appears); without a synthesiser, so is any.
+    ("soundfont without --wav", ["sample", "{midirun}", "--soundfont", "{tmp}/exists.txt", "--out", "{tmp}/sf.mid"], 2,
+     r"--soundfont needs --wav"),
+    ("FIFO as soundfont", ["sample", "{midirun}", "--wav", "--soundfont", "{tmp}/fifo.mid", "--out", "{tmp}/sf.mid"], 1,
+     r"fifo\.mid: a named pipe \(FIFO\); --soundfont must be a regular file|--soundfont needs tinysoundfont"),
+    ("text as soundfont", ["sample", "{midirun}", "--wav", "--soundfont", "{corpus}", "--out", "{tmp}/sf.mid"], 1,
+     r"dickens\.txt: not a SoundFont \(an \.sf2 file starts with a RIFF sfbk header\)|--soundfont needs tinysoundfont"),
     # Two notes 5.3 years apart (52 bytes), or 58 days (45 bytes): split in two pieces of one note.
     ("MIDI with a gap of years", ["train", "{tmp}/yearsgap.mid"], 1, r"longer than the training text \(14 tokens\)"),
     ("MIDI with a gap of days", ["train", "{tmp}/daysgap.mid"], 1, r"longer than the training text \(5 tokens\)"),
