@@ -23,8 +23,8 @@ from typing import Any, Callable, cast
 import numpy as np
 
 from . import checkpoint
-from .config import MAX_SAMPLE_TOKENS, SAMPLE_DEFAULTS
-from .corpora import MIDI, LineEnds, load_corpus
+from .config import MAX_SAMPLE_TOKENS, SAMPLE_DEFAULTS, SEED, derived_seed
+from .corpora import LABELS, MIDI, LineEnds, check_kind, load_corpus
 from .errors import SeqgenError
 from .files import MAX_PRIME, read_regular
 from .hardware import pick_device
@@ -65,6 +65,8 @@ class Model:
         `pretty_midi.PrettyMIDI`s for a MIDI model, which takes `seconds`, `primer` (a MIDI file's
         path or bytes), `primer_seconds`, `primer_pitches`, `instruments`, `program` and `tempo`
         as `seqgen sample` does, in place of `prime` and `stop`."""
+        check_sampling(num_samples=num_samples, length=length, seconds=midi.get("seconds"), temperature=temperature,
+                       top_k=top_k, top_p=top_p, seed=seed)
         if self.kind != MIDI:
             if midi:
                 raise SeqgenError(f"{', '.join(sorted(midi))}: not options of a text model")
@@ -77,7 +79,12 @@ class Model:
 
         from .midi_io import midi_bytes
 
+        unknown = sorted(midi.keys() - MIDI_OPTIONS)
+        if unknown:
+            raise SeqgenError(f"{unknown[0]}: not an option of a MIDI model's generate ({', '.join(sorted(MIDI_OPTIONS))})")
         program, tempo = midi.pop("program", 0), midi.pop("tempo", 120.0)
+        if type(program) is not int or not 0 <= program <= 127 or not 1 <= tempo <= 1000:
+            raise SeqgenError("program is a General MIDI program, 0 to 127, and tempo 1 to 1000 beats a minute")
         pieces = self.performances(length=length, num_samples=num_samples, temperature=temperature, top_k=top_k,
                                    top_p=top_p, seed=seed, continuation_only=continuation_only, **midi)
         return [pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(notes, program=program, tempo=tempo)))
@@ -90,20 +97,20 @@ class Model:
         tokenizer = cast(TextTokenizer, self.tokenizer)
         length = int(length or SAMPLE_DEFAULTS["length"])
         if prime:
-            prime_ids = self.encoded(prime, "--prime")
+            prime_ids = self.ids_of(prime, "--prime")
             shown = tokenizer.decode(prime_ids)  # as the model read it (line ends and all)
         else:
             # No prime: start as if at the beginning of a line, and show only what the model writes.
             start = "\n" if not tokenizer.unknown("\n") else tokenizer.chars[0]
             prime_ids, shown = tokenizer.encode(start), ""
-        stop_ids = self.encoded(stop, "--stop").tolist() if stop else []
+        stop_ids = self.ids_of(stop, "--stop").tolist() if stop else []
         check_size(num_samples, length)
         rows = generate(self.net, prime_ids.tolist(), length, num_samples=num_samples, temperature=temperature,
                         top_k=top_k, top_p=top_p, seed=seed, stop=stop_ids, on_step=on_step)
         reports = [{"tokens": len(row), "stopped": len(row) < length} for row in rows]  # only a stop ends one early
         return shown, [tokenizer.decode(row) for row in rows], reports
 
-    def encoded(self, text: str, option: str = "text") -> np.ndarray:
+    def ids_of(self, text: str, option: str = "text") -> np.ndarray:
         """A text model's ids of `text`, read as its corpus was; one SeqgenError naming the
         characters it has no id for."""
         tokenizer = cast(TextTokenizer, self.tokenizer)
@@ -143,16 +150,19 @@ class Model:
         prime_ids = prime_for(ensemble=None)
         primer_end = tokenizer.seconds(prime_ids)
         primer_onsets = set(_onsets(tokenizer.decode(prime_ids)[0]))
-        # Each sample's ensemble; the samples of one ensemble are drawn together, from one prime.
-        ensembles = tokenizer.ensembles_for(prime_ids, num_samples, instruments, seed)
+        # Each sample's ensemble, holding the primer's instruments (a chord is played by the
+        # ensemble's own); the samples of one ensemble are drawn together, from one prime.
+        primer_ids = prime_ids if primer is not None else prime_ids[:0]
+        ensembles = tokenizer.ensembles_for(primer_ids, num_samples, instruments, seed)
+        primed = set(tokenizer.played(primer_ids).tolist())
         primes: list[list[int]] = [[]] * num_samples
         rows: list[list[int]] = [[]] * num_samples
         for n, ensemble in enumerate(dict.fromkeys(ensembles)):
             members = [i for i, e in enumerate(ensembles) if e == ensemble]
-            announced = None if ensemble is None else sorted(ensemble | set(tokenizer.played(prime_ids).tolist()))
+            announced = None if ensemble is None else sorted(ensemble | primed)
             prime = (prime_ids if ensemble is None else prime_for(ensemble=announced)).tolist()
             drawn = generate(self.net, prime, length, num_samples=len(members), temperature=temperature, top_k=top_k,
-                             top_p=top_p, seed=None if seed is None else seed + n,
+                             top_p=top_p, seed=None if seed is None else derived_seed(seed, n),
                              rules=tokenizer.rules(valid_only, ensemble), token_time=tokenizer.token_seconds,
                              max_time=seconds)
             for i, row in zip(members, drawn):
@@ -182,8 +192,9 @@ class Model:
         folder, as `seqgen eval` reads it)."""
         tokenizer = self.tokenizer
         if isinstance(data, str) and self.kind != MIDI:
-            ids = self.encoded(data)
+            ids = self.ids_of(data)
         elif isinstance(data, (str, Path)):
+            check_kind(str(data), tokenizer.reads, f"this is a {LABELS[tokenizer.reads]} model")
             corpus = load_corpus(str(data), tokenizer.reads, **tokenizer.reading())
             ids = corpus.all_ids(tokenizer)
         else:
@@ -198,8 +209,30 @@ class Model:
         loss, tokens = evaluate(self.net, ids, batch_size, seq_len or saved_seq_len(self.checkpoint))
         if not math.isfinite(loss):  # finite weights can still overflow: not a score to report
             raise SeqgenError(f"{self.checkpoint.path}: the model's loss on this text is {loss} (its outputs overflow)")
-        bits = "bpc" if self.tokenizer.unit == "char" else f"bits_per_{self.tokenizer.unit}"
-        return {"loss": loss, bits: loss / math.log(2), "perplexity": perplexity(loss), "tokens": tokens}
+        return {"loss": loss, bits_name(self.tokenizer): loss / math.log(2), "perplexity": perplexity(loss), "tokens": tokens}
+
+
+MIDI_OPTIONS = frozenset({"seconds", "primer", "primer_seconds", "primer_pitches", "instruments", "valid_only",
+                          "program", "tempo"})
+
+
+def check_sampling(*, num_samples, length, seconds, temperature, top_k, top_p, seed) -> None:
+    """The settings of a sample as the CLI bounds them (it checks them itself, as options); one
+    SeqgenError for the first out of range."""
+    def number(x, low, high=math.inf, integer=False):
+        return (isinstance(x, int) if integer else isinstance(x, (int, float))) and not isinstance(x, bool) \
+            and math.isfinite(x) and low <= x <= high
+
+    checks = [("num_samples", num_samples, number(num_samples, 1, integer=True), "a count of at least 1"),
+              ("length", length, length is None or number(length, 1, integer=True), "a count of at least 1"),
+              ("seconds", seconds, seconds is None or number(seconds, 1e-9), "a number of seconds above 0"),
+              ("temperature", temperature, number(temperature, 0), "0 (greedy) or more"),
+              ("top_k", top_k, top_k is None or number(top_k, 1, integer=True), "a count of at least 1"),
+              ("top_p", top_p, top_p is None or number(top_p, 1e-12, 1), "above 0, at most 1"),
+              ("seed", seed, seed is None or number(seed, SEED[0], SEED[1], integer=True), f"an integer {SEED[0]}..{SEED[1]}")]
+    for name, value, ok, expected in checks:
+        if not ok:
+            raise SeqgenError(f"{name} = {value!r:.40}: expected {expected}")
 
 
 def check_size(num_samples: int, length: int) -> None:
@@ -234,6 +267,11 @@ def _onsets(notes) -> list[tuple]:
     """Each note's (instrument if any, pitch, start): what tells a primer's notes from new ones."""
     keys = [f for f in ("program", "pitch", "start") if f in (notes.dtype.names or ())]
     return list(zip(*(notes[k].tolist() for k in keys)))
+
+
+def bits_name(tokenizer) -> str:
+    """What a score in bits is called for this tokenizer's unit: "bpc", or "bits_per_event"."""
+    return "bpc" if tokenizer.unit == "char" else f"bits_per_{tokenizer.unit}"
 
 
 def perplexity(loss: float) -> float:

@@ -7,6 +7,7 @@ Nothing is ever unpickled, so opening a checkpoint cannot run code. Layout of th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import time
@@ -20,7 +21,7 @@ from safetensors.torch import save as st_save
 
 from . import __version__
 from .atomic import atomic_write_bytes
-from .config import KINDS, PRECISIONS, ModelConfig, Progress, TrainConfig, checked, describe
+from .config import COUNT, KINDS, PRECISIONS, ModelConfig, Progress, TrainConfig, checked, describe
 from .errors import SeqgenError
 from .files import read_regular
 from .model import RNNLM, parameter_shapes
@@ -44,6 +45,7 @@ class Checkpoint:
     meta: dict
     tensors: dict[str, torch.Tensor]
     path: Path
+    sha256: str = ""  # of the file's bytes as read
 
     def group(self, prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
@@ -92,7 +94,7 @@ def read(path: Path) -> Checkpoint:
         tensors = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise SeqgenError(f"{path}: corrupt or truncated checkpoint ({e})") from None
-    return Checkpoint(meta, tensors, path)
+    return Checkpoint(meta, tensors, path, hashlib.sha256(data).hexdigest())
 
 
 def _header_meta(data: bytes, path: Path) -> dict:
@@ -143,13 +145,31 @@ def _check_meta(meta: dict, path: Path) -> None:
             _check_section(meta, name, cls, path)
     _check_tokenizer(meta["tokenizer"], path)
     fields = {"train": dict, "corpus": dict, "metrics": dict, "optimizer": dict, "precision": str, "resumable": bool,
-              "processes": int, "seqgen_version": str, "saved_at": str, "init_from": dict}
+              "processes": int, "seqgen_version": str, "saved_at": str}
     for name, kind in fields.items():
         if name in meta and not (isinstance(meta[name], kind) and (kind is bool or not isinstance(meta[name], bool))):
             raise SeqgenError(f"{path}: bad checkpoint metadata ({name} = {describe(meta[name])})")
     if meta.get("precision", "fp32") not in PRECISIONS:
         raise SeqgenError(f"{path}: bad checkpoint metadata (precision = {describe(meta['precision'])})")
     _check_corpus(meta.get("corpus", {}), path)
+    _check_lineage(meta.get("lineage", []), path)
+
+
+MAX_LINEAGE = 64  # the base models a checkpoint names, newest first: a fine-tuning chain's last 64
+
+
+def _check_lineage(lineage, path: Path) -> None:
+    """The base models of a fine-tuned run (finetune.py): each with its checkpoint's path and
+    SHA-256, and the corpus and step it had reached."""
+    ok = isinstance(lineage, list) and len(lineage) <= MAX_LINEAGE and all(
+        isinstance(b, dict) and set(b) == {"checkpoint", "sha256", "corpus", "step"}
+        and isinstance(b["checkpoint"], str) and len(b["checkpoint"]) <= 4096
+        and isinstance(b["sha256"], str) and len(b["sha256"]) == 64 and all(c in "0123456789abcdef" for c in b["sha256"])
+        and (b["corpus"] is None or isinstance(b["corpus"], str) and len(b["corpus"]) <= 4096)
+        and (b["step"] is None or type(b["step"]) is int and 0 <= b["step"] <= COUNT) for b in lineage)
+    if not ok:
+        raise SeqgenError(f"{path}: bad checkpoint metadata (lineage: a list of at most {MAX_LINEAGE} base models, each "
+                          "{checkpoint, sha256, corpus, step})")
 
 
 def _check_section(meta: dict, name: str, cls, path: Path) -> None:

@@ -490,7 +490,8 @@ def eval_(checkpoint, text, batch_size, seq_len, device, threads, as_json):
               help="Count the notes held at least this long (the decoder's cap on note length).")
 @click.option("--seconds", type=FloatRange(0, min_open=True), default=None, metavar="S",
               help="Count only what each file plays in its first S seconds, in both folders: instruments per "
-                   "piece grows with length, so 30 s samples compare with the corpus's 30 s openings.  "
+                   "piece grows with length, so 30 s samples compare with the corpus's 30 s openings (stuck notes "
+                   "are still counted over whole files).  "
                    "[default: whole files]")
 @click.option("--check", is_flag=True, help="Exit 1 unless every statistic is within 20% of --reference and no note is stuck.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")

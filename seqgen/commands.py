@@ -17,8 +17,8 @@ from .atomic import atomic_write_bytes, atomic_write_text, output_kind, refuse_o
 from .config import (
     ModelConfig,
     TrainConfig,
+    derived_seed,
     from_dict,
-    seed_entropy,
 )
 from .corpora import BUILTINS, CORPUS_KINDS, LABELS, MIDI, check_kind, check_options, load_corpus
 from .errors import SeqgenError
@@ -99,8 +99,9 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     default_budget = builtin.time_budget if builtin is not None else None
     default = {"epochs": None, "max_steps": None, "time_budget": default_budget} if default_budget else {}
     train_options.update(_limits(options, explicit, default))
-    if out is None:
-        out = world.agree(_default_run_dir(corpus.name, model_options["cell"]))
+    if out is None:  # named by the cell it trains: a fine-tuned run's is its base's
+        cell = checkpoint.read(options["init_from"]).meta["model"]["cell"] if options.get("init_from") else model_options["cell"]
+        out = world.agree(_default_run_dir(corpus.name, cell))
         lock(out)
     out = Path(out)
     _outside_corpus(out, corpus)
@@ -112,8 +113,9 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
         model_options, tokenizer = base.model_options, base.tokenizer
         if log:
             grown = f"; {len(base.added)} new characters join its vocabulary: {base.added!r}" if base.added else ""
-            log(f"Fine-tuning {base.lineage['checkpoint']} (step {base.lineage['step']:,} on "
-                f"{base.lineage['corpus']}){grown}")
+            step, name = base.lineage[0]["step"], base.lineage[0]["corpus"]
+            log(f"Fine-tuning {base.lineage[0]['checkpoint']} (step {step if step is not None else '?'} on "
+                f"{name or '?'}){grown}")
     else:
         tokenizer = corpus.new_tokenizer({k: options[k] for k in explicit}, log=log)
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options), out,
@@ -216,20 +218,13 @@ TEXT_ONLY = ("prime", "stop")
 MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "soundfont", "instruments")
 
 
-def shard_seed(seed: int, shard: int) -> int:
-    """The generator seed of one shard of a batch job: distinct for every (seed, shard) pair, and
-    the same on every machine (NumPy's SeedSequence mixes the pair; plain seed + shard would make
-    shard 1 of seed 7 repeat shard 0 of seed 8)."""
-    return int(np.random.SeedSequence([seed_entropy(seed), shard]).generate_state(1, np.uint64)[0] >> 1)
-
-
 def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, as_json, **options) -> None:
     """Generate from a checkpoint: text to stdout or files, or MIDI files. With `as_json`, a
     summary of what was generated goes to stdout instead of the paths (or the text itself)."""
     use_threads(threads)
     model = api.load(checkpoint_path, device)
     tokenizer = model.tokenizer
-    midi = model.kind == MIDI
+    midi = tokenizer.reads == MIDI
     wrong = [k for k in (TEXT_ONLY if midi else MIDI_ONLY) if options.get(k)]
     if wrong:
         flag = "--" + wrong[0].replace("_", "-")
@@ -244,7 +239,7 @@ def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, 
         raise SeqgenError("stdout is closed; give --out FILE or DIR for the samples")
     # A seed is always chosen, and reported by --json, so any batch can be made again.
     seed = options["seed"] if options["seed"] is not None else int(np.random.SeedSequence().generate_state(1)[0])
-    options["seed"] = seed if shard is None else shard_seed(seed, index)
+    options["seed"] = seed if shard is None else derived_seed(seed, index)
     if midi:
         reports = _sample_midi(model, files, num_samples, as_json=as_json,
                                **{k: v for k, v in options.items() if k not in TEXT_ONLY})
@@ -285,8 +280,10 @@ def _sample_text(model: api.Model, files, num_samples, *, prime, length, tempera
             sys.stdout.write(tokenizer.decode(token))
             sys.stdout.flush()
 
+        if stop:
+            model.ids_of(stop, "--stop")  # a bad --stop is an error before any output
         if prime and not continuation_only:  # the prime first, as the model read it
-            sys.stdout.write(tokenizer.decode(model.encoded(prime, "--prime")))
+            sys.stdout.write(tokenizer.decode(model.ids_of(prime, "--prime")))
             sys.stdout.flush()
     shown, continuations, reports = model.text_samples(prime, length, num_samples=num_samples, temperature=temperature,
                                                        top_k=top_k, top_p=top_p, seed=seed, stop=stop, on_step=on_step)
@@ -372,7 +369,7 @@ def info(checkpoint_path, *, as_json: bool) -> str:
             "path": str(ckpt.path),
             "layers": [{"name": n, "type": t, "output_shape": s, "params": c} for n, t, s, c in rows],
             "total_params": total, "trainable_params": trainable, **{k: meta.get(k) for k in (
-                "model", "tokenizer", "train", "precision", "corpus", "progress", "metrics", "init_from", "seqgen_version",
+                "model", "tokenizer", "train", "precision", "corpus", "progress", "metrics", "lineage", "seqgen_version",
                 "saved_at")},
         }
         # The tokenizer settings (MIDI); a character vocabulary is summarised by its size.
@@ -396,11 +393,9 @@ def info(checkpoint_path, *, as_json: bool) -> str:
     if corpus:
         size = (f"{corpus['files']:,} MIDI files" if "files" in corpus else f"{corpus.get('characters', 0):,} characters")
         lines.append(f"Corpus: {corpus.get('name')} ({size}) from {corpus.get('source')}")
-    base = meta.get("init_from")
-    while isinstance(base, dict):  # the lineage: each base model, back to one trained from scratch
-        lines.append(f"Fine-tuned from: {base.get('checkpoint')} (SHA-256 {str(base.get('sha256'))[:16]}..., "
-                     f"step {base.get('step')} on {base.get('corpus')})")
-        base = base.get("init_from")
+    for base in meta.get("lineage", []):  # each base model, newest first (checked by checkpoint.read)
+        lines.append(f"Fine-tuned from: {base['checkpoint']} (SHA-256 {base['sha256'][:16]}..., "
+                     f"step {base['step'] if base['step'] is not None else '?'} on {base['corpus'] or '?'})")
     lines.append(
         f"Model config: cell={c.cell} layers={c.layers} hidden={c.hidden} embed={c.embed} "
         f"dropout={c.dropout:g} residual={c.residual}"
@@ -429,7 +424,7 @@ def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads
     # The corpus as the model's training read it (a text model that knows CRs kept them).
     corpus = load_corpus(text_spec, tokenizer.reads, **tokenizer.reading())
     result = model.score_ids(corpus.all_ids(tokenizer), batch_size, seq_len)
-    loss, bits = result["loss"], next(k for k in result if k.startswith("b"))
+    loss, bits = result["loss"], api.bits_name(tokenizer)
     if as_json:
         return json.dumps(result)
     return (f"loss: {loss:.4f} nats/{tokenizer.unit}\n{bits}: {result[bits]:.4f}\n"

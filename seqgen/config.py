@@ -155,6 +155,15 @@ def seed_entropy(seed: int) -> int:
     return seed % 2**64
 
 
+def derived_seed(seed: int, index: int) -> int:
+    """A seed for part `index` of what `seed` makes (a shard of a batch job, a group of samples):
+    distinct for every (seed, index) pair, and the same on every machine (NumPy's SeedSequence
+    mixes the pair; plain seed + index would make part 1 of seed 7 repeat part 0 of seed 8)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed_entropy(seed), index]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def torch_seed(value: int) -> int:
     """A seed derived from --seed (say, times a constant plus the epoch) in torch's range; values
     already in it are kept as they are, so runs from before give the same numbers."""

@@ -3,18 +3,18 @@
 The run is new in every other way: its own corpus, optimizer state, schedule and run directory.
 The model keeps the base's shape; its tokenizer reads the new corpus with the base's settings,
 and a text model's vocabulary grows by the characters the base never saw (`Tokenizer.extended`).
-The checkpoint records the lineage: the base checkpoint's path, SHA-256, corpus and step.
+The checkpoint records the lineage: each base checkpoint's path, SHA-256, corpus and step.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from . import checkpoint
+from .checkpoint import MAX_LINEAGE
 from .corpora import LABELS
 from .errors import SeqgenError
 from .tokenizers import Tokenizer
@@ -29,7 +29,7 @@ class Base:
     model_options: dict  # ModelConfig's fields but vocab_size
     tokenizer: Tokenizer  # the base's, extended to the new corpus
     weights: dict[str, torch.Tensor]  # the base's state_dict, its vocabulary rows moved to the new ids
-    lineage: dict  # saved as the checkpoint's "init_from"
+    lineage: list[dict]  # the base models, newest first: saved as the checkpoint's "lineage"
     added: str  # the characters the new corpus added to a text model's vocabulary
 
 
@@ -59,9 +59,10 @@ def base_model(path, corpus, options: dict, explicit: set, log=None) -> Base:
         model_options["dropout"] = options["dropout"]
     new_ids = sorted(set(range(tokenizer.vocab_size)) - set(ids.tolist()))
     added = tokenizer.decode(new_ids) if new_ids else ""  # only a text model's vocabulary grows
-    lineage = {"checkpoint": str(ckpt.path), "sha256": _sha256(ckpt.path),
-               "corpus": ckpt.meta.get("corpus", {}).get("name"), "step": ckpt.meta.get("progress", {}).get("step"),
-               **({"init_from": ckpt.meta["init_from"]} if "init_from" in ckpt.meta else {})}
+    step, name = ckpt.meta.get("progress", {}).get("step"), ckpt.meta.get("corpus", {}).get("name")
+    this = {"checkpoint": str(ckpt.path.resolve()), "sha256": ckpt.sha256, "corpus": name if isinstance(name, str) else None,
+            "step": step if type(step) is int else None}
+    lineage = [this, *ckpt.meta.get("lineage", [])][:MAX_LINEAGE]  # checked by checkpoint.read
     return Base(model_options, tokenizer, weights, lineage, added)
 
 
@@ -78,10 +79,3 @@ def _moved(weights: dict[str, torch.Tensor], ids: torch.Tensor, vocab_size: int)
         moved[name] = new
     return moved
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

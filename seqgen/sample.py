@@ -24,7 +24,8 @@ class Rules(Protocol):
 
     def start(self, prime: Sequence[int], num_samples: int, device) -> None: ...
 
-    def restrict(self, logits: torch.Tensor) -> torch.Tensor: ...  # (K, V) -> (K, V): what is not allowed at -inf
+    # (K, V) logits -> (K, V): what may not come next at -inf (`temperature`: how they will be sampled)
+    def restrict(self, logits: torch.Tensor, temperature: float) -> torch.Tensor: ...
 
     def advance(self, token: torch.Tensor) -> None: ...  # the (K,) ids just drawn
 
@@ -123,7 +124,7 @@ def generate(
         if t == 0 and not torch.isfinite(logits).all():  # finite weights can still overflow (3e38, say)
             raise SeqgenError("the model's outputs are not finite numbers: its weights are damaged or far too large")
         if rules is not None:
-            logits = rules.restrict(logits)
+            logits = rules.restrict(logits, temperature)
         # Gumbel-max: argmax(logits / T - log E), E ~ Exp(1), is a draw from softmax(logits / T),
         # in a few cheap kernels instead of softmax and multinomial's cumulative search.
         if temperature == 0:

@@ -210,11 +210,11 @@ class Trainer:
         self.progress = Progress()
         self.carry: Any = None  # the recurrent state (L, S, B, H) carried into the next batch, this process' rows
         # A fine-tuning run (finetune.Base) starts from its base's weights; its lineage stays in every checkpoint.
-        self.lineage = None if init_from is None else init_from.lineage
+        self.lineage = [] if init_from is None else init_from.lineage
         if init_from is not None:
             self.model.load_state_dict(init_from.weights)
         if resume_from is not None:
-            self.lineage = resume_from.meta.get("init_from")
+            self.lineage = resume_from.meta.get("lineage", [])
             self._restore(resume_from)
         self._reseed()
 
@@ -380,7 +380,7 @@ class Trainer:
             "precision": self.precision,  # what --precision resolved to on the machine that saved it
             "processes": self.world.size,
             "metrics": metrics,
-            **({"init_from": self.lineage} if self.lineage else {}),
+            **({"lineage": self.lineage} if self.lineage else {}),
         }
 
     def _resume_meta(self) -> dict:

@@ -70,3 +70,17 @@ def test_a_midi_model_generates_pretty_midi_as_the_cli_writes_it(tmp_path):
         (n.pitch, round(n.start, 3)) for n in pieces[0].instruments[0].notes]
     with pytest.raises(SeqgenError, match="primer="):
         m.generate(prime="The ")
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_p=5), dict(top_p=0), dict(num_samples=0), dict(length=0),
+                                 dict(length=-3), dict(seed=2**70), dict(top_k=0), dict(temperature=float("nan"))])
+def test_generate_refuses_what_the_cli_refuses(trained_run, bad):
+    with pytest.raises(SeqgenError, match=f"{next(iter(bad))} = "):
+        seqgen.load(trained_run).generate(**bad)
+
+
+def test_a_midi_model_refuses_unknown_options():
+    with pytest.raises(SeqgenError, match="secnds: not an option"):
+        seqgen.load(BACH).generate(secnds=3)
+    with pytest.raises(SeqgenError, match="seconds = "):
+        seqgen.load(BACH).generate(seconds=-2)

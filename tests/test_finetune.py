@@ -36,7 +36,7 @@ def test_the_base_weights_move_to_the_extended_vocabulary(trained_run, new_corpu
     for name in old.keys() - {"embed.weight", "head.weight", "head.bias"}:
         assert torch.equal(base.weights[name], old[name])  # the recurrent layers as they were
     assert base.model_options == {k: v for k, v in vars(net.config).items() if k != "vocab_size"}
-    assert base.lineage["sha256"] == hashlib.sha256(ckpt.path.read_bytes()).hexdigest()
+    assert base.lineage[0]["sha256"] == hashlib.sha256(ckpt.path.read_bytes()).hexdigest()
 
 
 def test_fine_tune_from_the_command_line_and_see_the_lineage(trained_run, new_corpus, tmp_path):
@@ -47,8 +47,8 @@ def test_fine_tune_from_the_command_line_and_see_the_lineage(trained_run, new_co
     assert "Fine-tuning" in result.stderr and "new characters join its vocabulary" in result.stderr
     base_ckpt = checkpoint.read(trained_run)
     meta = json.loads(invoke("info", run, "--json").stdout)
-    assert meta["init_from"]["sha256"] == hashlib.sha256(base_ckpt.path.read_bytes()).hexdigest()
-    assert meta["init_from"]["step"] == base_ckpt.meta["progress"]["step"]
+    assert meta["lineage"][0]["sha256"] == hashlib.sha256(base_ckpt.path.read_bytes()).hexdigest()
+    assert meta["lineage"][0]["step"] == base_ckpt.meta["progress"]["step"]
     assert meta["model"]["hidden"] == base_ckpt.meta["model"]["hidden"] and meta["progress"]["step"] == 4
     assert "Fine-tuned from: " + str(base_ckpt.path) in invoke("info", run).output
     assert invoke("sample", run, "--prime", "Señor ", "-n", "20", "--seed", "1").exit_code == 0
@@ -84,3 +84,34 @@ def test_a_midi_model_fine_tunes_with_its_own_tokenizer(tmp_path):
     result = invoke("train", sample, "--init-from", "checkpoints/bach-chorales-lstm", "--out", tmp_path / "run",
                     "--max-steps", "2", "--seq-len", "16", "--batch-size", "2", "--threads", "1")
     assert result.exit_code == 0, result.output
+
+
+def test_the_fine_tuned_model_starts_from_the_base_weights(trained_run, corpus_file, tmp_path):
+    """One step at a learning rate of 1e-6 changes nothing that shows: the fine-tuned model scores
+    what its base scores, where a model of the same shape from scratch scores far worse."""
+    run = tmp_path / "tuned"
+    result = invoke("train", corpus_file, "--init-from", trained_run, "--out", run, "--max-steps", "1", "--lr", "1e-6",
+                    "--seq-len", "16", "--batch-size", "4", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    scratch = tmp_path / "scratch"
+    assert invoke("train", corpus_file, "--out", scratch, "--max-steps", "1", "--lr", "1e-6", "--layers", "2", "--hidden",
+                  "32", "--embed", "16", "--seq-len", "16", "--batch-size", "4", "--threads", "1").exit_code == 0
+    base, tuned, fresh = (json.loads(invoke("eval", r, corpus_file, "--json").stdout)["loss"]
+                          for r in (trained_run, run, scratch))
+    assert abs(tuned - base) < 0.01 and fresh > base + 0.3, (base, tuned, fresh)
+
+
+@pytest.mark.parametrize("lineage", [
+    {"checkpoint": "x"}, [{"checkpoint": "x", "sha256": "0" * 64, "corpus": None}],
+    [{"checkpoint": "x", "sha256": "z" * 64, "corpus": None, "step": 1}],
+    [{"checkpoint": "x", "sha256": "0" * 64, "corpus": None, "step": -1}],
+    [{"checkpoint": "x", "sha256": "0" * 64, "corpus": None, "step": None}] * 65,
+])
+def test_a_bad_lineage_is_one_line(trained_run, tmp_path, lineage):
+    from safetensors.torch import save
+
+    ckpt = checkpoint.read(trained_run)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(save(ckpt.tensors, metadata={"seqgen": json.dumps({**ckpt.meta, "lineage": lineage})}))
+    result = invoke("info", bad)
+    assert result.exit_code == 1 and "bad checkpoint metadata (lineage" in result.stderr, result.output

@@ -272,7 +272,8 @@ def test_the_tokenizer_learns_the_corpus_ensembles_and_the_checkpoint_keeps_them
     without_drums = load_corpus(band).new_tokenizer({"tokenizer": "multitrack", "keep_drums": False})
     assert without_drums.ensembles[0] == ((0, BASS, STRINGS), 4)
     for bad in ([{"programs": [0, 999], "files": 1}], [{"programs": [], "files": 1}], [{"programs": [0], "files": 0}],
-                [{"programs": [0], "files": True}], [[0, 1]], {"programs": [0]}, None):
+                [{"programs": [0], "files": True}], [{"programs": [0], "files": 10**400}], [[0, 1]], {"programs": [0]},
+                None):
         with pytest.raises(SeqgenError, match="bad midi-multitrack tokenizer settings"):
             tokenizer_from_dict({**saved, "ensembles": bad})
     assert tokenizer_from_dict({k: v for k, v in saved.items() if k != "ensembles"}).ensembles == ()  # older checkpoints
@@ -281,22 +282,24 @@ def test_the_tokenizer_learns_the_corpus_ensembles_and_the_checkpoint_keeps_them
 def test_a_batch_draws_ensembles_in_the_corpus_proportions():
     tok = ensembles_of(([0], 3), ([BASS, DRUMS], 1))
     band = frozenset((BASS, tok.drum_part))
-    piece, bass_line = tok.encode(np.zeros(0, PROGRAM_NOTE_DTYPE)), tok.chord([40])
-    bass_line[-3] = tok.program + BASS  # PIECE, header, PROGRAM(bass), VELOCITY, NOTE_ON(40)
+    piece, bass_line = tok.encode(np.zeros(0, PROGRAM_NOTE_DTYPE)), tok.chord([40], ensemble=[BASS])
+    assert [tok.event_name(i) for i in bass_line] == ["PIECE", "PROGRAM(Electric Bass (finger))", "VELOCITY(19)",
+                                                      "NOTE_ON(40)"]  # the header names the part in force
     for seed in range(5):
         drawn = tok.ensembles_for(piece, 8, seed=seed)
         assert sorted(drawn, key=len) == [frozenset({0})] * 6 + [band] * 2  # 6:2 is 3:1, whatever the seed
     assert tok.ensembles_for(piece, 8, seed=1) == tok.ensembles_for(piece, 8, seed=1)
     assert tok.played(bass_line).tolist() == [BASS]
     assert tok.ensembles_for(bass_line, 4, seed=1) == [band] * 4  # only those holding the prime's instruments
-    assert tok.ensembles_for(tok.chord([60]), 2, "bass") == [frozenset(range(32, 40))] * 2  # told who plays
+    assert tok.ensembles_for(piece, 2, "bass") == [frozenset({BASS})] * 2  # told who plays: the corpus's bass
+    assert ensembles_of(([0], 1)).ensembles_for(piece, 1, "bass") == [frozenset(range(32, 40))]  # none: the family
     assert tok.ensembles_for(piece, 2, "any") == [None, None]
     assert ensembles_of(([STRINGS], 1)).ensembles_for(bass_line, 2) == [None, None]  # none holds the bass: no limit
 
 
 def test_a_piece_announces_who_plays_and_a_sample_plays_only_them(band, tmp_path):
     tok = MultitrackTokenizer()
-    assert [tok.event_name(i) for i in tok.chord([60], ensemble=[BASS])[:4]] == [
+    assert [tok.event_name(i) for i in tok.chord([60], ensemble=[0, BASS])[:4]] == [
         "PIECE", "PROGRAM(Acoustic Grand Piano)", "PROGRAM(Electric Bass (finger))", "PROGRAM(Acoustic Grand Piano)"]
     old = MultitrackTokenizer.from_dict({k: v for k, v in tok.to_dict().items() if k != "header"})
     assert old.event_name(old.encode(tok.read_notes(band_file()))[2]) == "VELOCITY(17)"  # from before headers: none
@@ -308,28 +311,32 @@ def test_a_piece_announces_who_plays_and_a_sample_plays_only_them(band, tmp_path
                     "--out", tmp_path / "s", "--json")
     assert result.exit_code == 0, result.output
     played = [set(r.get("instruments", [])) for r in json.loads(result.stdout)["samples"]]
-    solo = {"Acoustic Grand Piano"}
     band_members = {"Acoustic Grand Piano", "Electric Bass (finger)", "String Ensemble 1", "Drums"}
-    assert sum(p <= solo for p in played) >= 1 and all(p <= band_members for p in played)
+    assert sum(p == {"Acoustic Grand Piano"} for p in played) == 1 and all(p <= band_members for p in played)
+    for seed in ("-1", str(2**64 - 1)):  # any seed torch takes
+        assert invoke("sample", run, "-k", "3", "--seconds", "1", "--seed", seed, "--out", tmp_path / seed).exit_code == 0
 
 
-def test_limiting_the_instruments_keeps_the_odds_of_changing_instrument():
-    """Only which part a PROGRAM changes to is limited: the probability of changing at all, the
-    model's, stays what it was (a mask alone would hand it to notes and time shifts)."""
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 1.5])
+def test_limiting_the_instruments_keeps_the_odds_of_changing_instrument(temperature):
+    """Only which part a PROGRAM changes to is limited: the odds of changing at all, the model's
+    at the sampling temperature, stay what they were (a mask alone would hand them to notes and
+    time shifts)."""
     tok = TOK
     rules = tok.rules(True, tok.parts_named("bass,drums"))
-    rules.start(tok.encode(np.zeros(0, PROGRAM_NOTE_DTYPE)), 3, "cpu")
-    logits = torch.randn(3, tok.vocab_size, generator=torch.Generator().manual_seed(0))
-    before = logits.softmax(-1)
-    after = rules.restrict(logits).softmax(-1)
+    rules.start(tok.chord([60]), 3, "cpu")  # the piano announced, in force, and playing
+    logits = torch.randn(3, tok.vocab_size, generator=torch.Generator().manual_seed(0)) * 3
+    before = (logits / temperature).softmax(-1)
+    after = (rules.restrict(logits, temperature) / temperature).softmax(-1)
+    allowed = rules.allowed()
     changes = torch.ones(tok.parts, dtype=torch.bool)
-    changes[0] = False  # the piano, in force at the start of a piece: its PROGRAM changes nothing
+    changes[0] = False  # the piano, in force: its PROGRAM changes nothing
     change_before = before[:, tok.program : tok.boundary][:, changes].sum(-1)
     change_after = after[:, tok.program : tok.boundary].sum(-1)
-    # The other events lose what the masked NOTE_ONs (piano's, not allowed) had; renormalise them out.
-    kept = before.masked_fill(~rules.allowed(), 0).sum(-1) - before[:, tok.program : tok.boundary].masked_fill(
-        ~rules.allowed()[:, tok.program : tok.boundary], 0).sum(-1)
-    assert torch.allclose(change_after / (1 - change_after), change_before / kept, rtol=1e-4)
+    # Against what else may come next (the piano's NOTE_ONs may not: it is not allowed to play).
+    rest_before = before.masked_fill(~allowed, 0).sum(-1) - before[:, tok.program : tok.boundary].masked_fill(
+        ~allowed[:, tok.program : tok.boundary], 0).sum(-1)
+    assert torch.allclose(change_after / (1 - change_after), change_before / rest_before, rtol=1e-4)
     assert set(after[0, tok.program : tok.boundary].nonzero().ravel().tolist()) == {32, 33, 34, 35, 36, 37, 38, 39, 128}
 
 
@@ -343,3 +350,20 @@ def test_midi_stats_of_the_first_seconds(tmp_path):
     assert json.loads(whole.stdout)["stats"]["instruments"] == 2
     assert json.loads(opening.stdout)["stats"]["instruments"] == 1
     assert "the first 2 s of each" in invoke("midi-stats", tmp_path, "--reference", tmp_path, "--seconds", "2").output
+
+
+@pytest.mark.parametrize("name", ["multitrack", "duration"])
+def test_the_rules_allow_every_event_of_an_encoded_piece(name):
+    """What training reads, a sampler may draw: header and all (a rule that forbade the data's
+    own events would leave the model only its unlikely alternatives)."""
+    from seqgen.tokenizers import tokenizer_named
+
+    cls = tokenizer_named(name, "midi", "test")
+    tok = cls(cls.config_class())
+    for notes in (tok.read_notes(band_file()), tok.read_notes(band_file())[:3]):  # a band, and a piano's chord
+        ids = tok.encode(notes)
+        rules = tok.rules(True)
+        rules.start(ids[:1], 1, "cpu")
+        for i in ids[1:].tolist():
+            assert rules.allowed()[0, i], tok.event_name(i)
+            rules.advance(torch.tensor([i]))

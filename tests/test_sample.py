@@ -118,7 +118,7 @@ class NoRepeats:
     def start(self, prime, num_samples, device):
         self.last = torch.full((num_samples,), int(prime[-1]))
 
-    def restrict(self, logits):
+    def restrict(self, logits, temperature):
         mask = torch.ones(len(self.last), V, dtype=torch.bool)
         mask[:, list(self.banned)] = False
         mask[torch.arange(len(self.last)), self.last] = False

@@ -56,7 +56,7 @@ class DurationRules(EventRules):
         self.struck = torch.as_tensor(struck, device=device).repeat(num_samples, 1)  # (K, P*128)
         last_on = bool(len(ids)) and int(ids[-1]) < tok.note_off
         self.after_note = torch.full((num_samples,), last_on, dtype=torch.bool, device=device)  # (K,)
-        self._start_clock(int(time[-1]) if len(ids) else 0, int(parts[-1]) if len(ids) else 0, num_samples, device)
+        self._start_clock(ids, int(time[-1]) if len(ids) else 0, int(parts[-1]) if len(ids) else 0, num_samples, device)
 
     def allowed(self):
         """(K, V) bool: which events each sample may draw next."""
@@ -179,8 +179,7 @@ class DurationTokenizer(MultitrackTokenizer):
         return sorted_notes(notes), report
 
     def chord(self, pitches, velocity: int = 80, ensemble=None) -> np.ndarray:
-        """PIECE, the header, the piano's PROGRAM, then the pitches struck together at time 0,
-        each held a second."""
+        """MidiTokenizer.chord's primer, each note held a second."""
         ids = super().chord(pitches, velocity, ensemble)
         second = self._duration_ids(np.array([max(1, round(1.0 / self.config.resolution))]))[0]
         notes_at = np.flatnonzero(ids < self.note_off)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import MidiConfig, from_dict
+from ..config import MidiConfig, from_dict, seed_entropy
 from ..errors import SeqgenError
 from ..midi_io import DRUMS, NOTE_DTYPE, one_part, read_performance, resolve_overlaps, sorted_notes
 from .base import id_dtype, register
@@ -165,13 +165,16 @@ class MidiTokenizer:
         return float(_capped_end(notes, self.config.max_note).max()) if len(notes) else 0.0
 
     def chord(self, pitches, velocity: int = 80, ensemble=None) -> np.ndarray:
-        """PIECE, then the pitches struck together at time 0 and left sounding: a primer (a
-        piano's, in a tokenizer of several parts, announcing `ensemble` too)."""
+        """PIECE, then the pitches struck together at time 0 and left sounding: a primer. In a
+        tokenizer of several parts, after the header of `ensemble`, played by its first pitched
+        part (the piano's without one)."""
         pitches = sorted(set(pitches))
         if any(not 0 <= p <= 127 for p in pitches):
             raise SeqgenError("MIDI pitches are 0 to 127")
-        header = self.header(sorted({0, *(ensemble or ())}))
-        events = [self.boundary, *header.tolist(), self.velocity + int(self._bin_of[velocity])]
+        part = min((p for p in ensemble or () if self.pitched(np.array([p]))[0]), default=0)
+        header = self.header(sorted({part, *(ensemble or ())})).tolist()
+        program = [self.program + part] if self.program_events and header[-1:] != [self.program + part] else []
+        events = [self.boundary, *header, *program, self.velocity + int(self._bin_of[velocity])]
         return np.array(events + [self.note_on + p for p in pitches], dtype=id_dtype(self.vocab_size))
 
     def seconds(self, ids) -> float:
@@ -186,19 +189,23 @@ class MidiTokenizer:
     def ensembles_for(self, prime, num_samples: int, instruments: str | None = None,
                       seed: int | None = None) -> list[frozenset[int] | None]:
         """The parts each sample may play (None: any). `instruments` (names, families or program
-        numbers) names them for every sample, and "any" lets the model choose. By default each
+        numbers) names them for every sample (of a family, the programs the corpus has, if any),
+        and "any" lets the model choose. By default each
         sample plays one of the corpus's ensembles, among those that hold every part the prime
         plays (none, no limit, if no ensemble does), each as often as the corpus's files have
         it. The draw is systematic (one random offset, then K evenly spaced points on the
         cumulative file counts), so a batch has the corpus's mix: 8 samples of a corpus of half
         piano solos, half bands are 4 and 4, not anywhere from 0 to 8 as independent draws."""
         if instruments is not None and instruments.strip().lower() != "any":
-            return [frozenset(self.parts_named(instruments))] * num_samples
+            named = self.parts_named(instruments)
+            # Of a family's programs, those the corpus has: "bass" is its bass, not all eight.
+            known = named.intersection(*[set().union(*(parts for parts, _ in self.ensembles))] if self.ensembles else [])
+            return [frozenset(known or named)] * num_samples
         primed = set(self.played(prime).tolist())
         holding = [(parts, files) for parts, files in self.ensembles if primed <= set(parts)]
         if instruments is not None or not holding:
             return [None] * num_samples
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(None if seed is None else seed_entropy(seed))
         cumulative = np.cumsum([files for _, files in holding], dtype=np.float64)  # (E,)
         points = (rng.random() + np.arange(num_samples)) / num_samples * cumulative[-1]  # (K,)
         picks = rng.permutation(np.searchsorted(cumulative, points, side="right"))
@@ -255,7 +262,10 @@ class MidiTokenizer:
         full, rest = np.divmod(gap, self.shift_steps)  # (E,) longest shifts, then one of `rest` steps
         has_rest = rest > 0
         part = key // 128  # (E,)
-        switch = np.diff(part, prepend=-1) != 0 if self.program_events else np.zeros(len(time), bool)  # (E,)
+        # The first event names its part unless the header's last PROGRAM already has: a sampler never
+        # draws a PROGRAM of the part in force, so the data never holds one.
+        in_force = int(header[-1]) - self.program if len(header) else -1
+        switch = np.diff(part, prepend=in_force) != 0 if self.program_events else np.zeros(len(time), bool)  # (E,)
         on_bins = bins[is_on]
         changed = np.zeros(len(time), bool)  # (E,) a NOTE_ON whose bin differs from the last NOTE_ON's
         changed[is_on] = np.diff(on_bins, prepend=-1) != 0
@@ -396,14 +406,20 @@ class EventRules:
         opened, struck, now, part = self.after(prime)
         self.opened = torch.as_tensor(opened, device=device).repeat(num_samples, 1)  # (K, P*128) onset step; -1 silent
         self.struck = torch.as_tensor(struck, device=device).repeat(num_samples, 1)  # (K, P*128) last onset step
-        self._start_clock(now, part, num_samples, device)
+        self._start_clock(prime, now, part, num_samples, device)
 
-    def _start_clock(self, now: int, part: int, num_samples: int, device) -> None:
-        """The state every sampler of parts keeps: the step, the part in force, who may play."""
+    def _start_clock(self, prime, now: int, part: int, num_samples: int, device) -> None:
+        """The state every sampler of parts keeps: the step, the part in force, who may play, and
+        whether a PROGRAM has come yet (the piece's header may begin with the piano's, which a
+        piece is played by before any PROGRAM, so it changes nothing but says who plays)."""
         import torch
 
+        tok = self.tok
+        ids = np.asarray(prime, dtype=np.int64).ravel()
         self.now = torch.full((num_samples,), now, dtype=torch.long, device=device)  # (K,) steps
         self.part = torch.full((num_samples,), part, dtype=torch.long, device=device)  # (K,) the part in force
+        announced = not getattr(tok.config, "header", False) or bool(((ids >= tok.program) & (ids < tok.boundary)).any())
+        self.announced = torch.full((num_samples,), announced, dtype=torch.bool, device=device)  # (K,)
         self.allowed_parts = torch.ones(self.tok.parts, dtype=torch.bool, device=device)  # (P,)
         if self.playing is not None:
             self.allowed_parts[:] = False
@@ -456,24 +472,27 @@ class EventRules:
         self._mask_parts(mask)
         return mask
 
-    def restrict(self, logits):
+    def restrict(self, logits, temperature: float = 1.0):
         """(K, V) logits -> the same with what may not come next at -inf. When some parts may not
-        play, the model's odds of changing part are kept and only which part it changes to is
-        limited: masked alone, the forbidden PROGRAMs' probability would go mostly to notes and
-        time shifts, and a sample would keep to the first of its instruments."""
+        play, the model's odds of changing part (at the sampling `temperature`) are kept and only
+        which part it changes to is limited: masked alone, the forbidden PROGRAMs' probability
+        would go mostly to notes and time shifts, and a sample would keep to the first of its
+        instruments."""
         import torch
 
         tok, mask = self.tok, self.allowed()  # (K, V)
         if tok.program_events and not bool(self.allowed_parts.all()):
             rows = torch.arange(len(self.part), device=self.part.device)
-            programs = logits[:, tok.program : tok.boundary].float()  # (K, P)
+            scale = temperature or 1.0  # greedy decoding has no odds to keep
+            programs = logits[:, tok.program : tok.boundary].float() / scale  # (K, P) as sampled
             changes = torch.ones_like(mask[:, tok.program : tok.boundary])
-            changes[rows, self.part] = False  # a PROGRAM of the part in force changes nothing
+            changes[rows, self.part] = ~self.announced  # a PROGRAM of the part in force changes nothing
+            allowed = changes & self.allowed_parts[None, :]  # (K, P)
             every = programs.masked_fill(~changes, float("-inf")).logsumexp(-1)  # (K,)
-            kept = programs.masked_fill(~mask[:, tok.program : tok.boundary], float("-inf")).logsumexp(-1)  # (K,)
-            lift = torch.where(torch.isfinite(kept), every - kept, torch.zeros_like(kept))  # (K,)
+            kept = programs.masked_fill(~allowed, float("-inf")).logsumexp(-1)  # (K,)
+            lift = torch.where(torch.isfinite(kept), every - kept, torch.zeros_like(kept)) * scale  # (K,)
             logits = logits.clone()
-            logits[:, tok.program : tok.boundary] += lift[:, None].to(logits.dtype)
+            logits[:, tok.program : tok.boundary] += (lift[:, None] * allowed).to(logits.dtype)
         return logits.masked_fill(~mask, float("-inf"))
 
     def _mask_parts(self, mask) -> None:
@@ -483,8 +502,8 @@ class EventRules:
         if not tok.program_events:
             return
         programs = self.allowed_parts[None, :].repeat(len(self.part), 1)  # (K, P)
-        if self.valid_only:
-            programs[range(len(self.part)), self.part] = False  # a PROGRAM of the part in force changes nothing
+        if self.valid_only:  # a PROGRAM of the part in force changes nothing (but the first announces it)
+            programs[range(len(self.part)), self.part] &= ~self.announced
         mask[:, tok.program : tok.boundary] = programs
         mask[:, tok.note_on : tok.note_on + 128] &= self.allowed_parts[self.part][:, None]
 
@@ -513,6 +532,7 @@ class EventRules:
         self.now += torch.where(shift, token - tok.time_shift + 1, torch.zeros_like(token))
         program = (token >= tok.program) & (token < tok.boundary)
         self.part = torch.where(program, token - tok.program, self.part)
+        self.announced |= program
 
 
 MidiTokenizer.rules_class = EventRules

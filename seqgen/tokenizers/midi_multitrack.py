@@ -22,10 +22,10 @@ from typing import cast
 
 import numpy as np
 
-from ..config import MultitrackConfig
+from ..config import COUNT, MultitrackConfig
 from ..errors import SeqgenError
 from ..midi_io import DRUMS, PROGRAM_NOTE_DTYPE, family_of, instrument_name, resolve_overlaps
-from .base import id_dtype, register
+from .base import register
 from .midi_events import MidiTokenizer
 
 FAMILIES = 16  # General MIDI's families of 8 programs each: Piano, Chromatic Percussion, ..., Sound Effects
@@ -78,7 +78,7 @@ class MultitrackTokenizer(MidiTokenizer):
             programs, files = (e.get("programs"), e.get("files")) if isinstance(e, dict) else (None, None)
             if (not isinstance(programs, list) or not programs or len(programs) > tokenizer.parts
                     or any(type(p) is not int or not 0 <= p <= DRUMS for p in programs)
-                    or type(files) is not int or files < 1):
+                    or type(files) is not int or not 1 <= files <= COUNT):
                 raise ValueError("each ensemble must be {'programs': [0-128, ...], 'files': N >= 1}")
             fits.append((tuple(sorted(set(tokenizer._part_of_program(programs).tolist()))), files))
         tokenizer.ensembles = tuple(fits)
@@ -143,13 +143,6 @@ class MultitrackTokenizer(MidiTokenizer):
         keyed["pitch"] %= 128
         keyed = keyed[np.lexsort((keyed["pitch"], keyed["program"], keyed["start"]))]
         return keyed, {"drum_notes_left_out": len(notes) - len(kept)}
-
-    def chord(self, pitches, velocity: int = 80, ensemble=None) -> np.ndarray:
-        """PIECE, the header (the piano and `ensemble`), the piano's PROGRAM, then the pitches
-        struck together at time 0 and left sounding."""
-        ids = super().chord(pitches, velocity, ensemble)
-        return np.insert(ids, 1 + len(self.header(sorted({0, *(ensemble or ())}))), self.program).astype(
-            id_dtype(self.vocab_size))
 
     def header(self, parts) -> np.ndarray:
         """A PROGRAM for each part that plays in the piece, in order, right after its PIECE (with
