@@ -275,6 +275,9 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
 @click.option("--nproc", type=click.IntRange(1), default=1,
               help="Train as N processes on this machine (one per GPU, or each with a share of the CPU cores) "
                    "under torchrun and DistributedDataParallel; --batch-size is the global batch.")
+@click.option("--tensorboard", is_flag=True,
+              help="Also log loss, val_loss and lr at each evaluation for TensorBoard, in RUN/tensorboard/ "
+                   "(needs tensorboard).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: when stderr is a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on stderr but errors.")
 @click.pass_context
@@ -286,8 +289,8 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, nproc,
     Training stops at the first of --epochs, --max-steps, --time-budget and --patience (the
     built-in python-docs, given none of the first three, trains for two minutes), then the
     run directory holds best.safetensors (lowest validation loss), last.safetensors (resumable;
-    with --keep K also K-1 earlier ones) and metrics.csv. The path of the best checkpoint is
-    printed on stdout.
+    with --keep K also K-1 earlier ones), metrics.csv and, where matplotlib is installed, its
+    curves in curves.png (see `seqgen plot`). The path of the best checkpoint is printed on stdout.
 
     \b
     Examples:
@@ -303,8 +306,11 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, nproc,
     """
     note_start()  # before torch loads: the first measure of how busy the machine is
     from . import commands
+    from .curves import need_tensorboard
     from .distributed import launch, launched
 
+    if options["tensorboard"]:
+        need_tensorboard()  # before anything starts (and before --nproc starts processes)
     if nproc > 1 and not launched():  # in the processes torchrun starts, --nproc has been done
         batch_given = ctx.get_parameter_source("batch_size") != click.core.ParameterSource.DEFAULT
         if (batch_given or not resume) and options["batch_size"] % nproc:  # a resumed run has its own
@@ -517,6 +523,35 @@ def midi_stats(folder, reference, cap_seconds, seconds, check, as_json):
     if check and not (ok and ref is not None):
         raise CliError("the statistics are not all within 20% of the reference" if ref is not None
                        else "--check needs --reference")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("runs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path),
+                shell_complete=complete_runs)
+@click.option("--x", "x_axis", type=click.Choice(["steps", "time"]), default="steps",
+              help="Against training steps, or the wall-clock time each run had trained (elapsed_s).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a PNG here (needs matplotlib).  [default: draw in the terminal (needs plotext)]")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
+def plot(runs, x_axis, out, force):
+    """Plot the training curves of RUN (a run directory, or its metrics.csv), or of several runs
+    to compare them: the training loss (dashed) and validation loss (solid) at each evaluation,
+    a colour per run, and a legend naming each run.
+
+    Training keeps its own picture of them, curves.png, in the run directory where matplotlib
+    is installed. `pip install seqgen[plot]` installs matplotlib and plotext.
+
+    \b
+    Examples:
+      seqgen plot checkpoints/poems                   # in the terminal
+      seqgen plot checkpoints/lstm checkpoints/gru --x time --out lstm-vs-gru.png
+    """
+    from .curves import plot as plot_runs
+
+    text = plot_runs(list(runs), x=x_axis, out=out, force=force,
+                     colour=sys.stdout is not None and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    if text is not None:
+        click.echo(text)
 
 
 @cli.group(cls=Group, context_settings=CONTEXT)

@@ -119,7 +119,8 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     else:
         tokenizer = corpus.new_tokenizer({k: options[k] for k in explicit}, log=log)
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options), out,
-                      tokenizer=tokenizer, init_from=base, reporter=reporter, strict=strict, world=world, device=device)
+                      tokenizer=tokenizer, init_from=base, reporter=reporter, strict=strict, world=world, device=device,
+                      tensorboard=options.get("tensorboard", False))
     for notice in corpus.notices():
         trainer.reporter.log(notice)
     if default_budget and not explicit & set(LIMITS):
@@ -157,7 +158,7 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
     try:
         trainer = Trainer(corpus, from_dict(ModelConfig, ckpt.meta["model"]), config, Path(out),
                           tokenizer=tokenizer, resume_from=ckpt, reporter=reporter, strict=strict,
-                          world=world, device=device)
+                          world=world, device=device, tensorboard=options.get("tensorboard", False))
     except SeqgenError as e:
         if "precision" in explicit or not str(e).startswith("--precision"):
             raise

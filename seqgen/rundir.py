@@ -1,5 +1,5 @@
 """A run directory: its checkpoints, --keep rotation and metrics.csv (`RunDir`), and which files
-in it are seqgen's.
+in it are seqgen's (curves.png and tensorboard/, which training draws and logs, among them).
 
 A run directory may hold the user's own files too (notes, plots, a README); seqgen touches only
 the names it writes itself, and refuses to start a run among files it did not write unless told
@@ -17,33 +17,38 @@ import torch
 
 from . import checkpoint
 from .atomic import atomic_link, atomic_write_text
+from .curves import CURVES, METRIC_FIELDS, METRICS, TENSORBOARD, drawn_by_seqgen, is_tensorboard_dir
 from .errors import SeqgenError
 from .lock import LOCK
 
-METRICS = "metrics.csv"
-METRIC_FIELDS = ["step", "epoch", "tokens", "elapsed_s", "lr", "loss", "val_loss", "val_bpc"]
-_OWN = r"(?:best|last|step-\d{8})\.safetensors|metrics\.csv"
+_OWN = r"(?:best|last|step-\d{8})\.safetensors|metrics\.csv|curves\.png"
 OWN = re.compile(_OWN)
 # What atomic.py writes on the way to those names: `.NAME.<random>.tmp` and `.NAME.link.tmp`.
 OWN_TEMP = re.compile(rf"\.(?:{_OWN})\.[^/]+\.tmp")
 
 
 def is_own(path: Path) -> bool:
-    """Whether `path` in a run directory is a file seqgen writes: a checkpoint or the metrics log
-    (by their content, so a user's own file of that name is not mistaken for one), a temporary
-    file on the way to one of them, or the lock."""
+    """Whether `path` in a run directory is a file seqgen writes: a checkpoint, the metrics log or
+    the curves drawn from it (by their content, so a user's own file of that name is not mistaken
+    for one), a temporary file on the way to one of them, the lock, or the folder of TensorBoard's
+    event files."""
     name = path.name
     if name == LOCK or OWN_TEMP.fullmatch(name):
         return True
+    if name == TENSORBOARD:
+        return is_tensorboard_dir(path)
     if not OWN.fullmatch(name) or not path.is_file() or path.is_symlink():
         return False
     try:
         with path.open("rb") as f:
             if name == METRICS:
                 return f.readline().strip() == ",".join(METRIC_FIELDS).encode()
+            head = f.read(8 + 4096)
+            if name == CURVES:
+                return drawn_by_seqgen(head)
             # A safetensors file: an 8-byte header length, then the JSON header, where the
             # metadata names the format (see checkpoint.py). Only the header's start is read.
-            return f.read(8 + 4096).find(checkpoint.FORMAT.encode()) > 8
+            return head.find(checkpoint.FORMAT.encode()) > 8
     except OSError:
         return False
 
@@ -86,7 +91,13 @@ def check_new_run(directory: Path, force: bool) -> None:
 def clear_run(directory: Path) -> None:
     """Start over (--force): remove the files of the run before, and only those."""
     for path in Path(directory).iterdir():
-        if path.name != LOCK and is_own(path):
+        if path.name == LOCK or not is_own(path):
+            continue
+        if path.is_dir():  # TensorBoard's: the old run's events would show beside the new run's
+            for events in path.iterdir():
+                events.unlink(missing_ok=True)
+            path.rmdir()
+        else:
             path.unlink(missing_ok=True)
 
 

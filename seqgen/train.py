@@ -3,7 +3,9 @@
 Truncated BPTT over contiguous streams with the state carried between batches, AdamW, linear
 warmup then cosine decay, global gradient-norm clipping. Every `eval_every` steps (and at the end)
 it scores the held-out tail of the corpus, appends a row to metrics.csv, writes `last` (resumable:
-optimizer, RNG and carried state included) and, when validation improved, `best` (weights only).
+optimizer, RNG and carried state included) and, when validation improved, `best` (weights only),
+then draws curves.png anew (with matplotlib; less often where evaluations come every second or so)
+and, with `tensorboard`, logs TensorBoard's scalars.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from . import checkpoint
 from .config import EVAL_EVERY, ModelConfig, Progress, TrainConfig, from_dict, seed_entropy, to_dict, torch_seed
 from .corpora import Corpus
+from .curves import CURVES, TensorBoard, draw_run_curves
 from .data import Streams, check_trainable, eval_streams
 from .distributed import World
 from .errors import SeqgenError
@@ -37,6 +40,9 @@ from .tokenizers import Tokenizer
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 EVAL_WARMUP = 256  # tokens of context each evaluation stream reads before it is scored
+# Drawing curves.png may take at most this share of a run's time: evaluations that come faster
+# (a tiny model evaluated every few steps) are drawn less often, and the last always.
+CURVES_SHARE = 0.05
 
 
 def _mean(total: torch.Tensor, count: int) -> float:
@@ -153,7 +159,8 @@ class Trainer:
     checkpoints and metrics.csv through `RunDir` (rank 0 only, under several processes).
 
     `world` and `device` are those of the processes torchrun started, once they have joined
-    (`distributed.join`); by default one process on `config.device`."""
+    (`distributed.join`); by default one process on `config.device`. `tensorboard`: also log
+    each evaluation's scalars for TensorBoard (see curves.TensorBoard)."""
 
     def __init__(
         self,
@@ -169,9 +176,16 @@ class Trainer:
         strict: bool = False,
         world: World | None = None,
         device: torch.device | None = None,
+        tensorboard: bool = False,
     ):
         self.corpus, self.cfg, self.run_dir = corpus, config, Path(run_dir)
         self.out = RunDir(self.run_dir, config.keep)
+        self.tensorboard = tensorboard
+        self.board: TensorBoard | None = None  # its writer, while run() runs (rank 0)
+        self.drawing = True  # curves.png: until matplotlib is found missing or a drawing fails
+        # The last drawing of curves.png: when, how long it took (a guess before the first), and
+        # whether an evaluation has come since.
+        self.drawn_at, self.draw_s, self.undrawn = 0.0, 0.1, False
         self.reporter = reporter or Reporter(quiet=True)
         self.tokenizer = tokenizer or corpus.new_tokenizer({})
         # The processes torchrun started have joined (commands.train): one world of one otherwise.
@@ -255,13 +269,24 @@ class Trainer:
 
         `stop_at_step` stops early as if interrupted (the run stays resumable); tests use it.
         """
-        cfg, p, model = self.cfg, self.progress, self.model
         if self.world.is_main:
             self.out.prepare()
+            if self.tensorboard:
+                self.board = TensorBoard(self.run_dir, self.progress.step)
+        try:
+            return self._train(stop_at_step)
+        finally:
+            if self.board is not None:
+                self.board.close()
+                self.board = None
+
+    def _train(self, stop_at_step: int | None) -> Path:
+        cfg, p, model = self.cfg, self.progress, self.model
         self._log_start()
         self.reporter.start(step=p.step, done=self._done())
         model.train()
         started, elapsed_before = time.monotonic(), p.elapsed
+        self.drawn_at = started
         window_loss, window_steps, window_start = torch.zeros((), device=self.device), 0, time.monotonic()
         # A resumed run may already be at a limit: then it only reports, without another step.
         stopped_by = self._limit_reached(False, stop_at_step, epoch_done=False)
@@ -307,6 +332,8 @@ class Trainer:
                 if p.batch >= nb:
                     p.epoch, p.batch = p.epoch + 1, 0
         self.reporter.close()
+        if self.world.is_main:
+            self._draw(final=True)
         self.world.barrier()  # rank 0 may still be writing the last checkpoint
         return self._finish(stopped_by, agreed_signum)
 
@@ -344,10 +371,35 @@ class Trainer:
                "val_bpc": round(val_loss / math.log(2), 5)}
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         self.out.save(p.step, self._meta(row), weights, (self._resume_meta(), self._resume_tensors(carry)), improved, row)
+        self._curves(row)
         self.reporter.evaluation(
             epoch=p.epoch, epochs=cfg.epochs, batch=p.batch, batches=nb, seconds=p.elapsed,
             ms_per_step=1000 * seconds_per_step, loss=train_loss, val_loss=val_loss,
         )
+
+    def _curves(self, row: dict) -> None:
+        """After each evaluation: TensorBoard's scalars (--tensorboard), and curves.png."""
+        if self.board is not None:
+            self.board.log(row)
+        self._draw(final=False)
+
+    def _draw(self, final: bool) -> None:
+        """curves.png drawn anew where matplotlib is installed: at an evaluation, unless drawing
+        so soon after the last drawing would take over CURVES_SHARE of the time; at the end of
+        training (`final`), if an evaluation has not been drawn. A picture that cannot be drawn
+        never stops the run: it is said once, and not tried again."""
+        now = time.monotonic()
+        if not self.drawing or (final and not self.undrawn):
+            return
+        if not final and now - self.drawn_at < self.draw_s / CURVES_SHARE:
+            self.undrawn = True
+            return
+        try:
+            self.drawing = draw_run_curves(self.run_dir)
+        except Exception as e:
+            self.drawing = False
+            self.reporter.log(f"Warning: no {CURVES} for this run ({e})")
+        self.drawn_at, self.draw_s, self.undrawn = time.monotonic(), time.monotonic() - now, False
 
     def _finish(self, stopped_by: str | None, signum) -> Path:
         p = self.progress

@@ -65,7 +65,7 @@ def test_two_processes_train_as_one_and_hand_over_to_any_count(tmp_path, corpus_
     assert result.stdout.split() == [str(two / checkpoint.BEST)]  # rank 0 alone prints
     for name, tensor in rank0.items():
         assert torch.equal(tensor, rank1[name]), name  # DDP keeps the replicas identical
-    assert sorted(p.name for p in two.iterdir()) == ["best.safetensors", "last.safetensors", "metrics.csv"]
+    assert sorted(p.name for p in two.iterdir()) == ["best.safetensors", "curves.png", "last.safetensors", "metrics.csv"]
     assert result.stderr.count("Training:") == 1 and "global batch 8 x 32 (4 streams per process)" in result.stderr
     assert "AdamW, lr 0.01 after 5 warmup steps" in result.stderr
     assert checkpoint.read(two / checkpoint.LAST).meta["processes"] == 2

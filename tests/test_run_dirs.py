@@ -101,12 +101,13 @@ def test_force_trains_among_the_users_files_and_leaves_them_alone(users_dir, cor
     assert invoke("train", corpus_file, "--out", users_dir, *TINY, "--force").exit_code == 0
     after = snapshot(users_dir)
     assert {p: v for p, v in after.items() if p in before} == before
-    assert sorted(p.name for p in after if p not in before) == ["best.safetensors", "last.safetensors", "metrics.csv"]
+    assert sorted(p.name for p in after if p not in before) == ["best.safetensors", "curves.png", "last.safetensors",
+                                                                "metrics.csv"]
     # Starting over again removes the old run's files, and only those.
     (users_dir / "step-00000010.safetensors").write_bytes((users_dir / "last.safetensors").read_bytes())
     assert invoke("train", corpus_file, "--out", users_dir, *TINY, "--max-steps", "10", "--force").exit_code == 0
-    assert sorted(p.name for p in users_dir.iterdir()) == [".draft.tmp", "best.safetensors", "last.safetensors",
-                                                           "metrics.csv", "notes.txt"]
+    assert sorted(p.name for p in users_dir.iterdir()) == [".draft.tmp", "best.safetensors", "curves.png",
+                                                           "last.safetensors", "metrics.csv", "notes.txt"]
 
 
 def test_a_users_metrics_csv_is_never_replaced_or_appended_to(users_dir, corpus_file):
