@@ -367,3 +367,21 @@ def test_the_rules_allow_every_event_of_an_encoded_piece(name):
         for i in ids[1:].tolist():
             assert rules.allowed()[0, i], tok.event_name(i)
             rules.advance(torch.tensor([i]))
+
+
+def test_a_checkpoint_from_before_headers_and_ensembles_still_samples(band, tmp_path):
+    from safetensors.torch import save
+
+    from seqgen import checkpoint
+
+    run = tmp_path / "run"
+    assert invoke("train", band, "--tokenizer", "multitrack", "--out", run, "--layers", "1", "--hidden", "16",
+                  "--embed", "8", "--seq-len", "32", "--batch-size", "4", "--max-steps", "2", "--threads", "1").exit_code == 0
+    ckpt = checkpoint.read(run)
+    tokenizer = {k: v for k, v in ckpt.meta["tokenizer"].items() if k not in ("header", "ensembles")}
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(save(ckpt.tensors, metadata={"seqgen": json.dumps({**ckpt.meta, "tokenizer": tokenizer})}))
+    assert "ensemble" not in invoke("info", old).output
+    result = invoke("sample", old, "-k", "2", "--seconds", "2", "--seed", "1", "--out", tmp_path / "s", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["samples"]) == 2
