@@ -23,6 +23,7 @@ from .config import (
     KINDS,
     MAX_SAMPLE_TOKENS,
     MIDI_TRAIN_DEFAULTS,
+    MIN_EVAL_EVERY,
     SAMPLE_DEFAULTS,
     SEED,
     TOKENIZER_NAMES,
@@ -224,7 +225,7 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
 @click.option("--val-fraction", type=_ranged(TrainConfig, "val_fraction"), default=_train_default("val_fraction"),
               help="Share of the corpus held out for validation, as 20 evenly spaced pieces.")
 @click.option("--eval-every", type=_ranged(TrainConfig, "eval_every"), default=_train_default("eval_every"),
-              show_default=f"{EVAL_EVERY}, or once an epoch when an epoch is shorter",
+              show_default=f"{EVAL_EVERY}, or once an epoch when an epoch is shorter, every {MIN_EVAL_EVERY} at least",
               help="Evaluate, log and checkpoint every N steps.")
 @click.option("--patience", type=_ranged(TrainConfig, "patience"), default=_train_default("patience"),
               help="Stop early after N evaluations without a better validation loss.")

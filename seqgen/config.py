@@ -122,10 +122,12 @@ class MultitrackConfig(MidiConfig):
     header: bool = True  # each piece starts with a PROGRAM for each of its parts (midi_multitrack.header)
 
 
-# Steps between evaluations by default, or an epoch when shorter: a small corpus (a fine-tuning
-# text of 50 KB is 50 steps an epoch) overfits within a few epochs, and its best checkpoint would
-# otherwise be chosen from evaluations 10 epochs apart (benchmarks/finetune.py).
-EVAL_EVERY = 500
+# Steps between evaluations by default, or an epoch when shorter, but no fewer than
+# MIN_EVAL_EVERY: a small corpus (a fine-tuning text of 50 KB is 49 steps an epoch) overfits
+# within a few epochs, and its best checkpoint would otherwise be chosen from evaluations 10
+# epochs apart (benchmarks/finetune.py); an evaluation (and its checkpoints) every epoch of the
+# Bach chorales (61 steps) cost 600 s runs 5% of their steps.
+EVAL_EVERY, MIN_EVAL_EVERY = 500, 100
 
 COUNT = 2**62  # a bound on the counts below: a resumed run derives int64 generator seeds from the epoch
 
