@@ -151,7 +151,8 @@ class Model:
         primer_end = tokenizer.seconds(prime_ids)
         primer_onsets = set(_onsets(tokenizer.decode(prime_ids)[0]))
         # Each sample's ensemble, holding the primer's instruments (a chord is played by the
-        # ensemble's own); the samples of one ensemble are drawn together, from one prime.
+        # ensemble's own); the samples of one ensemble are drawn together, from one prime, the
+        # first group with `seed` itself (so a model of one part samples as it always has).
         primer_ids = prime_ids if primer is not None else prime_ids[:0]
         ensembles = tokenizer.ensembles_for(primer_ids, num_samples, instruments, seed)
         primed = set(tokenizer.played(primer_ids).tolist())
@@ -162,7 +163,7 @@ class Model:
             announced = None if ensemble is None else sorted(ensemble | primed)
             prime = (prime_ids if ensemble is None else prime_for(ensemble=announced)).tolist()
             drawn = generate(self.net, prime, length, num_samples=len(members), temperature=temperature, top_k=top_k,
-                             top_p=top_p, seed=None if seed is None else derived_seed(seed, n),
+                             top_p=top_p, seed=seed if seed is None or n == 0 else derived_seed(seed, n),
                              rules=tokenizer.rules(valid_only, ensemble), token_time=tokenizer.token_seconds,
                              max_time=seconds)
             for i, row in zip(members, drawn):
