@@ -236,7 +236,7 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--init-from", type=click.Path(path_type=Path), default=None, metavar="CHECKPOINT_OR_RUN",
               help="Fine-tune: start from this model's weights (its shape and tokenizer settings; new characters "
-                   "join its vocabulary), with a fresh optimizer and schedule.")
+                   "join its vocabulary), with a fresh optimizer and schedule, and --lr 1e-3 unless given.")
 @click.option("--force", is_flag=True, help="Start over in an --out that already holds a run.")
 @click.option("--seed", type=_ranged(TrainConfig, "seed"), default=_train_default("seed"),
               help="Seed for initialisation and data order.")

@@ -15,6 +15,7 @@ import numpy as np
 from . import api, checkpoint, distributed, finetune
 from .atomic import atomic_write_bytes, atomic_write_text, output_kind, refuse_other, write_all
 from .config import (
+    FINETUNE_LR,
     ModelConfig,
     TrainConfig,
     derived_seed,
@@ -111,11 +112,14 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     if options.get("init_from"):
         base = finetune.base_model(options["init_from"], corpus, options, explicit, log=log)
         model_options, tokenizer = base.model_options, base.tokenizer
+        if "lr" not in explicit:
+            train_options["lr"] = FINETUNE_LR
         if log:
             grown = f"; {len(base.added)} new characters join its vocabulary: {base.added!r}" if base.added else ""
             step, name = base.lineage[0]["step"], base.lineage[0]["corpus"]
             log(f"Fine-tuning {base.lineage[0]['checkpoint']} (step {step if step is not None else '?'} on "
-                f"{name or '?'}){grown}")
+                f"{name or '?'}) at lr {train_options['lr']:g}{' (--lr sets another)' if 'lr' not in explicit else ''}"
+                f"{grown}")
     else:
         tokenizer = corpus.new_tokenizer({k: options[k] for k in explicit}, log=log)
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **model_options), TrainConfig(**train_options), out,

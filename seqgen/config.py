@@ -129,6 +129,11 @@ class MultitrackConfig(MidiConfig):
 # Bach chorales (61 steps) cost 600 s runs 5% of their steps.
 EVAL_EVERY, MIN_EVAL_EVERY = 500, 100
 
+# A fine-tuning run's peak learning rate unless given: a tenth of a new run's. At 1e-2, a minute on
+# the 10 bundled chorales took the demo Bach model from 0.84 to 1.85 nats/event on them; at 1e-3,
+# to 0.75 (on 50 KB of Shakespeare the two rates score alike: benchmarks/RESULTS.md).
+FINETUNE_LR = 1e-3
+
 COUNT = 2**62  # a bound on the counts below: a resumed run derives int64 generator seeds from the epoch
 
 
