@@ -246,12 +246,17 @@ def check_tensor(ckpt: Checkpoint, name: str, tensor: torch.Tensor, dtypes, shap
 def load(path: Path):
     """(model, tokenizer, checkpoint) from a checkpoint file or run directory."""
     ckpt = read(path)
+    return (*build(ckpt), ckpt)
+
+
+def build(ckpt: Checkpoint):
+    """(model, tokenizer) of a checkpoint as read."""
     tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])  # checked by read()
     model = build_model(ckpt)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise SeqgenError(f"{ckpt.path}: the tokenizer's vocabulary ({tokenizer.vocab_size}) does not match "
                           f"the model's ({model.config.vocab_size})")
-    return model, tokenizer, ckpt
+    return model, tokenizer
 
 
 def read_resumable(path: Path) -> Checkpoint:

@@ -100,8 +100,9 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     default_budget = builtin.time_budget if builtin is not None else None
     default = {"epochs": None, "max_steps": None, "time_budget": default_budget} if default_budget else {}
     train_options.update(_limits(options, explicit, default))
+    base_ckpt = checkpoint.read(options["init_from"]) if options.get("init_from") else None
     if out is None:  # named by the cell it trains: a fine-tuned run's is its base's
-        cell = checkpoint.read(options["init_from"]).meta["model"]["cell"] if options.get("init_from") else model_options["cell"]
+        cell = base_ckpt.meta["model"]["cell"] if base_ckpt else model_options["cell"]
         out = world.agree(_default_run_dir(corpus.name, cell))
         lock(out)
     out = Path(out)
@@ -109,8 +110,8 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
     check_new_run(out, force)
     log = reporter.log if world.is_main else None
     base = None
-    if options.get("init_from"):
-        base = finetune.base_model(options["init_from"], corpus, options, explicit, log=log)
+    if base_ckpt is not None:
+        base = finetune.base_model(base_ckpt, corpus, options, explicit, log=log)
         model_options, tokenizer = base.model_options, base.tokenizer
         if "lr" not in explicit:
             train_options["lr"] = FINETUNE_LR

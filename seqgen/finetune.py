@@ -9,7 +9,6 @@ The checkpoint records the lineage: each base checkpoint's path, SHA-256, corpus
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -33,14 +32,14 @@ class Base:
     added: str  # the characters the new corpus added to a text model's vocabulary
 
 
-def base_model(path, corpus, options: dict, explicit: set, log=None) -> Base:
-    """The base model at `path` (a checkpoint or run directory), made ready for `corpus`; one
+def base_model(ckpt: checkpoint.Checkpoint, corpus, options: dict, explicit: set, log=None) -> Base:
+    """The base model of a checkpoint as read (`checkpoint.read`), made ready for `corpus`; one
     SeqgenError if a model of the other kind, a different shape (`options` given on the command
     line, `explicit`) or another tokenizer's settings are asked for."""
-    net, base_tokenizer, ckpt = checkpoint.load(Path(path))
+    net, base_tokenizer = checkpoint.build(ckpt)
     reads = base_tokenizer.reads
     if reads != corpus.kind:
-        raise SeqgenError(f"--init-from {path} is a {LABELS.get(reads, reads)} model; {corpus.spec} is a "
+        raise SeqgenError(f"--init-from {ckpt.path} is a {LABELS.get(reads, reads)} model; {corpus.spec} is a "
                           f"{LABELS.get(corpus.kind, corpus.kind)} corpus")
     config = asdict(net.config)
     for name in sorted(explicit & set(SHAPE)):

@@ -25,7 +25,7 @@ def new_corpus(tmp_path):
 
 def test_the_base_weights_move_to_the_extended_vocabulary(trained_run, new_corpus):
     net, tokenizer, ckpt = checkpoint.load(trained_run)
-    base = base_model(trained_run, load_corpus(new_corpus), {}, set())
+    base = base_model(checkpoint.read(trained_run), load_corpus(new_corpus), {}, set())
     assert base.added == "".join(sorted(set(NEW_TEXT) - set(tokenizer.chars))) and set("ñΩ«»") <= set(base.added)
     assert set(base.tokenizer.chars) == set(tokenizer.chars) | set(NEW_TEXT)
     old = net.state_dict()
@@ -77,10 +77,10 @@ def test_what_fine_tuning_refuses(trained_run, new_corpus, tmp_path):
 
 
 def test_a_midi_model_fine_tunes_with_its_own_tokenizer(tmp_path):
-    sample = "corpora/bach-chorales-sample"
+    sample, bach = "corpora/bach-chorales-sample", checkpoint.read("checkpoints/bach-chorales-lstm")
     with pytest.raises(SeqgenError, match="--tokenizer duration conflicts with the base model's performance"):
-        base_model("checkpoints/bach-chorales-lstm", load_corpus(sample), {"tokenizer": "duration"}, {"tokenizer"})
-    base = base_model("checkpoints/bach-chorales-lstm", load_corpus(sample), {}, set())
+        base_model(bach, load_corpus(sample), {"tokenizer": "duration"}, {"tokenizer"})
+    base = base_model(bach, load_corpus(sample), {}, set())
     assert base.added == "" and base.tokenizer.to_dict() == checkpoint.load("checkpoints/bach-chorales-lstm")[1].to_dict()
     result = invoke("train", sample, "--init-from", "checkpoints/bach-chorales-lstm", "--out", tmp_path / "run",
                     "--max-steps", "2", "--seq-len", "16", "--batch-size", "2", "--threads", "1")

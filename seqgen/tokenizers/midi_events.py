@@ -199,7 +199,7 @@ class MidiTokenizer:
         if instruments is not None and instruments.strip().lower() != "any":
             named = self.parts_named(instruments)
             # Of a family's programs, those the corpus has: "bass" is its bass, not all eight.
-            known = named.intersection(*[set().union(*(parts for parts, _ in self.ensembles))] if self.ensembles else [])
+            known = named & set().union(*(parts for parts, _ in self.ensembles))
             return [frozenset(known or named)] * num_samples
         primed = set(self.played(prime).tolist())
         holding = [(parts, files) for parts, files in self.ensembles if primed <= set(parts)]
@@ -418,7 +418,7 @@ class EventRules:
         ids = np.asarray(prime, dtype=np.int64).ravel()
         self.now = torch.full((num_samples,), now, dtype=torch.long, device=device)  # (K,) steps
         self.part = torch.full((num_samples,), part, dtype=torch.long, device=device)  # (K,) the part in force
-        announced = not getattr(tok.config, "header", False) or bool(((ids >= tok.program) & (ids < tok.boundary)).any())
+        announced = not len(tok.header([0])) or bool(((ids >= tok.program) & (ids < tok.boundary)).any())
         self.announced = torch.full((num_samples,), announced, dtype=torch.bool, device=device)  # (K,)
         self.allowed_parts = torch.ones(self.tok.parts, dtype=torch.bool, device=device)  # (P,)
         if self.playing is not None:
