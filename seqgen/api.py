@@ -64,7 +64,8 @@ class Model:
         `continuation_only`, then up to `length` characters, ending early after `stop`), or
         `pretty_midi.PrettyMIDI`s for a MIDI model, which takes `seconds`, `primer` (a MIDI file's
         path or bytes), `primer_seconds`, `primer_pitches`, `instruments`, `program` and `tempo`
-        as `seqgen sample` does, in place of `prime` and `stop`."""
+        as `seqgen sample` does, in place of `prime` and `stop`, and a model trained with
+        controls `density` (notes a second), `key` ("D minor") or `pitch_classes` (12 weights)."""
         check_sampling(num_samples=num_samples, length=length, seconds=midi.get("seconds"), temperature=temperature,
                        top_k=top_k, top_p=top_p, seed=seed)
         if self.kind != MIDI:
@@ -127,10 +128,15 @@ class Model:
                      length: int | None = None, seconds: float | None = None, num_samples: int = 1,
                      temperature: float = SAMPLE_DEFAULTS["temperature"], top_k: int | None = None,
                      top_p: float | None = None, seed: int | None = None, continuation_only: bool = False,
-                     instruments: str | None = None, valid_only: bool = True) -> list[tuple[np.ndarray, dict]]:
+                     instruments: str | None = None, valid_only: bool = True, density: float | None = None,
+                     key: str | None = None, pitch_classes=None) -> list[tuple[np.ndarray, dict]]:
         """(notes, report) for each of `num_samples` MIDI samples: the primer's piece (a file's
         path or bytes, its first `primer_seconds`) or chord (`primer_pitches`) continued for
-        `seconds` (or `length` events), each by the instruments `ensembles_for` gives it."""
+        `seconds` (or `length` events), each by the instruments `ensembles_for` gives it, and, in
+        a model trained with controls, told the `density`, `key` or `pitch_classes` given (the
+        controls not given each sample draws from the training data's)."""
+        import torch
+
         from .midi_io import notes_array
 
         tokenizer = cast(MusicTokenizer, self.tokenizer)
@@ -156,6 +162,7 @@ class Model:
         primer_ids = prime_ids if primer is not None else prime_ids[:0]
         ensembles = tokenizer.ensembles_for(primer_ids, num_samples, instruments, seed)
         primed = set(tokenizer.played(primer_ids).tolist())
+        told = self.control_inputs(num_samples, seed, density=density, key=key, pitch_classes=pitch_classes)
         primes: list[list[int]] = [[]] * num_samples
         rows: list[list[int]] = [[]] * num_samples
         for n, ensemble in enumerate(dict.fromkeys(ensembles)):
@@ -165,7 +172,7 @@ class Model:
             drawn = generate(self.net, prime, length, num_samples=len(members), temperature=temperature, top_k=top_k,
                              top_p=top_p, seed=seed if seed is None or n == 0 else derived_seed(seed, n),
                              rules=tokenizer.rules(valid_only, ensemble), token_time=tokenizer.token_seconds,
-                             max_time=seconds)
+                             max_time=seconds, controls=None if told is None else torch.from_numpy(told[members]))
             for i, row in zip(members, drawn):
                 primes[i], rows[i] = prime, row
         pieces = []
@@ -185,6 +192,21 @@ class Model:
                 report["instruments"] = [instrument_name(p) for p in np.unique(notes["program"])]
             pieces.append((notes, report))
         return pieces
+
+    def control_inputs(self, num_samples: int, seed: int | None, *, density=None, key=None,
+                       pitch_classes=None) -> np.ndarray | None:
+        """(K, C): what each sample of a model trained with controls is told (None: a model
+        without them). `key` and `pitch_classes` both set the key control: one may be given."""
+        if key is not None and pitch_classes is not None:
+            raise SeqgenError("give --key or --pitch-classes, not both")
+        if pitch_classes is not None and not isinstance(pitch_classes, str):
+            pitch_classes = ",".join(map(str, pitch_classes))
+        given = {name: str(value) for name, value in (("density", density), ("key", key or pitch_classes))
+                 if value is not None}
+        tokenizer = cast(MusicTokenizer, self.tokenizer)
+        if not tokenizer.control_size and not given:
+            return None
+        return tokenizer.control_inputs(given, num_samples, seed)
 
     # -- scoring -----------------------------------------------------------------------------
     def score(self, data: str | Path, *, batch_size: int = 64, seq_len: int | None = None) -> dict:
@@ -207,14 +229,16 @@ class Model:
 
         if len(ids) < 2:
             raise SeqgenError("nothing to score: at least two tokens are needed")
-        loss, tokens = evaluate(self.net, ids, batch_size, seq_len or saved_seq_len(self.checkpoint))
+        # A model trained with controls is told the data's own, as in training's validation.
+        controls = self.tokenizer.controls(ids) if self.tokenizer.control_size else None  # type: ignore[attr-defined]
+        loss, tokens = evaluate(self.net, ids, batch_size, seq_len or saved_seq_len(self.checkpoint), controls=controls)
         if not math.isfinite(loss):  # finite weights can still overflow: not a score to report
             raise SeqgenError(f"{self.checkpoint.path}: the model's loss on this text is {loss} (its outputs overflow)")
         return {"loss": loss, bits_name(self.tokenizer): loss / math.log(2), "perplexity": perplexity(loss), "tokens": tokens}
 
 
 MIDI_OPTIONS = frozenset({"seconds", "primer", "primer_seconds", "primer_pitches", "instruments", "valid_only",
-                          "program", "tempo"})
+                          "program", "tempo", "density", "key", "pitch_classes"})
 
 
 def check_sampling(*, num_samples, length, seconds, temperature, top_k, top_p, seed) -> None:

@@ -256,6 +256,9 @@ def build(ckpt: Checkpoint):
     if tokenizer.vocab_size != model.config.vocab_size:
         raise SeqgenError(f"{ckpt.path}: the tokenizer's vocabulary ({tokenizer.vocab_size}) does not match "
                           f"the model's ({model.config.vocab_size})")
+    if tokenizer.control_size != model.config.control_inputs:
+        raise SeqgenError(f"{ckpt.path}: the tokenizer's controls ({tokenizer.control_size} inputs) do not match "
+                          f"the model's ({model.config.control_inputs})")
     return model, tokenizer
 
 

@@ -267,6 +267,11 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
                    "(a smaller vocabulary).")
 @click.option("--max-note", type=_ranged(MidiConfig, "max_note"), default=_midi_default("max_note"), metavar="SECONDS",
               help="MIDI: end notes held longer than this (in the data and in samples).")
+@click.option("--control", "control", callback=lambda ctx, param, value: _controls(value), default=_midi_default("control"),
+              metavar="NAME,NAME", show_default="none",
+              help="MIDI: also read these controls beside each event, computed from the data, so samples can be "
+                   "steered by them: density (notes a second in the next 3 s), key (the pitch classes sounding in "
+                   "the next 5 s). See `seqgen sample --density/--key`.")
 @click.option("--device", type=_choice(TrainConfig, "device"), default=_train_default("device"), help="Where to train.")
 @click.option("--precision", type=_choice(TrainConfig, "precision"), default=_train_default("precision"),
               help="Compute precision of training (weights stay fp32); auto: bf16 on CPUs with native bf16 "
@@ -329,6 +334,31 @@ def train(ctx, corpus, out, resume, force, progress, quiet, kind, strict, nproc,
         click.echo(best)
 
 
+def _controls(value: str) -> str:
+    """--control's names, checked and spelled one way ("Key, density" is "key,density")."""
+    from .controls import ControlSet
+
+    try:
+        return str(ControlSet(value))
+    except SeqgenError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _steering(ctx, param, value):
+    """--key and --pitch-classes, checked as the key control reads them (an error before any work)."""
+    if value is None:
+        return None
+    from .controls.key import Key
+
+    if param.name == "pitch_classes" and "," not in value:
+        raise click.BadParameter("give 12 weights from C to B, e.g. 2,0,1,0,1,1,0,1,0,1,0,1")
+    try:
+        Key().parse(value)
+    except SeqgenError as e:
+        raise click.BadParameter(str(e).split(": ", 1)[-1]) from None
+    return value
+
+
 def _pitches(ctx, param, value):
     if value is None:
         return None
@@ -388,6 +418,15 @@ def _shard(ctx, param, value):
               help="MIDI, multitrack models: only these may play: General MIDI instrument or family names, "
                    "program numbers, or drums (e.g. piano,bass,drums); 'any' lets the model choose among all.  "
                    "[default: each sample the instruments of one of the corpus's files, as often as files have them]")
+@click.option("--density", type=FloatRange(0, 1000, min_open=True), default=None, metavar="NOTES_PER_SECOND",
+              help="MIDI, models trained with --control density: play about this many notes a second.  "
+                   "[default: each sample a density of the training data's]")
+@click.option("--key", callback=_steering, default=None, metavar="KEY",
+              help="MIDI, models trained with --control key: play in this key, e.g. 'D minor', 'F# major', Bb, C#m.  "
+                   "[default: each sample the pitch classes of a moment of the training data]")
+@click.option("--pitch-classes", callback=_steering, default=None, metavar="W,W,...",
+              help="MIDI, models trained with --control key: play the pitch classes C to B with these 12 weights "
+                   "(Magenta's --pitch_class_histogram), e.g. 2,0,1,0,1,1,0,1,0,1,0,1.")
 @click.option("--tempo", type=FloatRange(1, 1000), default=120.0,
               help="MIDI: the tempo written in the file (notation only: timing is in seconds).")
 @click.option("--valid-only/--any-event", default=True,
@@ -437,6 +476,8 @@ def sample(ctx, checkpoint, prime, prime_file, **options):
         raise CliError("give --primer or --primer-pitches, not both", 2)
     if options["primer_seconds"] is not None and options["primer"] is None:
         raise CliError("--primer-seconds needs --primer", 2)
+    if options["key"] is not None and options["pitch_classes"] is not None:
+        raise CliError("give --key or --pitch-classes, not both", 2)
     if not options["wav"]:  # SEQGEN_SAMPLE_SOUNDFONT may name a font for every --wav; on the command line it needs one
         if ctx.get_parameter_source("soundfont") == click.core.ParameterSource.COMMANDLINE:
             raise CliError("--soundfont needs --wav", 2)

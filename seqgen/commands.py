@@ -32,7 +32,7 @@ from .threads import use_threads
 from .tokenizers import tokenizer_from_dict
 from .train import Trainer
 
-MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size"})
+MODEL_FIELDS = tuple(ModelConfig.__dataclass_fields__.keys() - {"vocab_size", "control_inputs"})  # the tokenizer sets those
 TRAIN_FIELDS = tuple(TrainConfig.__dataclass_fields__)
 # What a tokenizer is built with: the options of a kind of corpus that are not training settings.
 TOKENIZER_FIELDS = frozenset().union(*(c.options for c in CORPUS_KINDS)) - {*TRAIN_FIELDS, "keep_line_endings"}
@@ -221,7 +221,8 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
 SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only")
 TEXT_ONLY = ("prime", "stop")
 # the MIDI options a text model can refuse
-MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "soundfont", "instruments")
+MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "soundfont", "instruments", "density", "key",
+             "pitch_classes")
 
 
 def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, as_json, **options) -> None:
@@ -318,7 +319,7 @@ def _sample_text(model: api.Model, files, num_samples, *, prime, length, tempera
 
 def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, soundfont, valid_only,
-                 instruments, as_json) -> list[dict]:
+                 instruments, density, key, pitch_classes, as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""
     from .midi_io import audio, audio_renderer, matplotlib_pyplot, midi_bytes, piano_roll_png, wav_bytes
 
@@ -333,7 +334,8 @@ def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds
     pieces = model.performances(primer=primer, primer_seconds=primer_seconds, primer_pitches=primer_pitches,
                                 length=length, seconds=seconds, num_samples=num_samples, temperature=temperature,
                                 top_k=top_k, top_p=top_p, seed=seed, continuation_only=continuation_only,
-                                instruments=instruments, valid_only=valid_only)
+                                instruments=instruments, valid_only=valid_only, density=density, key=key,
+                                pitch_classes=pitch_classes)
     reports = []
     for i, (notes, report) in enumerate(pieces):
         data = midi_bytes(notes, program=program, tempo=tempo)

@@ -61,6 +61,7 @@ class ModelConfig:
     embed: int = ranged(64, 1, 65536)
     dropout: float = ranged(0.0, 0, 1, max_open=True)
     residual: bool = False
+    control_inputs: int = ranged(0, 0, 4096)  # numbers the first layer reads beside the embedding (seqgen.controls)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -110,6 +111,7 @@ class MidiConfig:
     velocity_bins: int = ranged(32, 1, 127)
     keep_drums: bool = False
     max_note: float = ranged(10.0, 0, 10**6, min_open=True)  # seconds; longer notes are ended (a guard against stuck notes)
+    control: str = ""  # the controls the model reads beside each event, by name ("density,key"; seqgen.controls)
 
 
 @dataclass

@@ -72,10 +72,13 @@ def split(ids: np.ndarray, val_fraction: float, blocks: int = VAL_BLOCKS) -> tup
 
 class Streams:
     """`batch_size` streams side by side over `ids` (an array, a tensor or a Joined), from
-    `offset`; only the streams numbered in `rows` are read (a process' share of the batch)."""
+    `offset`; only the streams numbered in `rows` are read (a process' share of the batch).
+    `controls`, when the model reads them: (N, C), each id's control values, cut as the ids are."""
 
-    def __init__(self, ids, batch_size: int, seq_len: int, offset: int = 0, rows: range | None = None):
+    def __init__(self, ids, batch_size: int, seq_len: int, offset: int = 0, rows: range | None = None,
+                 controls: np.ndarray | None = None):
         self.ids = ids.numpy() if isinstance(ids, torch.Tensor) else ids
+        self.controls = controls
         # Each stream needs one token beyond its last input, for the last target.
         self.length = (len(self.ids) - offset) // batch_size  # tokens per stream
         self.batch_size, self.seq_len, self.offset = batch_size, seq_len, offset
@@ -86,14 +89,16 @@ class Streams:
     def __len__(self) -> int:
         return self.num_batches
 
-    def batch(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """x, y of shape (B, T) for window j (B: the streams in `rows`); the final window may be
-        shorter than T."""
+    def batch(self, j: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """x, y of shape (B, T) for window j (B: the streams in `rows`), and x's controls (B, T, C)
+        or None; the final window may be shorter than T."""
         start = j * self.seq_len
         end = min(start + self.seq_len, self.length - 1)
         first = [self.offset + b * self.length + start for b in self.rows]
         window = torch.from_numpy(np.stack([self.ids[a : a + end - start + 1] for a in first]).astype(np.int64))  # (B, T + 1)
-        return window[:, :-1], window[:, 1:]
+        controls = None if self.controls is None else torch.from_numpy(
+            np.stack([self.controls[a : a + end - start] for a in first]).astype(np.float32))  # (B, T, C)
+        return window[:, :-1], window[:, 1:], controls
 
 
 def check_trainable(n_train: int, batch_size: int, seq_len: int) -> None:
@@ -111,14 +116,16 @@ def check_trainable(n_train: int, batch_size: int, seq_len: int) -> None:
         )
 
 
-def eval_streams(ids, batch_size: int, seq_len: int) -> Streams:
+def eval_streams(ids, batch_size: int, seq_len: int, controls: np.ndarray | None = None) -> Streams:
     """Streams for scoring: each at least four windows long so most tokens see a warm state."""
     streams = max(1, min(batch_size, len(ids) // (4 * seq_len)))
-    return Streams(ids, streams, seq_len)
+    return Streams(ids, streams, seq_len, controls=controls)
 
 
 class TextData:
     """A corpus that is one long sequence: split once into train and valid (see `split`)."""
+
+    val_controls = None  # text has no control inputs
 
     def __init__(self, ids: np.ndarray, val_fraction: float, sha256: str):
         self._train, self.val = split(ids, val_fraction)
@@ -127,6 +134,9 @@ class TextData:
     def train(self, epoch: int) -> Joined:
         return self._train
 
+    def train_controls(self, epoch: int) -> None:
+        return None
+
 
 class PieceData:
     """A corpus of separate pieces (MIDI files): whole pieces, evenly spaced, are held out for
@@ -134,21 +144,35 @@ class PieceData:
     which may augment them using the generator it is given (None: no augmentation). Everything
     random derives from (seed, epoch), so a resumed run sees exactly the data it would have."""
 
-    def __init__(self, pieces: list, encode: Callable, val_fraction: float, seed: int, sha256: str):
+    def __init__(self, pieces: list, encode: Callable, val_fraction: float, seed: int, sha256: str,
+                 controls: Callable | None = None):
         if len(pieces) < 2:
             raise SeqgenError("a corpus of pieces needs at least two (one is held out for validation)")
         n_val = min(len(pieces) - 1, max(1, round(len(pieces) * val_fraction)))
         held = set(np.linspace(0, len(pieces) - 1, n_val).round().astype(int).tolist())
         self._pieces = [p for i, p in enumerate(pieces) if i not in held]
-        self._encode, self._seed, self.sha256 = encode, seed, sha256
+        self._encode, self._seed, self.sha256, self._controls = encode, seed, sha256, controls
         self.val = np.concatenate([encode(pieces[i], None) for i in sorted(held)])
+        self.val_controls = self._control_values(self.val)
         self._epoch: int | None = None
         self._ids = np.empty(0, np.int64)  # the epoch's training ids, made when first asked for
+        self._control_ids: np.ndarray | None = None  # and their control values
+
+    def _control_values(self, ids: np.ndarray) -> np.ndarray | None:
+        # float16: 26 bytes an event for density and key, half of float32's, and precise enough for inputs
+        return None if self._controls is None else self._controls(ids).astype(np.float16)
 
     def train(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
             rng = np.random.default_rng([seed_entropy(self._seed), epoch])
             order = rng.permutation(len(self._pieces))
             self._ids = np.concatenate([self._encode(self._pieces[i], rng) for i in order.tolist()])
+            self._control_ids = self._control_values(self._ids)
             self._epoch = epoch
         return self._ids
+
+    def train_controls(self, epoch: int) -> np.ndarray | None:
+        """(N, C): the control values of `train(epoch)`'s ids (computed after augmentation), or
+        None for a model without controls."""
+        self.train(epoch)
+        return self._control_ids

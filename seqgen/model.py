@@ -1,7 +1,8 @@
 """RNNLM: embedding -> stacked recurrent layers -> linear head. No I/O here.
 
 Dimensions, named once:  B batch, T time steps, V vocabulary, E embedding, H hidden,
-L layers, S state tensors per layer (2 for an LSTM's h and c, 1 for the others).
+L layers, S state tensors per layer (2 for an LSTM's h and c, 1 for the others), C control inputs
+(numbers read beside each token's embedding: seqgen.controls; most models have none).
 
 The recurrent state is one tensor of shape (L, S, B, H). Everything outside this file treats it as
 opaque: it is carried between batches, detached, indexed on dim 2 (the batch) and saved, never
@@ -60,7 +61,7 @@ def parameter_shapes(c: ModelConfig) -> dict[str, tuple[int, ...]]:
     g = GATES[c.cell] * c.hidden
     shapes: dict[str, tuple[int, ...]] = {"embed.weight": (c.vocab_size, c.embed)}
     for i in range(c.layers):
-        shapes |= {f"rnns.{i}.weight_ih_l0": (g, c.embed if i == 0 else c.hidden),
+        shapes |= {f"rnns.{i}.weight_ih_l0": (g, c.embed + c.control_inputs if i == 0 else c.hidden),
                    f"rnns.{i}.weight_hh_l0": (g, c.hidden), f"rnns.{i}.bias_ih_l0": (g,), f"rnns.{i}.bias_hh_l0": (g,)}
     return shapes | {"head.weight": (c.vocab_size, c.hidden), "head.bias": (c.vocab_size,)}
 
@@ -84,7 +85,7 @@ class RNNLM(nn.Module):
         self.state_size = 2 if c.cell == "lstm" else 1
         self.embed = nn.Embedding(c.vocab_size, c.embed)
         self.rnns = nn.ModuleList(
-            _make_layer(c.cell, c.embed if i == 0 else c.hidden, c.hidden) for i in range(c.layers)
+            _make_layer(c.cell, c.embed + c.control_inputs if i == 0 else c.hidden, c.hidden) for i in range(c.layers)
         )
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
@@ -98,11 +99,22 @@ class RNNLM(nn.Module):
         # Skip connections join stacked layers of equal width (the first layer's input is E wide).
         return y + x if self.config.residual and i > 0 else y
 
-    def forward(self, ids: torch.Tensor, state: torch.Tensor | None = None):
-        """ids (B, T) -> logits (B, T, V), state (L, S, B, H) after the last step."""
+    def _inputs(self, ids: torch.Tensor, controls: torch.Tensor | None) -> torch.Tensor:
+        """The first layer's input: ids (B, T) or (B,) -> their embeddings, with the controls
+        (B, T, C) or (B, C) beside them: (..., E + C)."""
+        x = self.embed(ids)
+        if not self.config.control_inputs:
+            return x
+        if controls is None:
+            raise ValueError("this model reads control inputs beside its ids")
+        return torch.cat([x, controls.to(x.dtype)], -1)
+
+    def forward(self, ids: torch.Tensor, state: torch.Tensor | None = None, controls: torch.Tensor | None = None):
+        """ids (B, T) and, in a model with controls, controls (B, T, C) -> logits (B, T, V),
+        state (L, S, B, H) after the last step."""
         if state is None:
             state = self.initial_state(ids.shape[0])
-        x = self.embed(ids)  # (B, T, E)
+        x = self._inputs(ids, controls)  # (B, T, E + C)
         new_state = []
         for i, rnn in enumerate(self.rnns):
             s = state[i]  # (S, B, H)
@@ -115,13 +127,13 @@ class RNNLM(nn.Module):
             x = self._residual(i, x, self.drop(y))  # (B, T, H)
         return self.head(x), torch.stack(new_state)
 
-    def step(self, ids: torch.Tensor, state: torch.Tensor):
-        """One token per stream: ids (B,) -> logits (B, V), state (L, S, B, H).
+    def step(self, ids: torch.Tensor, state: torch.Tensor, controls: torch.Tensor | None = None):
+        """One token per stream: ids (B,) (and controls (B, C)) -> logits (B, V), state (L, S, B, H).
 
         Uses the cells' single-step kernels, which on a CPU are much faster for T = 1 than the
         sequence kernels; `forward` over a sequence and `step` token by token agree.
         """
-        return self._step_from(0, self.embed(ids), state, [])
+        return self._step_from(0, self._inputs(ids, controls), state, [])
 
     def _step_from(self, first: int, x: torch.Tensor, state: torch.Tensor, new_state: list):
         """Layers `first`.. of `step`, given the input x (B, n_in) of layer `first`."""
@@ -137,11 +149,13 @@ class RNNLM(nn.Module):
         return self.head(x), torch.stack(new_state)
 
     @torch.no_grad()
-    def decoder(self):
+    def decoder(self, controls: torch.Tensor | None = None):
         """`step` for generation (frozen weights, no dropout), built for speed; agrees with `step`.
+        A model with controls is given them here, (B, C), one row per stream, held for every step.
 
         - The first layer's input gates of every token are computed once, a (G*H, V) table, so a
-          step reads one column of it instead of the embedding and the input weights.
+          step reads one column of it instead of the embedding and the input weights; the
+          controls' share of them, one (G*H, B) block, is computed once too.
         - It works in column layout: each layer's activations are (n, B) blocks, so every weight
           multiplies from the left, a (G*H, n) x (n, B) product that MKL runs about 15% faster
           than the row-layout one for B of 16 to 64. The state it returns is a transposed view.
@@ -161,7 +175,13 @@ class RNNLM(nn.Module):
             if not gru:  # a GRU's recurrent bias sits inside its reset gate, so it stays apart
                 b_ih, b_hh = b_ih + b_hh, None
             layers.append((w_ih, w_hh, b_ih, b_hh))
-        table = torch.addmm(layers[0][2], layers[0][0], self.embed.weight.t())  # (G*H, V)
+        E = c.embed
+        table = torch.addmm(layers[0][2], layers[0][0][:, :E], self.embed.weight.t())  # (G*H, V)
+        steer = None  # the controls' part of the first layer's input gates, (G*H, B)
+        if c.control_inputs:
+            if controls is None:
+                raise ValueError("this model reads control inputs beside its ids")
+            steer = layers[0][0][:, E:] @ controls.to(table.dtype).t()
         stacked = [(torch.cat([w_ih, w_hh], 1), b_ih) for w_ih, w_hh, b_ih, _ in layers[1:]]  # non-GRU
         head_w, head_b = self.head.weight, self.head.bias[:, None]  # (V, H), (V, 1)
         residual = c.residual
@@ -188,6 +208,8 @@ class RNNLM(nn.Module):
                 h = state[i, 0]  # (H, B)
                 if i == 0:
                     gates = table.index_select(1, ids)  # (G*H, B)
+                    if steer is not None:
+                        gates += steer
                     if not gru:
                         gates.addmm_(w_hh, h)
                 elif gru:

@@ -74,6 +74,7 @@ def generate(
     token_time: Sequence[float] | np.ndarray | None = None,
     max_time: float | None = None,
     on_step: Callable[[torch.Tensor], None] | None = None,
+    controls: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Generate up to `length` ids after `prime` (at least one id) for each of `num_samples`.
 
@@ -81,7 +82,8 @@ def generate(
     ends with `stop` (which is kept in the returned ids), or once the `token_time` of its ids
     (say, the seconds each MIDI event moves the clock) adds up to `max_time`. `rules` may forbid
     ids (what a tokenizer knows cannot come next). `on_step` receives each new (K,) batch of ids
-    as it is made.
+    as it is made. A model with control inputs is given `controls` (K, C): what each sample is
+    told at every step, the prime's included.
     """
     if len(prime) == 0:
         raise ValueError("generation needs a prime of at least one token")
@@ -91,10 +93,18 @@ def generate(
     generator.manual_seed(seed if seed is not None else torch.seed())
 
     prime_ids = torch.as_tensor(list(map(int, prime)), dtype=torch.long, device=device)
-    state = model.initial_state(1)  # (L, S, 1, H)
-    for start in range(0, len(prime_ids) - 1, PRIME_CHUNK):  # all but the last id, which the first step reads
-        _, state = model(prime_ids[None, start : min(start + PRIME_CHUNK, len(prime_ids) - 1)], state)
-    state = state.repeat_interleave(num_samples, dim=BATCH_DIM)  # (L, S, K, H)
+    # The prime is read once for all samples, or once for each when they are told different controls.
+    streams = 1 if controls is None else num_samples
+    if controls is not None:
+        controls = controls.to(device=device, dtype=torch.float32)  # (K, C)
+    state = model.initial_state(streams)  # (L, S, 1 or K, H)
+    chunk = max(16, PRIME_CHUNK // streams)  # the chunk's logits, (1 or K, chunk, V), stay bounded
+    for start in range(0, len(prime_ids) - 1, chunk):  # all but the last id, which the first step reads
+        ids = prime_ids[None, start : min(start + chunk, len(prime_ids) - 1)].expand(streams, -1)  # (1 or K, T)
+        told = None if controls is None else controls[:, None, :].expand(-1, ids.shape[1], -1)  # (K, T, C)
+        _, state = model(ids, state, told)
+    if streams == 1:
+        state = state.repeat_interleave(num_samples, dim=BATCH_DIM)  # (L, S, K, H)
     token = prime_ids[-1:].expand(num_samples).contiguous()  # (K,)
 
     stop_ids = torch.as_tensor(list(map(int, stop)), dtype=torch.long, device=device)
@@ -111,7 +121,7 @@ def generate(
     if max_time is not None:
         times = torch.as_tensor(token_time, dtype=torch.float64, device=device)  # (V,)
         clock = torch.zeros(num_samples, dtype=torch.float64, device=device)  # (K,)
-    step = model.decoder()  # model.step, with the first layer's input projection precomputed
+    step = model.decoder(controls)  # model.step, with the first layer's input projection precomputed
     # The noise of `block` steps is drawn in one call, one kernel instead of four per step; the
     # block size does not depend on `length`, so a longer sample starts with the shorter one.
     vocab = model.head.weight.shape[0]

@@ -63,9 +63,10 @@ def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = World()) -> tuple[float, int]:
+def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = World(),
+             controls: np.ndarray | None = None) -> tuple[float, int]:
     """(mean loss in nats per token, tokens scored) over `ids` (an array or a tensor), state
-    carried across windows.
+    carried across windows; `controls` (N, C): their control values, for a model that reads them.
 
     The text is scored as B parallel streams. Every stream but the first starts from the state
     after reading the EVAL_WARMUP tokens before it (scored by the stream before), as one reader
@@ -76,7 +77,7 @@ def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = Wo
     was_training = model.training
     model.eval()
     device = model.head.weight.device
-    streams = eval_streams(ids, batch_size, seq_len)
+    streams = eval_streams(ids, batch_size, seq_len, controls)
     ids, n, rows = streams.ids, streams.length, world.share(streams.batch_size)  # ids as NumPy
     streams.rows = rows
     state = model.initial_state(len(rows))
@@ -84,12 +85,14 @@ def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = Wo
     later = [i for i in rows if i > 0]  # streams that start after the text's first token
     if later:
         context = torch.from_numpy(np.stack([ids[i * n - warmup : i * n] for i in later]).astype(np.int64))  # (B', W)
-        _, warmed = model(context.to(device), model.initial_state(len(later)))
+        steer = None if controls is None else torch.from_numpy(
+            np.stack([controls[i * n - warmup : i * n] for i in later]).astype(np.float32)).to(device)  # (B', W, C)
+        _, warmed = model(context.to(device), model.initial_state(len(later)), steer)
         state = torch.cat([state[:, :, : len(rows) - len(later)], warmed], dim=BATCH_DIM)
     total, count = 0.0, 0
     for j in range(streams.num_windows if rows else 0):
-        x, y = (t.to(device) for t in streams.batch(j))
-        logits, state = model(x, state)  # (B, T, V)
+        x, y, steer = (None if t is None else t.to(device) for t in streams.batch(j))
+        logits, state = model(x, state, steer)  # (B, T, V)
         total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     model.train(was_training)
@@ -137,14 +140,15 @@ def make_optimizer(model: RNNLM, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 def train_step(model: RNNLM, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               carry: torch.Tensor, clip: float | None,
-               autocast: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               carry: torch.Tensor, clip: float | None, autocast: torch.dtype | None = None,
+               controls: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of truncated BPTT: ids x, targets y (B, T), the state carried in from the previous
     batch (L, S, B, H) -> (loss, the state to carry on), both detached from the graph and fp32.
-    `autocast`: the dtype the forward pass computes in (None: fp32)."""
+    `autocast`: the dtype the forward pass computes in (None: fp32); `controls` (B, T, C): x's
+    control values, for a model that reads them."""
     # No autocast context at all in fp32: older torch refuses one for some devices (mps) even when disabled.
     with torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext():
-        logits, state = model(x, carry.detach())  # (B, T, V)
+        logits, state = model(x, carry.detach(), controls)  # (B, T, V)
     loss = sequence_loss(logits.float(), y)  # the softmax in fp32
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -207,7 +211,7 @@ class Trainer:
 
         self.data = corpus.dataset(self.tokenizer, config, strict=strict, log=self.reporter.log)
         self.corpus_meta = {**corpus.describe(), "sha256": self.data.sha256}
-        self.val_ids = self.data.val
+        self.val_ids, self.val_controls = self.data.val, self.data.val_controls
         first_epoch = self.data.train(1)
         self.train_tokens = len(first_epoch)  # epoch 1's (augmentation varies it a little by epoch)
         check_trainable(self.train_tokens, config.batch_size, config.seq_len)
@@ -217,7 +221,8 @@ class Trainer:
         if len(self.val_ids) < 2:
             raise SeqgenError("the validation split is under two tokens; raise --val-fraction")
 
-        self.model_config = dataclasses.replace(model_config, vocab_size=self.tokenizer.vocab_size)
+        self.model_config = dataclasses.replace(model_config, vocab_size=self.tokenizer.vocab_size,
+                                                control_inputs=self.tokenizer.control_size)
         check_fits(sum(math.prod(s) for s in parameter_shapes(self.model_config).values()), self.device)
         self.model = RNNLM(self.model_config).to(self.device)
         self.stepper: Any = self.world.wrap(self.model)  # what a training step calls: DDP under several processes
@@ -262,7 +267,8 @@ class Trainer:
         # the same characters; the offset depends only on (seed, epoch), which keeps resume exact.
         g = torch.Generator().manual_seed(torch_seed(self.cfg.seed * 1_000_003 + epoch))
         offset = 0 if epoch == 1 else int(torch.randint(self.cfg.seq_len, (1,), generator=g))
-        return Streams(self.data.train(epoch), self.cfg.batch_size, self.cfg.seq_len, offset, self.rows)
+        return Streams(self.data.train(epoch), self.cfg.batch_size, self.cfg.seq_len, offset, self.rows,
+                       self.data.train_controls(epoch))
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop_at_step: int | None = None) -> Path:
@@ -303,11 +309,13 @@ class Trainer:
                     self.carry = model.initial_state(len(self.rows))
                 while p.batch < nb and stopped_by is None:
                     self.threads.check()  # between steps: another process may have taken a core, or left
-                    x, y = (t.to(self.device, non_blocking=True) for t in streams.batch(p.batch))
+                    x, y, steer = (None if t is None else t.to(self.device, non_blocking=True)
+                                   for t in streams.batch(p.batch))
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    loss, self.carry = train_step(self.stepper, self.optimizer, x, y, self.carry, cfg.clip, self.autocast)
+                    loss, self.carry = train_step(self.stepper, self.optimizer, x, y, self.carry, cfg.clip, self.autocast,
+                                                  steer)
                     p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + y.numel() * self.world.size
                     # Every process must stop at the same step and follow the same schedule: they
                     # agree on the clock (the slowest one's) and on whether any was signalled.
@@ -357,7 +365,7 @@ class Trainer:
             kept = (f"the last good checkpoint is kept in {self.run_dir}" if self.out.saved_step is not None
                     else "no checkpoint was saved")
             raise SeqgenError(f"the training loss became {train_loss} by step {p.step}; {kept} (try a lower --lr or --clip)")
-        val_loss, _ = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.seq_len, self.world)
+        val_loss, _ = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.seq_len, self.world, self.val_controls)
         improved = p.best_val_loss is None or val_loss < p.best_val_loss
         if improved:
             p.best_val_loss, p.best_step, p.stale_evals = val_loss, p.step, 0
@@ -478,7 +486,8 @@ class Trainer:
             f"global batch {c.batch_size} x {c.seq_len} ({len(self.rows)} streams per process)")
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
-            f"{m.vocab_size}, on {where}; {self.train_tokens:,} train / "
+            f"{m.vocab_size}{f', {m.control_inputs} control inputs' if m.control_inputs else ''}, on {where}; "
+            f"{self.train_tokens:,} train / "
             f"{len(self.val_ids):,} valid tokens; {batch}, {self.precision}, "
             f"{self.batches_per_epoch} steps/epoch -> {self.run_dir}"
         )

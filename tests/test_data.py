@@ -10,8 +10,8 @@ from seqgen.errors import SeqgenError
 def test_streams_are_contiguous_across_batches():
     ids = torch.arange(1000)
     streams = Streams(ids, batch_size=4, seq_len=10)
-    x0, y0 = streams.batch(0)
-    x1, _ = streams.batch(1)
+    x0, y0, _ = streams.batch(0)
+    x1, _, _ = streams.batch(1)
     assert x0.shape == (4, 10)
     assert torch.equal(y0[:, :-1], x0[:, 1:])  # targets are the inputs shifted by one
     assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # each row continues where it stopped

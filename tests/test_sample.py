@@ -162,7 +162,7 @@ class FixedLogits(torch.nn.Module):
     def step(self, ids, state):
         return self.logits.expand(len(ids), -1), state
 
-    def decoder(self):
+    def decoder(self, controls=None):
         return self.step
 
 

@@ -107,7 +107,8 @@ class MidiCorpus(Corpus):
                 return tokenizer.encode(notes)
             return tokenizer.augmented(notes, rng, cfg.transpose, cfg.stretch)
 
-        return PieceData(pieces, encode, cfg.val_fraction, cfg.seed, sha256)
+        controls = tokenizer.controls if tokenizer.control_size else None  # computed after augmentation
+        return PieceData(pieces, encode, cfg.val_fraction, cfg.seed, sha256, controls)
 
     def all_ids(self, tokenizer, *, log=None):
         pieces, _ = midi_pieces(self, tokenizer, log=log)

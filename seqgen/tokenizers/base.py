@@ -22,6 +22,7 @@ class Tokenizer(Protocol):
     name: str  # its name on the command line (`seqgen train --tokenizer`): "char", "performance"
     unit: str  # what one token is, for reports: "char", "event"
     reads: str  # the kind of corpus it encodes, and of what it decodes to: "text" or "midi"
+    control_size: int  # numbers the model reads beside each token (seqgen.controls; 0: none)
 
     @property
     def vocab_size(self) -> int: ...
@@ -77,6 +78,11 @@ class MusicTokenizer(Tokenizer, Protocol):
     def seconds(self, ids: Any) -> float: ...  # the time `ids` take
 
     def played(self, ids: Any) -> np.ndarray: ...  # the parts that strike a note in `ids`
+
+    def controls(self, ids: Any) -> np.ndarray: ...  # (N, control_size) float32: the control values at each id
+
+    # (K, control_size): what each of K samples is told: the controls given by name, the rest drawn from the data's
+    def control_inputs(self, given: dict[str, str], num_samples: int, seed: int | None = None) -> np.ndarray: ...
 
     # the parts each of `num_samples` may play (None: any): named by `instruments`, else the corpus's ensembles
     def ensembles_for(self, prime: Any, num_samples: int, instruments: str | None = None,

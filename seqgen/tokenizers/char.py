@@ -24,6 +24,7 @@ class CharTokenizer:
     name = "char"  # as `seqgen train --tokenizer` names it
     unit = "char"
     reads = "text"
+    control_size = 0  # nothing beside the characters
 
     def __init__(self, chars: list[str]):
         if not chars or any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):

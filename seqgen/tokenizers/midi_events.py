@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..config import MidiConfig, from_dict, seed_entropy
+from ..controls import ControlSet, Timeline
 from ..errors import SeqgenError
 from ..midi_io import DRUMS, NOTE_DTYPE, one_part, read_performance, resolve_overlaps, sorted_notes
 from .base import id_dtype, register
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 # piece: what follows is a new piece. A minute is far longer than any rest inside real music, and
 # bounds the events of a piece by its notes: at most 60 TIME_SHIFTs of 1 s between two onsets.
 MAX_SILENCE = 60.0
+# Control values of the training data kept in a checkpoint, for samples given none (`fit`): taken
+# at evenly spaced times of up to FIT_PIECES pieces spread over the corpus.
+MAX_CONTROL_DRAWS, FIT_PIECES = 256, 256
 
 
 @dataclass
@@ -65,6 +69,8 @@ class MidiTokenizer:
     # common first, which a sample draws from (`fit`, `rules`); a tokenizer of one part has none.
     ensembles: tuple[tuple[tuple[int, ...], int], ...] = ()
     note_dtype = NOTE_DTYPE
+    # (D, control_size): the training data's control values, which samples given none draw from (`fit`)
+    control_draws = np.zeros((0, 0), np.float32)
 
     def __init__(self, config: MidiConfig | None = None):
         self.config = config = config or MidiConfig()
@@ -89,13 +95,20 @@ class MidiTokenizer:
         # Seconds each token moves the clock: what `seqgen sample --seconds` counts.
         self.token_seconds = np.zeros(self.vocab_size)
         self.token_seconds[self.time_shift : self.velocity] = np.arange(1, self.shift_steps + 1) * config.resolution
+        self.control_set = ControlSet(config.control)  # what the model reads beside each event (seqgen.controls)
+        config.control = str(self.control_set)  # in one spelling: " Key, density" is "key,density"
 
     @property
     def vocab_size(self) -> int:
         return self.boundary + 1
 
+    @property
+    def control_size(self) -> int:
+        return self.control_set.size
+
     def to_dict(self) -> dict:
-        return {"kind": self.kind, **asdict(self.config)}
+        draws = {"control_draws": self.control_draws.round(4).tolist()} if self.control_size else {}
+        return {"kind": self.kind, **asdict(self.config), **draws}
 
     def options(self) -> dict:
         return {"tokenizer": self.name, **asdict(self.config)}
@@ -109,14 +122,26 @@ class MidiTokenizer:
 
     @classmethod
     def from_dict(cls, data: dict) -> MidiTokenizer:
-        return cls(from_dict(cls.config_class, data))
+        tokenizer = cls(from_dict(cls.config_class, data))
+        if tokenizer.control_size:
+            draws = data.get("control_draws", [])
+            if not isinstance(draws, list) or len(draws) > MAX_CONTROL_DRAWS or any(
+                    not isinstance(row, list) or len(row) != tokenizer.control_size
+                    or any(type(v) not in (int, float) or not 0 <= v <= 100 for v in row) for row in draws):
+                raise ValueError(f"control_draws must be at most {MAX_CONTROL_DRAWS} lists of "
+                                 f"{tokenizer.control_size} numbers from 0 to 100")
+            tokenizer.control_draws = np.array(draws, np.float32).reshape(len(draws), tokenizer.control_size)
+        return tokenizer
 
     def describe(self) -> str:
         c = self.config
         return (f"MIDI events, vocabulary {self.vocab_size} (Performance RNN): 128 NOTE_ON, 128 NOTE_OFF, "
                 f"{self.shift_steps} TIME_SHIFT of {c.resolution * 1000:g} ms (up to {c.max_shift:g} s), "
                 f"{c.velocity_bins} VELOCITY bins, PIECE; drums {'kept' if c.keep_drums else 'left out'}, "
-                f"notes capped at {c.max_note:g} s")
+                f"notes capped at {c.max_note:g} s{self._controls_described()}")
+
+    def _controls_described(self) -> str:
+        return f"; controls: {self.control_set.describe()}" if self.control_size else ""
 
     def reading(self) -> dict:
         return {}  # a MIDI corpus is read the same for every model; the tokenizer's settings do the rest
@@ -154,7 +179,48 @@ class MidiTokenizer:
 
     def fit(self, performances) -> None:
         """Learn what the corpus's performances (notes read with their instruments) tell about
-        sampling: nothing, for one part (see midi_multitrack)."""
+        sampling: with controls, values of them that samples given none draw from
+        (`control_inputs`), so that such samples play as the corpus does. (A tokenizer of several
+        parts learns more: see midi_multitrack.)"""
+        if not self.control_size:
+            return
+        pieces = [piece for notes in performances for piece in self.split(self.performance(notes)[0])[0] if len(piece)]
+        chosen = np.unique(np.linspace(0, len(pieces) - 1, min(len(pieces), FIT_PIECES)).round().astype(int))
+        each = -(-MAX_CONTROL_DRAWS // max(len(chosen), 1))  # values per piece
+        draws = []
+        for i in chosen.tolist():
+            ids = self.encode(pieces[i])
+            timeline = self.timeline(ids)
+            # At evenly spaced times, not events: a piece's dense passages count for the time they take.
+            at = np.searchsorted(timeline.times, np.linspace(0, timeline.end, each, endpoint=False))
+            draws.append(self.controls(ids)[np.minimum(at, len(ids) - 1)])
+        self.control_draws = np.concatenate(draws)[:MAX_CONTROL_DRAWS] if draws else self.control_draws
+
+    def controls(self, ids) -> np.ndarray:
+        """(N, control_size) float32: the control values at each of the ids, computed piece by
+        piece (each PIECE starts one), from what the ids decode to."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        out = np.zeros((len(ids), self.control_size), np.float32)
+        if not self.control_size:
+            return out
+        bounds = sorted({0, *np.flatnonzero(ids == self.boundary).tolist(), len(ids)})
+        for a, b in itertools.pairwise(bounds):
+            out[a:b] = self.control_set.values(self.timeline(ids[a:b]))
+        return out
+
+    def timeline(self, ids: np.ndarray) -> Timeline:
+        """One piece's events and notes in time, as the controls read them."""
+        shift = self.token_seconds[ids]  # (N,)
+        clock = np.cumsum(shift)
+        notes, _ = self.decode(ids)
+        return Timeline(clock - shift, float(clock[-1]) if len(ids) else 0.0, notes["start"], notes["end"],
+                        notes["pitch"], self.pitched(self.parts_of(notes)))
+
+    def control_inputs(self, given: dict[str, str], num_samples: int, seed: int | None = None) -> np.ndarray:
+        """(K, control_size): what each sample is told: the controls `given` (name -> the
+        sampling option's text: {"density": "4", "key": "D minor"}), the others drawn from the
+        training data's (`fit`)."""
+        return self.control_set.inputs(given, self.control_draws, num_samples, seed)
 
     def split(self, notes: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
         """(the pieces of a performance, the silences between them in seconds): see `split_at_silences`."""

@@ -59,7 +59,8 @@ class MultitrackTokenizer(MidiTokenizer):
                 f"for each of {parts} and drums; {c.resolution * 1000:g} ms steps, {c.velocity_bins} velocity bins, "
                 f"drums {'kept' if c.keep_drums else 'left out'}, notes capped at {c.max_note:g} s"
                 + (f"; {len(self.ensembles)} ensemble{'s' if len(self.ensembles) != 1 else ''} of instruments "
-                   f"from {sum(n for _, n in self.ensembles):,} files" if self.ensembles else ""))
+                   f"from {sum(n for _, n in self.ensembles):,} files" if self.ensembles else "")
+                + self._controls_described())
 
     def to_dict(self) -> dict:
         programs = self.part_programs.tolist()
@@ -88,12 +89,14 @@ class MultitrackTokenizer(MidiTokenizer):
         """The corpus's ensembles: each set of parts that plays together in one of its files (after
         the folding into families, and without drums unless keep_drums), with how many files
         have it, most common first."""
+        performances = list(performances)
         counts: Counter[tuple[int, ...]] = Counter()
         for notes in performances:
             kept = notes if self.config.keep_drums else notes[notes["program"] != DRUMS]
             if len(kept):
                 counts[tuple(np.unique(self._part_of_program(kept["program"])).tolist())] += 1
         self.ensembles = tuple(counts.most_common(MAX_ENSEMBLES))
+        super().fit(performances)
 
     def event_name(self, token: int) -> str:
         if self.program <= token < self.boundary:
