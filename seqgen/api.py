@@ -230,7 +230,7 @@ class Model:
         if len(ids) < 2:
             raise SeqgenError("nothing to score: at least two tokens are needed")
         # A model trained with controls is told the data's own, as in training's validation.
-        controls = self.tokenizer.controls(ids) if self.tokenizer.control_size else None  # type: ignore[attr-defined]
+        controls = self.tokenizer.controls(ids) if self.tokenizer.control_size else None
         loss, tokens = evaluate(self.net, ids, batch_size, seq_len or saved_seq_len(self.checkpoint), controls=controls)
         if not math.isfinite(loss):  # finite weights can still overflow: not a score to report
             raise SeqgenError(f"{self.checkpoint.path}: the model's loss on this text is {loss} (its outputs overflow)")

@@ -172,12 +172,13 @@ class RNNLM(nn.Module):
             if c.cell == "lstm":
                 for t in (w_ih, w_hh, b_ih, b_hh):
                     t[2 * H : 3 * H] *= 2
-            if not gru:  # a GRU's recurrent bias sits inside its reset gate, so it stays apart
-                b_ih, b_hh = b_ih + b_hh, None
-            layers.append((w_ih, w_hh, b_ih, b_hh))
+            recurrent_bias: torch.Tensor | None = b_hh  # a GRU's sits inside its reset gate, so it stays apart
+            if not gru:
+                b_ih, recurrent_bias = b_ih + b_hh, None
+            layers.append((w_ih, w_hh, b_ih, recurrent_bias))
         E = c.embed
         table = torch.addmm(layers[0][2], layers[0][0][:, :E], self.embed.weight.t())  # (G*H, V)
-        steer = None  # the controls' part of the first layer's input gates, (G*H, B)
+        steer: torch.Tensor | None = None  # the controls' part of the first layer's input gates, (G*H, B)
         if c.control_inputs:
             if controls is None:
                 raise ValueError("this model reads control inputs beside its ids")

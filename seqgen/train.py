@@ -50,6 +50,13 @@ def _mean(total: torch.Tensor, count: int) -> float:
     return (total / count).item()
 
 
+def on(device: torch.device, x: torch.Tensor, y: torch.Tensor,
+       controls: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A batch (Streams.batch) on `device`."""
+    return (x.to(device, non_blocking=True), y.to(device, non_blocking=True),
+            None if controls is None else controls.to(device, non_blocking=True))
+
+
 def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
     """Linear warmup over `warmup_steps`, then cosine decay to `min_lr_ratio * lr` as `done` -> 1.
 
@@ -91,7 +98,7 @@ def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = Wo
         state = torch.cat([state[:, :, : len(rows) - len(later)], warmed], dim=BATCH_DIM)
     total, count = 0.0, 0
     for j in range(streams.num_windows if rows else 0):
-        x, y, steer = (None if t is None else t.to(device) for t in streams.batch(j))
+        x, y, steer = on(device, *streams.batch(j))
         logits, state = model(x, state, steer)  # (B, T, V)
         total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
@@ -309,8 +316,7 @@ class Trainer:
                     self.carry = model.initial_state(len(self.rows))
                 while p.batch < nb and stopped_by is None:
                     self.threads.check()  # between steps: another process may have taken a core, or left
-                    x, y, steer = (None if t is None else t.to(self.device, non_blocking=True)
-                                   for t in streams.batch(p.batch))
+                    x, y, steer = on(self.device, *streams.batch(p.batch))
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr

@@ -15,15 +15,18 @@ MIN_WINDOW = 1.0  # near a piece's end the window is what is left of it, but no 
 MAX_DENSITY = 1000.0  # notes a second: more than any music
 
 
-def feature(notes_per_second):
-    """What the model reads: log2(1 + density) / 4, about 0 to 1.5. On a log scale, 2, 4 and 8
-    notes a second are equally far apart, as they are to the ear."""
-    return np.log2(1.0 + np.asarray(notes_per_second, dtype=np.float64)) / 4
+# The model reads a density as its closeness to each of these, in octaves: 0.5, 1, 2, ... 64 notes
+# a second. Performance RNN reads one of eight bins; bumps say as much, and also where in between
+# (2.8 notes a second is not 2, nor 4), so any density can be asked for.
+CENTRES = np.arange(-1.0, 7.0)  # log2 of notes a second
+WIDTH = 0.5  # octaves
+SLOWEST = 0.25  # notes a second: slower, or none, reads as this
 
 
-def notes_per_second(value):
-    """The density a feature stands for (feature's inverse)."""
-    return np.exp2(np.asarray(value, dtype=np.float64) * 4) - 1.0
+def feature(notes_per_second) -> np.ndarray:
+    """(N,) notes a second -> (N, 8): exp(-(log2 density - centre)^2 / (2 WIDTH^2)) for each centre."""
+    octaves = np.log2(np.maximum(np.asarray(notes_per_second, dtype=np.float64), SLOWEST))
+    return np.exp(-((octaves[:, None] - CENTRES) ** 2) / (2 * WIDTH**2))
 
 
 @register
@@ -31,18 +34,18 @@ class Density:
     """Notes a second from each event on (see the module's docstring); `--density N` asks for N."""
 
     name = "density"
-    size = 1
+    size = len(CENTRES)
 
     def describe(self) -> str:
         return f"density (notes a second in the next {WINDOW:g} s)"
 
     def values(self, timeline: Timeline) -> np.ndarray:
-        """(N, 1): the onsets in [t, t + WINDOW) over the window's length, at each event's time t
-        (the window is cut at the piece's end, but never under MIN_WINDOW)."""
+        """(N, 8): `feature` of the onsets in [t, t + WINDOW) over the window's length, at each
+        event's time t (the window is cut at the piece's end, but never under MIN_WINDOW)."""
         t = timeline.times  # (N,)
         onsets = np.searchsorted(timeline.start, t + WINDOW) - np.searchsorted(timeline.start, t)  # (N,)
         window = np.clip(timeline.end - t, MIN_WINDOW, WINDOW)
-        return feature(onsets / window)[:, None].astype(np.float32)
+        return feature(onsets / window).astype(np.float32)
 
     def parse(self, text: str) -> np.ndarray:
         try:
@@ -51,4 +54,4 @@ class Density:
             value = math.nan
         if not 0 < value <= MAX_DENSITY:
             raise SeqgenError(f"--density {text!r:.40}: give notes a second, a number above 0 (e.g. 4)")
-        return feature([value]).astype(np.float32)
+        return feature([value])[0].astype(np.float32)

@@ -34,10 +34,15 @@ def _key(name: str) -> tuple[int, str]:
     return (NAMES[letter.lower()] + ACCIDENTALS[accidental]) % 12, MODES[mode.lower()]
 
 
+# The model reads each pitch class's share of the time, times 12 (1 each when even): shares are
+# small numbers, and inputs of 0.1 would barely move a layer whose other inputs are around 1.
+GAIN = 12.0
+
+
 def profile(name: str) -> np.ndarray:
-    """(12,) what --key NAME tells the model: the key's scale, its tonic triad twice as heavy
-    (so D minor is not its relative F major), summing to 1. Pieces spend most of their time on
-    their scale and most of that on the triad, so this sits among the values training saw."""
+    """(12,) the shares --key NAME asks for: the key's scale, its tonic triad twice as heavy (so
+    D minor is not its relative F major), summing to 1. Pieces spend most of their time on their
+    scale and most of that on the triad, so this sits among the values training saw."""
     tonic, mode = _key(name)
     steps = SCALES[mode]
     weights = np.zeros(12)
@@ -70,7 +75,8 @@ class Key:
 
     def values(self, timeline: Timeline) -> np.ndarray:
         """(N, 12): the seconds each pitch class sounds in [t, t + WINDOW) at each event's time t,
-        as shares of their sum (drums are not pitches); even shares where nothing pitched sounds."""
+        as shares of their sum (drums are not pitches; even shares where nothing pitched sounds),
+        times GAIN."""
         t = timeline.times  # (N,)
         out = np.zeros((len(t), 12))
         pitched = timeline.pitched
@@ -80,12 +86,13 @@ class Key:
             if mine.any():
                 out[:, c] = sounding(start[mine], stop[mine], t + WINDOW) - sounding(start[mine], stop[mine], t)
         total = out.sum(1, keepdims=True)  # (N, 1)
-        return np.where(total > 1e-9, out / np.maximum(total, 1e-9), 1 / 12).astype(np.float32)
+        return (GAIN * np.where(total > 1e-9, out / np.maximum(total, 1e-9), 1 / 12)).astype(np.float32)
 
     def parse(self, text: str) -> np.ndarray:
-        """A key ("D minor": see `profile`), or 12 weights from C to B ("2,0,1,0,1,1,0,1,0,1,0,1")."""
+        """A key ("D minor": see `profile`), or 12 weights from C to B ("2,0,1,0,1,1,0,1,0,1,0,1"),
+        as the model reads shares (see `values`)."""
         if "," not in text:
-            return profile(text).astype(np.float32)
+            return (GAIN * profile(text)).astype(np.float32)
         try:
             weights = np.array([float(w) for w in text.split(",")])
         except ValueError:
@@ -93,4 +100,4 @@ class Key:
         if len(weights) != 12 or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
             raise SeqgenError(f"--pitch-classes {text!r:.40}: give 12 weights from C to B, at least 0 and not all 0 "
                               "(e.g. 2,0,1,0,1,1,0,1,0,1,0,1)")
-        return (weights / weights.sum()).astype(np.float32)
+        return (GAIN * weights / weights.sum()).astype(np.float32)

@@ -22,10 +22,12 @@ class Tokenizer(Protocol):
     name: str  # its name on the command line (`seqgen train --tokenizer`): "char", "performance"
     unit: str  # what one token is, for reports: "char", "event"
     reads: str  # the kind of corpus it encodes, and of what it decodes to: "text" or "midi"
-    control_size: int  # numbers the model reads beside each token (seqgen.controls; 0: none)
 
     @property
     def vocab_size(self) -> int: ...
+
+    @property
+    def control_size(self) -> int: ...  # numbers the model reads beside each token (seqgen.controls; 0: none)
 
     def encode(self, data: Any) -> np.ndarray: ...  # text, or a MIDI performance's notes -> (N,) ids
 

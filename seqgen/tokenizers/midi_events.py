@@ -213,8 +213,11 @@ class MidiTokenizer:
         shift = self.token_seconds[ids]  # (N,)
         clock = np.cumsum(shift)
         notes, _ = self.decode(ids)
-        return Timeline(clock - shift, float(clock[-1]) if len(ids) else 0.0, notes["start"], notes["end"],
-                        notes["pitch"], self.pitched(self.parts_of(notes)))
+        # Rounded to the microsecond: a sum of shifts and the decoder's step times differ in the last
+        # bits, and a note at the edge of a window would be in or out by chance.
+        return Timeline(np.round(clock - shift, 6), round(float(clock[-1]), 6) if len(ids) else 0.0,
+                        np.round(notes["start"], 6), np.round(notes["end"], 6), notes["pitch"],
+                        self.pitched(self.parts_of(notes)))
 
     def control_inputs(self, given: dict[str, str], num_samples: int, seed: int | None = None) -> np.ndarray:
         """(K, control_size): what each sample is told: the controls `given` (name -> the
