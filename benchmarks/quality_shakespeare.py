@@ -108,7 +108,7 @@ def run_textbook(train: Path, valid: Path, budget: float) -> dict:
         def initial_state(self, batch_size, device=None):
             return torch.zeros(2, 2, batch_size, 256)
 
-        def forward(self, x, state=None):
+        def forward(self, x, state=None, controls=None):  # no controls: a text model
             logits, (h, c) = self.inner(x, (state[:, 0].contiguous(), state[:, 1].contiguous()))
             return logits, torch.stack([h, c], 1)
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import checkpoint
 from .config import MAX_SAMPLE_TOKENS, SAMPLE_DEFAULTS, SEED, derived_seed
+from .controls import OPTIONS as CONTROL_OPTIONS
 from .corpora import LABELS, MIDI, LineEnds, check_kind, load_corpus
 from .errors import SeqgenError
 from .files import MAX_PRIME, read_regular
@@ -65,7 +66,8 @@ class Model:
         `pretty_midi.PrettyMIDI`s for a MIDI model, which takes `seconds`, `primer` (a MIDI file's
         path or bytes), `primer_seconds`, `primer_pitches`, `instruments`, `program` and `tempo`
         as `seqgen sample` does, in place of `prime` and `stop`, and a model trained with
-        controls `density` (notes a second), `key` ("D minor") or `pitch_classes` (12 weights)."""
+        controls `density` (notes a second), `key` ("D minor") or `pitch_classes` (12 weights
+        from C to B)."""
         check_sampling(num_samples=num_samples, length=length, seconds=midi.get("seconds"), temperature=temperature,
                        top_k=top_k, top_p=top_p, seed=seed)
         if self.kind != MIDI:
@@ -86,8 +88,9 @@ class Model:
         program, tempo = midi.pop("program", 0), midi.pop("tempo", 120.0)
         if type(program) is not int or not 0 <= program <= 127 or not 1 <= tempo <= 1000:
             raise SeqgenError("program is a General MIDI program, 0 to 127, and tempo 1 to 1000 beats a minute")
+        asked = {option: midi.pop(option) for option in CONTROL_OPTIONS if option in midi}
         pieces = self.performances(length=length, num_samples=num_samples, temperature=temperature, top_k=top_k,
-                                   top_p=top_p, seed=seed, continuation_only=continuation_only, **midi)
+                                   top_p=top_p, seed=seed, continuation_only=continuation_only, controls=asked, **midi)
         return [pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(notes, program=program, tempo=tempo)))
                 for notes, _ in pieces]
 
@@ -128,13 +131,14 @@ class Model:
                      length: int | None = None, seconds: float | None = None, num_samples: int = 1,
                      temperature: float = SAMPLE_DEFAULTS["temperature"], top_k: int | None = None,
                      top_p: float | None = None, seed: int | None = None, continuation_only: bool = False,
-                     instruments: str | None = None, valid_only: bool = True, density: float | None = None,
-                     key: str | None = None, pitch_classes=None) -> list[tuple[np.ndarray, dict]]:
+                     instruments: str | None = None, valid_only: bool = True,
+                     controls: dict | None = None) -> list[tuple[np.ndarray, dict]]:
         """(notes, report) for each of `num_samples` MIDI samples: the primer's piece (a file's
         path or bytes, its first `primer_seconds`) or chord (`primer_pitches`) continued for
         `seconds` (or `length` events), each by the instruments `ensembles_for` gives it, and, in
-        a model trained with controls, told the `density`, `key` or `pitch_classes` given (the
-        controls not given each sample draws from the training data's)."""
+        a model trained with controls, told the `controls` asked for (a sampling option -> its
+        value: {"density": 4}); the controls not asked for each sample draws from the training
+        data's."""
         import torch
 
         from .midi_io import notes_array
@@ -162,7 +166,8 @@ class Model:
         primer_ids = prime_ids if primer is not None else prime_ids[:0]
         ensembles = tokenizer.ensembles_for(primer_ids, num_samples, instruments, seed)
         primed = set(tokenizer.played(primer_ids).tolist())
-        told = self.control_inputs(num_samples, seed, density=density, key=key, pitch_classes=pitch_classes)
+        asked = {option: value for option, value in (controls or {}).items() if value is not None}
+        told = None if not tokenizer.control_size and not asked else tokenizer.control_inputs(asked, num_samples, seed)
         primes: list[list[int]] = [[]] * num_samples
         rows: list[list[int]] = [[]] * num_samples
         for n, ensemble in enumerate(dict.fromkeys(ensembles)):
@@ -176,7 +181,7 @@ class Model:
             for i, row in zip(members, drawn):
                 primes[i], rows[i] = prime, row
         pieces = []
-        for prime, row in zip(primes, rows):
+        for i, (prime, row) in enumerate(zip(primes, rows)):
             notes, decoded = tokenizer.decode([*prime, *row])
             if continuation_only:  # the notes the primer did not strike, moved to the start of the file
                 fresh = [onset not in primer_onsets for onset in _onsets(notes)]
@@ -190,23 +195,10 @@ class Model:
                 from .midi_io import instrument_name
 
                 report["instruments"] = [instrument_name(p) for p in np.unique(notes["program"])]
+            if told is not None:
+                report["controls"] = tokenizer.controls_told(told[i])
             pieces.append((notes, report))
         return pieces
-
-    def control_inputs(self, num_samples: int, seed: int | None, *, density=None, key=None,
-                       pitch_classes=None) -> np.ndarray | None:
-        """(K, C): what each sample of a model trained with controls is told (None: a model
-        without them). `key` and `pitch_classes` both set the key control: one may be given."""
-        if key is not None and pitch_classes is not None:
-            raise SeqgenError("give --key or --pitch-classes, not both")
-        if pitch_classes is not None and not isinstance(pitch_classes, str):
-            pitch_classes = ",".join(map(str, pitch_classes))
-        given = {name: str(value) for name, value in (("density", density), ("key", key or pitch_classes))
-                 if value is not None}
-        tokenizer = cast(MusicTokenizer, self.tokenizer)
-        if not tokenizer.control_size and not given:
-            return None
-        return tokenizer.control_inputs(given, num_samples, seed)
 
     # -- scoring -----------------------------------------------------------------------------
     def score(self, data: str | Path, *, batch_size: int = 64, seq_len: int | None = None) -> dict:
@@ -238,7 +230,7 @@ class Model:
 
 
 MIDI_OPTIONS = frozenset({"seconds", "primer", "primer_seconds", "primer_pitches", "instruments", "valid_only",
-                          "program", "tempo", "density", "key", "pitch_classes"})
+                          "program", "tempo", *CONTROL_OPTIONS})
 
 
 def check_sampling(*, num_samples, length, seconds, temperature, top_k, top_p, seed) -> None:

@@ -344,16 +344,15 @@ def _controls(value: str) -> str:
         raise click.BadParameter(str(e)) from None
 
 
-def _steering(ctx, param, value):
-    """--key and --pitch-classes, checked as the key control reads them (an error before any work)."""
+def _asked(ctx, param, value):
+    """A control's sampling option (--density, --key, ...), checked by its control as it will be
+    read (an error before any work)."""
     if value is None:
         return None
-    from .controls.key import Key
+    from .controls import CONTROLS, OPTIONS
 
-    if param.name == "pitch_classes" and "," not in value:
-        raise click.BadParameter("give 12 weights from C to B, e.g. 2,0,1,0,1,1,0,1,0,1,0,1")
     try:
-        Key().parse(value)
+        CONTROLS[OPTIONS[param.name]]().parse(param.name, value)
     except SeqgenError as e:
         raise click.BadParameter(str(e).split(": ", 1)[-1]) from None
     return value
@@ -418,13 +417,14 @@ def _shard(ctx, param, value):
               help="MIDI, multitrack models: only these may play: General MIDI instrument or family names, "
                    "program numbers, or drums (e.g. piano,bass,drums); 'any' lets the model choose among all.  "
                    "[default: each sample the instruments of one of the corpus's files, as often as files have them]")
-@click.option("--density", type=FloatRange(0, 1000, min_open=True), default=None, metavar="NOTES_PER_SECOND",
-              help="MIDI, models trained with --control density: play about this many notes a second.  "
+# The controls' sampling options (seqgen.controls): each one's name is its option's.
+@click.option("--density", callback=_asked, default=None, metavar="NOTES_PER_SECOND",
+              help="MIDI, models trained with --control density: play about this many notes a second (0.25 to 128).  "
                    "[default: each sample a density of the training data's]")
-@click.option("--key", callback=_steering, default=None, metavar="KEY",
+@click.option("--key", callback=_asked, default=None, metavar="KEY",
               help="MIDI, models trained with --control key: play in this key, e.g. 'D minor', 'F# major', Bb, C#m.  "
                    "[default: each sample the pitch classes of a moment of the training data]")
-@click.option("--pitch-classes", callback=_steering, default=None, metavar="W,W,...",
+@click.option("--pitch-classes", callback=_asked, default=None, metavar="W,W,...",
               help="MIDI, models trained with --control key: play the pitch classes C to B with these 12 weights "
                    "(Magenta's --pitch_class_histogram), e.g. 2,0,1,0,1,1,0,1,0,1,0,1.")
 @click.option("--tempo", type=FloatRange(1, 1000), default=120.0,
@@ -476,8 +476,6 @@ def sample(ctx, checkpoint, prime, prime_file, **options):
         raise CliError("give --primer or --primer-pitches, not both", 2)
     if options["primer_seconds"] is not None and options["primer"] is None:
         raise CliError("--primer-seconds needs --primer", 2)
-    if options["key"] is not None and options["pitch_classes"] is not None:
-        raise CliError("give --key or --pitch-classes, not both", 2)
     if not options["wav"]:  # SEQGEN_SAMPLE_SOUNDFONT may name a font for every --wav; on the command line it needs one
         if ctx.get_parameter_source("soundfont") == click.core.ParameterSource.COMMANDLINE:
             raise CliError("--soundfont needs --wav", 2)

@@ -21,6 +21,7 @@ from .config import (
     derived_seed,
     from_dict,
 )
+from .controls import OPTIONS as CONTROL_OPTIONS
 from .corpora import BUILTINS, CORPUS_KINDS, LABELS, MIDI, check_kind, check_options, load_corpus
 from .errors import SeqgenError
 from .hardware import pick_device
@@ -221,8 +222,7 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
 SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only")
 TEXT_ONLY = ("prime", "stop")
 # the MIDI options a text model can refuse
-MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "soundfont", "instruments", "density", "key",
-             "pitch_classes")
+MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "soundfont", "instruments", *CONTROL_OPTIONS)
 
 
 def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, as_json, **options) -> None:
@@ -248,7 +248,8 @@ def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, 
     seed = options["seed"] if options["seed"] is not None else int(np.random.SeedSequence().generate_state(1)[0])
     options["seed"] = seed if shard is None else derived_seed(seed, index)
     if midi:
-        reports = _sample_midi(model, files, num_samples, as_json=as_json,
+        controls = {k: options.pop(k) for k in CONTROL_OPTIONS}
+        reports = _sample_midi(model, files, num_samples, as_json=as_json, controls=controls,
                                **{k: v for k, v in options.items() if k not in TEXT_ONLY})
     else:
         reports = _sample_text(model, files, num_samples, as_json=as_json, **{k: options[k] for k in SHARED + TEXT_ONLY})
@@ -319,7 +320,7 @@ def _sample_text(model: api.Model, files, num_samples, *, prime, length, tempera
 
 def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, soundfont, valid_only,
-                 instruments, density, key, pitch_classes, as_json) -> list[dict]:
+                 instruments, controls, as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""
     from .midi_io import audio, audio_renderer, matplotlib_pyplot, midi_bytes, piano_roll_png, wav_bytes
 
@@ -334,13 +335,13 @@ def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds
     pieces = model.performances(primer=primer, primer_seconds=primer_seconds, primer_pitches=primer_pitches,
                                 length=length, seconds=seconds, num_samples=num_samples, temperature=temperature,
                                 top_k=top_k, top_p=top_p, seed=seed, continuation_only=continuation_only,
-                                instruments=instruments, valid_only=valid_only, density=density, key=key,
-                                pitch_classes=pitch_classes)
+                                instruments=instruments, valid_only=valid_only, controls=controls)
     reports = []
     for i, (notes, report) in enumerate(pieces):
         data = midi_bytes(notes, program=program, tempo=tempo)
         played = report.get("instruments")
-        summary = (f"{report['notes']} notes, {report['seconds']:.1f}s{'; ' + ', '.join(played) if played else ''}; "
+        told = "".join(f"; {name} {value}" for name, value in report.get("controls", {}).items())
+        summary = (f"{report['notes']} notes, {report['seconds']:.1f}s{'; ' + ', '.join(played) if played else ''}{told}; "
                    f"decoder ignored {report['ignored_events']} of {report['events']} generated events")
         reports.append(report)
         if files is None:

@@ -159,7 +159,7 @@ class PieceData:
         self._control_ids: np.ndarray | None = None  # and their control values
 
     def _control_values(self, ids: np.ndarray) -> np.ndarray | None:
-        # float16: 26 bytes an event for density and key, half of float32's, and precise enough for inputs
+        # float16: 40 bytes an event for density and key (20 numbers), half of float32's, and precise enough
         return None if self._controls is None else self._controls(ids).astype(np.float16)
 
     def train(self, epoch: int) -> np.ndarray:

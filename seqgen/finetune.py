@@ -50,7 +50,8 @@ def base_model(ckpt: checkpoint.Checkpoint, corpus, options: dict, explicit: set
     for name in sorted(explicit & settings.keys()):
         if options[name] != settings[name]:
             raise SeqgenError(f"--{name.replace('_', '-')} {options[name]} conflicts with the base model's "
-                              f"{settings[name]}: --init-from reads the corpus as its base did")
+                              f"{settings[name] if settings[name] != '' else 'none'}: --init-from reads the corpus as "
+                              "its base did")
     tokenizer, ids = base_tokenizer.extended(corpus.new_tokenizer(settings, log=log))
     weights = _moved(net.state_dict(), torch.as_tensor(ids), tokenizer.vocab_size)
     model_options = {k: v for k, v in config.items() if k != "vocab_size"}

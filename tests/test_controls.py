@@ -3,14 +3,16 @@ and a model that is steered by them."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from seqgen.config import MidiConfig, ModelConfig
 from seqgen.controls import ControlSet, Timeline
-from seqgen.controls.density import feature
-from seqgen.controls.key import Key, profile, scale
+from seqgen.controls.density import Density, feature
+from seqgen.controls.key import KEYS, Key, profile, scale
 from seqgen.errors import SeqgenError
 from seqgen.midi_io import notes_array
 from seqgen.model import RNNLM, parameter_shapes
@@ -46,31 +48,47 @@ def test_key_shares_the_sounding_time_of_the_next_five_seconds():
 
 @pytest.mark.parametrize("name, tonic, pitch_classes", [
     ("D minor", 2, (0, 2, 4, 5, 7, 9, 10)), ("Bb", 10, (0, 2, 3, 5, 7, 9, 10)), ("bm", 11, (1, 2, 4, 6, 7, 9, 11)),
-    ("C#m", 1, (1, 3, 4, 6, 8, 9, 11)), ("f# Major", 6, (1, 3, 5, 6, 8, 10, 11))])
+    ("C#m", 1, (1, 3, 4, 6, 8, 9, 11)), ("f# Major", 6, (1, 3, 5, 6, 8, 10, 11)), ("CM", 0, (0, 2, 4, 5, 7, 9, 11)),
+    ("Cm", 0, (0, 2, 3, 5, 7, 8, 10))])
 def test_keys_are_their_scales_with_the_tonic_triad_heavier(name, tonic, pitch_classes):
     assert scale(name) == pitch_classes
     weights = profile(name)
     assert weights.sum() == pytest.approx(1) and set(np.flatnonzero(weights)) == set(pitch_classes)
     assert weights[tonic] == weights.max() > weights.min()
     assert not np.allclose(profile("D minor"), profile("F major"))  # relative keys: one scale, not one key
+    assert Key().explain(Key().parse("key", name)) == Key().explain(12 * profile(name))  # a report names the key
+    assert Key().explain(12 * profile("D minor")) == "D minor" and Key().explain(12 * profile("F major")) == "F major"
 
 
-def test_pitch_classes_are_twelve_weights():
-    assert Key().parse("2,0,1,0,1,1,0,1,0,1,0,1") == pytest.approx(np.array([2, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1]) * 12 / 8)
-    assert Key().parse("D minor") == pytest.approx(12 * profile("D minor"))
-    for bad in ("H minor", "C lydian", "1,2,3", "1,1,1,1,1,1,1,1,1,1,1,-1", "0,0,0,0,0,0,0,0,0,0,0,0", "a,b"):
+def test_pitch_classes_are_twelve_weights_and_densities_are_in_range():
+    weights = np.array([2, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1])
+    assert Key().parse("pitch_classes", "2,0,1,0,1,1,0,1,0,1,0,1") == pytest.approx(weights * 12 / 8)
+    assert Key().parse("pitch_classes", (weights * 1e307).tolist()) == pytest.approx(weights * 12 / 8)  # no overflow
+    assert Key().parse("key", "D minor") == pytest.approx(12 * profile("D minor"))
+    for option, bad in [("key", "H minor"), ("key", "C lydian"), ("key", ""), ("key", 5), ("pitch_classes", "1,2,3"),
+                        ("pitch_classes", "1,1,1,1,1,1,1,1,1,1,1,-1"), ("pitch_classes", "0,0,0,0,0,0,0,0,0,0,0,0"),
+                        ("pitch_classes", "a,b"), ("pitch_classes", "C major"), ("pitch_classes", 5),
+                        ("pitch_classes", [1.0] * 11 + [float("inf")])]:
         with pytest.raises(SeqgenError):
-            Key().parse(bad)
+            Key().parse(option, bad)
+    assert Density().explain(Density().parse("density", "4")) == pytest.approx(4, rel=0.02)
+    assert Density().explain(Density().parse("density", 0.7)) == pytest.approx(0.7, rel=0.05)
+    for bad in ("0", "0.1", "200", "nan", "fast", None):
+        with pytest.raises(SeqgenError, match="from 0.25 to 128"):
+            Density().parse("density", bad)
 
 
 def test_a_control_set_names_its_controls_and_asks_for_what_it_lacks():
     controls = ControlSet(" Key, density,key")
-    assert str(controls) == "key,density" and controls.size == 20
+    assert str(controls) == "density,key" and controls.size == 20  # one order, whatever order they are named in
     with pytest.raises(SeqgenError, match="unknown control 'tempo'"):
         ControlSet("density,tempo")
     draws = np.tile(np.arange(20, dtype=np.float32), (3, 1))
     told = controls.inputs({"density": "4"}, draws, 2, seed=1)
-    assert told[:, :12] == pytest.approx(draws[:2, :12]) and told[:, 12:] == pytest.approx(feature([4.0, 4.0]))
+    assert told[:, 8:] == pytest.approx(draws[:2, 8:]) and told[:, :8] == pytest.approx(feature([4.0, 4.0]))
+    assert controls.explain(told[0])["density"] == pytest.approx(4, rel=0.02)
+    with pytest.raises(SeqgenError, match="give --key or --pitch-classes, not both"):
+        controls.inputs({"key": "C", "pitch_classes": "1,0,1,0,1,1,0,1,0,1,0,1"}, draws, 1, seed=1)
     with pytest.raises(SeqgenError, match="give --density"):
         controls.inputs({"key": "C"}, draws[:0], 2, seed=1)
     with pytest.raises(SeqgenError, match="--density needs a model trained with --control density"):
@@ -110,11 +128,23 @@ def test_controls_and_their_draws_are_saved_and_checked():
     again = tokenizer_from_dict(tokenizer.to_dict())
     assert again.control_size == 8 and again.control_draws == pytest.approx(tokenizer.control_draws, abs=1e-4)
     assert tokenizer_from_dict(MidiTokenizer().to_dict()).control_size == 0  # a checkpoint from before: none
+    assert "control" not in MidiTokenizer().to_dict()  # as before controls: a run's corpus digest hashes it
     for bad in ([[1.0] * 7], [[-1.0] * 8], [["x"] * 8], [[1.0] * 8] * 257, "draws"):
         with pytest.raises(SeqgenError, match="control_draws"):
             tokenizer_from_dict({**tokenizer.to_dict(), "control_draws": bad})
     with pytest.raises(SeqgenError, match="unknown control"):
         tokenizer_from_dict({**tokenizer.to_dict(), "control": "tempo"})
+
+
+def test_samples_given_no_controls_draw_them_from_the_whole_corpus_not_its_openings():
+    """300 pieces, each 4 s slow then 4 s fast (read 3 s ahead: 2 s slow, then faster): the draws
+    hold both, as the corpus's time does (openings alone would all be slow)."""
+    tokenizer = MidiTokenizer(MidiConfig(control="density"))
+    slow_then_fast = [(60, 80, t, t + 0.1) for t in [*np.arange(0, 4, 1.0), *np.arange(4, 8, 0.125)]]
+    tokenizer.fit([_with_program(notes_array(slow_then_fast))] * 300)
+    rates = np.array([Density().explain(row) for row in tokenizer.control_draws])
+    assert len(rates) == 256
+    assert 0.15 < (rates < 3).mean() < 0.35 and 0.45 < (rates > 5).mean() < 0.75
 
 
 def test_the_model_reads_controls_beside_the_embedding_in_every_path():
@@ -194,6 +224,11 @@ def test_samples_play_the_density_and_key_they_are_asked_for(steered, tmp_path):
 
 def test_unsteered_samples_draw_controls_and_options_are_checked(steered, tmp_path, trained_run):
     assert len(_sampled(steered, tmp_path / "free")) == 4  # controls drawn from the training data's
+    result = invoke("sample", steered, "-k", "2", "--seconds", "2", "--density", "4", "--out", tmp_path / "told",
+                    "--json")
+    told = [sample["controls"] for sample in json.loads(result.stdout)["samples"]]
+    assert [t["density"] for t in told] == pytest.approx([4, 4], rel=0.02) and all(t["key"] in KEYS for t in told)
+    assert "; density 4" in result.stderr  # each file's line on stderr says what it was told
     result = invoke("sample", steered, "--key", "C", "--pitch-classes", "1,0,1,0,1,1,0,1,0,1,0,1", "--out", tmp_path / "x.mid")
     assert result.exit_code == 2 and "--key or --pitch-classes" in result.output
     result = invoke("sample", steered, "--key", "H", "--out", tmp_path / "x.mid")
@@ -204,8 +239,55 @@ def test_unsteered_samples_draw_controls_and_options_are_checked(steered, tmp_pa
     assert "controls: density (notes a second in the next 3 s); key" in result.output
 
 
+def test_the_python_api_steers_and_scores_with_controls(steered, tmp_path):
+    import seqgen
+
+    model = seqgen.load(steered)
+    fast, slow = (model.generate(seconds=6, density=d, key="C", num_samples=2, seed=1) for d in (8, 1))
+    assert sum(len(i.notes) for p in fast for i in p.instruments) > 3 * sum(len(i.notes) for p in slow for i in p.instruments)
+    assert model.generate(seconds=2, pitch_classes=[1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], seed=1)
+    for bad, message in [({"density": "fast"}, "--density 'fast': give notes a second"),
+                         ({"key": ""}, "--key '': give a key"), ({"pitch_classes": 5}, "--pitch-classes '5': give 12"),
+                         ({"pitch_classes": "C major"}, "give 12 weights"),
+                         ({"key": "C", "pitch_classes": [1] * 12}, "give --key or --pitch-classes, not both")]:
+        with pytest.raises(SeqgenError, match=message):
+            model.generate(seconds=2, **bad)
+    # Scored with the music's own controls, as in training's validation: what the run's metrics say
+    scored = model.score(steered.parent / "songs")["loss"]
+    assert scored < 2.0
+
+
 def test_control_is_checked_and_only_for_midi(tmp_path, corpus_file):
     result = invoke("train", corpus_file, "--control", "density", "--out", tmp_path / "run")
     assert result.exit_code == 1 and "--control is a MIDI option" in result.output
     result = invoke("train", corpus_file, "--control", "tempo", "--out", tmp_path / "run")
     assert result.exit_code == 2 and "unknown control 'tempo'" in result.output
+
+
+def test_a_controlled_run_resumes_exactly(steered, tmp_path, monkeypatch):
+    """Controls are recomputed from each epoch's augmented pieces, so a resumed run reads what an
+    uninterrupted one reads (augmentation on: the pieces move, and their keys with them)."""
+    from seqgen import checkpoint
+    from seqgen.config import TrainConfig
+    from seqgen.corpora import load_corpus
+    from seqgen.train import Trainer
+
+    from .conftest import TINY_MODEL, TINY_TRAIN
+
+    monkeypatch.setenv("SEQGEN_CACHE_DIR", str(tmp_path / "cache"))
+    corpus = load_corpus(steered.parent / "songs")
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 24, "eval_every": 7, "precision": "fp32", "val_fraction": 0.2})
+    model_config = ModelConfig(vocab_size=0, **TINY_MODEL)
+
+    def tokenizer():
+        return corpus.new_tokenizer({"control": "density,key"}, log=lambda m: None)
+
+    Trainer(corpus, model_config, config, tmp_path / "straight", tokenizer=tokenizer()).run()
+    Trainer(corpus, model_config, config, tmp_path / "split", tokenizer=tokenizer()).run(stop_at_step=10)
+    last = checkpoint.read(tmp_path / "split" / checkpoint.LAST)
+    Trainer(corpus, model_config, config, tmp_path / "split", tokenizer=tokenizer_from_dict(last.meta["tokenizer"]),
+            resume_from=last).run()
+    a = checkpoint.read(tmp_path / "straight" / checkpoint.LAST)
+    b = checkpoint.read(tmp_path / "split" / checkpoint.LAST)
+    assert a.meta["model"]["control_inputs"] == 20
+    assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors if k.startswith("model."))

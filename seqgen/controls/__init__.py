@@ -7,13 +7,17 @@ sampling, they steer it. They are computed from the data at every step (after au
 transposed piece is told its transposed pitch classes).
 
 A control is one module in this package: a class with the `Control` members, decorated with
-`@register`, and imported below. `ControlSet` is what a tokenizer holds: the controls a model was
-trained with (`seqgen train --control density,key`), their values for a piece, and the inputs a
-sample is given.
+`@register` (every module here is imported). Its sampling options reach it by name from the
+Python API and `seqgen sample`, which declares them as command-line options (the one line per
+option outside this package: click needs its options before any is read). `ControlSet` is what a
+tokenizer holds: the controls a model was trained with (`seqgen train --control density,key`),
+their values for a piece, and the inputs a sample is given.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,22 +42,33 @@ class Timeline:
 class Control(Protocol):
     """What every control is: the model reads its `size` numbers at each event of a piece."""
 
-    name: str  # as --control names it, and the sampling option that sets it
+    name: str  # as --control names it
     size: int  # the numbers it gives the model at each event
+    options: tuple[str, ...]  # the sampling options that ask for a value (`seqgen sample --OPTION`, generate(OPTION=))
 
     def describe(self) -> str: ...  # a few words for `seqgen info`
 
     def values(self, timeline: Timeline) -> np.ndarray: ...  # (N, size) float32 at each event
 
-    def parse(self, text: str) -> np.ndarray: ...  # a sampling option's value -> (size,); SeqgenError if bad
+    # an option's value (text from the command line; text, a number or a list from Python) -> (size,)
+    # as the model reads it; one SeqgenError naming the option if it is not one
+    def parse(self, option: str, value: Any) -> np.ndarray: ...
+
+    def explain(self, vector: np.ndarray) -> Any: ...  # what a (size,) value asks for, for reports: 4.0, "D minor"
 
 
 CONTROLS: dict[str, Any] = {}  # name -> class, filled by @register
+OPTIONS: dict[str, str] = {}  # sampling option -> the name of the control it asks
 
 
 def register(cls):
     CONTROLS[cls.name] = cls
+    OPTIONS.update(dict.fromkeys(cls.options, cls.name))
     return cls
+
+
+def flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
 
 
 class ControlSet:
@@ -61,11 +76,12 @@ class ControlSet:
     their values side by side, `size` numbers at each event."""
 
     def __init__(self, names: str):
-        wanted = [n.strip().lower() for n in names.split(",") if n.strip()]
-        unknown = [n for n in wanted if n not in CONTROLS]
+        wanted = {n.strip().lower() for n in names.split(",") if n.strip()}
+        unknown = sorted(wanted - CONTROLS.keys())
         if unknown:
             raise SeqgenError(f"unknown control {unknown[0]!r}; this seqgen knows {', '.join(CONTROLS)}")
-        self.controls = [CONTROLS[n]() for n in dict.fromkeys(wanted)]
+        # In the registry's order, however named: "key,density" is "density,key", columns and all.
+        self.controls = [cls() for name, cls in CONTROLS.items() if name in wanted]
         self.names = [c.name for c in self.controls]
         ends = np.cumsum([0] + [c.size for c in self.controls])
         self.columns = {c.name: slice(int(a), int(b)) for c, a, b in zip(self.controls, ends[:-1], ends[1:])}
@@ -83,28 +99,42 @@ class ControlSet:
             return np.zeros((len(timeline.times), 0), np.float32)
         return np.concatenate([c.values(timeline) for c in self.controls], axis=1).astype(np.float32)
 
-    def inputs(self, given: dict[str, str], draws: np.ndarray, num_samples: int, seed: int | None) -> np.ndarray:
+    def inputs(self, asked: dict[str, Any], draws: np.ndarray, num_samples: int, seed: int | None) -> np.ndarray:
         """(K, size): what each of `num_samples` samples is told, held for the whole sample. The
-        controls in `given` (name -> an option's text) as given; the others as in one of
-        `draws` (values of the training data), drawn at random for each sample."""
+        controls asked for (sampling option -> its value, see `Control.parse`) as asked; the
+        others as in one of `draws` (values of the training data), drawn at random for each."""
         from ..config import seed_entropy
 
-        for name in given:
+        parsed: dict[str, np.ndarray] = {}
+        chosen_by: dict[str, str] = {}
+        for option, value in asked.items():
+            name = OPTIONS.get(option)
+            if name is None:
+                raise SeqgenError(f"{option}: not a control's option ({', '.join(OPTIONS)})")
             if name not in self.columns:
                 trained = f"with --control {self}" if self.controls else "without --control"
-                raise SeqgenError(f"--{name} needs a model trained with --control {name}; this one was trained {trained}")
-        parsed = {name: self.controls[self.names.index(name)].parse(text) for name, text in given.items()}
+                raise SeqgenError(f"{flag(option)} needs a model trained with --control {name}; this one was "
+                                  f"trained {trained}")
+            if name in parsed:
+                raise SeqgenError(f"give {flag(chosen_by[name])} or {flag(option)}, not both", exit_code=2)
+            parsed[name], chosen_by[name] = self.controls[self.names.index(name)].parse(option, value), option
         out = np.zeros((num_samples, self.size), np.float32)
         if len(parsed) < len(self.controls):
             if not len(draws):
                 missing = [f"--{n}" for n in self.names if n not in parsed]
                 raise SeqgenError(f"this model holds no control values to draw from; give {' and '.join(missing)}")
-            rng = np.random.default_rng(None if seed is None else seed_entropy(seed))
+            # A stream of its own: the draw of ensembles (MidiTokenizer.ensembles_for) uses the seed itself.
+            rng = np.random.default_rng(None if seed is None else [seed_entropy(seed), 1])
             out[:] = draws[rng.integers(len(draws), size=num_samples)]
         for name, vector in parsed.items():
             out[:, self.columns[name]] = vector
         return out
 
+    def explain(self, vector: np.ndarray) -> dict[str, Any]:
+        """What a sample told `vector` (size,) was asked for, by control: {"density": 4.0, "key": "D minor"}."""
+        return {c.name: c.explain(vector[self.columns[c.name]]) for c in self.controls}
 
-# The controls: each module registers its class.
-from . import density, key  # noqa: E402, F401
+
+# The controls: every module of this package registers its class.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -4,6 +4,7 @@ notes-per-second control, over its 3 s window starting at each event)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,6 @@ from . import Timeline, register
 
 WINDOW = 3.0  # seconds
 MIN_WINDOW = 1.0  # near a piece's end the window is what is left of it, but no less: a last note is not 100 a second
-MAX_DENSITY = 1000.0  # notes a second: more than any music
 
 
 # The model reads a density as its closeness to each of these, in octaves: 0.5, 1, 2, ... 64 notes
@@ -21,6 +21,8 @@ MAX_DENSITY = 1000.0  # notes a second: more than any music
 CENTRES = np.arange(-1.0, 7.0)  # log2 of notes a second
 WIDTH = 0.5  # octaves
 SLOWEST = 0.25  # notes a second: slower, or none, reads as this
+# What may be asked for: an octave beyond the bumps on either side, where the nearest still reads 0.14
+ASKED = (SLOWEST, 2.0 ** (CENTRES[-1] + 1))
 
 
 def feature(notes_per_second) -> np.ndarray:
@@ -35,6 +37,7 @@ class Density:
 
     name = "density"
     size = len(CENTRES)
+    options = ("density",)
 
     def describe(self) -> str:
         return f"density (notes a second in the next {WINDOW:g} s)"
@@ -47,11 +50,17 @@ class Density:
         window = np.clip(timeline.end - t, MIN_WINDOW, WINDOW)
         return feature(onsets / window).astype(np.float32)
 
-    def parse(self, text: str) -> np.ndarray:
+    def parse(self, option: str, value: Any) -> np.ndarray:
         try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not 0 < value <= MAX_DENSITY:
-            raise SeqgenError(f"--density {text!r:.40}: give notes a second, a number above 0 (e.g. 4)")
-        return feature([value])[0].astype(np.float32)
+            rate = float(value)
+        except (TypeError, ValueError):
+            rate = math.nan
+        if not ASKED[0] <= rate <= ASKED[1]:
+            raise SeqgenError(f"--density {str(value)!r:.40}: give notes a second, from {ASKED[0]:g} to {ASKED[1]:g} "
+                              "(e.g. 4)")
+        return feature([rate])[0].astype(np.float32)
+
+    def explain(self, vector: np.ndarray) -> float:
+        """The notes a second the bumps centre on (their weighted mean, in octaves)."""
+        weights = np.asarray(vector, dtype=np.float64)
+        return round(float(2.0 ** (weights @ CENTRES / max(weights.sum(), 1e-9))), 2)

@@ -4,6 +4,7 @@ histogram over its 5 s window starting at each event), weighted by how long each
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,8 @@ ACCIDENTALS = {"": 0, "#": 1, "♯": 1, "b": -1, "♭": -1}
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}  # natural minor
 MODES = {"": "major", "maj": "major", "major": "major", "m": "minor", "min": "minor", "minor": "minor"}
 KEY = re.compile(r"\s*([a-g])\s*([#♯b♭]?)\s*(major|maj|minor|min|m|)\s*$", re.IGNORECASE)
+KEYS = [f"{tonic} {mode}" for tonic in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+        for mode in ("major", "minor")]
 
 
 def scale(name: str) -> tuple[int, ...]:
@@ -30,8 +33,9 @@ def _key(name: str) -> tuple[int, str]:
     if not match:
         raise SeqgenError(f"--key {name!r:.40}: give a key such as 'D minor', 'F# major', 'Bb' or 'C#m'")
     letter, accidental, mode = match.groups()
-    # "Bb" is B flat, "bm" B minor: a lower-case b right after the letter is a flat
-    return (NAMES[letter.lower()] + ACCIDENTALS[accidental]) % 12, MODES[mode.lower()]
+    # "Bb" is B flat, "bm" B minor: a lower-case b right after the letter is a flat. As in chord
+    # symbols, "CM" is C major and "Cm" C minor.
+    return (NAMES[letter.lower()] + ACCIDENTALS[accidental]) % 12, "major" if mode == "M" else MODES[mode.lower()]
 
 
 # The model reads each pitch class's share of the time, times 12 (1 each when even): shares are
@@ -69,6 +73,7 @@ class Key:
 
     name = "key"
     size = 12
+    options = ("key", "pitch_classes")
 
     def describe(self) -> str:
         return f"key (the time each pitch class sounds in the next {WINDOW:g} s)"
@@ -88,16 +93,26 @@ class Key:
         total = out.sum(1, keepdims=True)  # (N, 1)
         return (GAIN * np.where(total > 1e-9, out / np.maximum(total, 1e-9), 1 / 12)).astype(np.float32)
 
-    def parse(self, text: str) -> np.ndarray:
-        """A key ("D minor": see `profile`), or 12 weights from C to B ("2,0,1,0,1,1,0,1,0,1,0,1"),
-        as the model reads shares (see `values`)."""
-        if "," not in text:
-            return (GAIN * profile(text)).astype(np.float32)
+    def parse(self, option: str, value: Any) -> np.ndarray:
+        """--key: a key's name ("D minor": see `profile`); --pitch-classes: 12 weights from C to B
+        ("2,0,1,0,1,1,0,1,0,1,0,1", or a list from Python); as the model reads shares (`values`)."""
+        if option == "key":
+            if not isinstance(value, str):
+                raise SeqgenError(f"--key {value!r:.40}: give a key such as 'D minor', 'F# major', 'Bb' or 'C#m'")
+            return (GAIN * profile(value)).astype(np.float32)
         try:
-            weights = np.array([float(w) for w in text.split(",")])
-        except ValueError:
+            weights = np.array([float(w) for w in (value.split(",") if isinstance(value, str) else value)])
+        except (TypeError, ValueError):
             weights = np.zeros(0)
-        if len(weights) != 12 or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
-            raise SeqgenError(f"--pitch-classes {text!r:.40}: give 12 weights from C to B, at least 0 and not all 0 "
-                              "(e.g. 2,0,1,0,1,1,0,1,0,1,0,1)")
+        if len(weights) != 12 or not np.isfinite(weights).all() or (weights < 0).any() or weights.max() <= 0:
+            raise SeqgenError(f"--pitch-classes {str(value)!r:.40}: give 12 weights from C to B, at least 0 and not "
+                              "all 0 (e.g. 2,0,1,0,1,1,0,1,0,1,0,1)")
+        weights = weights / weights.max()  # first: a sum of weights near the largest float would overflow
         return (GAIN * weights / weights.sum()).astype(np.float32)
+
+    def explain(self, vector: np.ndarray) -> str:
+        """The key whose `profile` the shares are closest to (by angle)."""
+        shares = np.asarray(vector, dtype=np.float64)
+        profiles = np.stack([profile(k) for k in KEYS])  # (24, 12)
+        fit = profiles @ shares / (np.linalg.norm(profiles, axis=1) * max(float(np.linalg.norm(shares)), 1e-9))
+        return KEYS[int(fit.argmax())]

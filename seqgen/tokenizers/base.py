@@ -83,8 +83,11 @@ class MusicTokenizer(Tokenizer, Protocol):
 
     def controls(self, ids: Any) -> np.ndarray: ...  # (N, control_size) float32: the control values at each id
 
-    # (K, control_size): what each of K samples is told: the controls given by name, the rest drawn from the data's
-    def control_inputs(self, given: dict[str, str], num_samples: int, seed: int | None = None) -> np.ndarray: ...
+    # (K, control_size): what each of K samples is told: the controls asked for (a sampling option -> its value),
+    # the rest drawn from the data's
+    def control_inputs(self, asked: dict, num_samples: int, seed: int | None = None) -> np.ndarray: ...
+
+    def controls_told(self, vector: np.ndarray) -> dict: ...  # what a sample's (control_size,) inputs ask for
 
     # the parts each of `num_samples` may play (None: any): named by `instruments`, else the corpus's ensembles
     def ensembles_for(self, prime: Any, num_samples: int, instruments: str | None = None,

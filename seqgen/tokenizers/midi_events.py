@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 # bounds the events of a piece by its notes: at most 60 TIME_SHIFTs of 1 s between two onsets.
 MAX_SILENCE = 60.0
 # Control values of the training data kept in a checkpoint, for samples given none (`fit`): taken
-# at evenly spaced times of up to FIT_PIECES pieces spread over the corpus.
-MAX_CONTROL_DRAWS, FIT_PIECES = 256, 256
+# at evenly spaced moments of the whole corpus.
+MAX_CONTROL_DRAWS = 256
 
 
 @dataclass
@@ -107,8 +107,11 @@ class MidiTokenizer:
         return self.control_set.size
 
     def to_dict(self) -> dict:
-        draws = {"control_draws": self.control_draws.round(4).tolist()} if self.control_size else {}
-        return {"kind": self.kind, **asdict(self.config), **draws}
+        settings = asdict(self.config)
+        if not self.control_size:  # as before controls: a run's corpus digest hashes these settings
+            del settings["control"]
+            return {"kind": self.kind, **settings}
+        return {"kind": self.kind, **settings, "control_draws": self.control_draws.astype(np.float64).round(4).tolist()}
 
     def options(self) -> dict:
         return {"tokenizer": self.name, **asdict(self.config)}
@@ -185,16 +188,20 @@ class MidiTokenizer:
         if not self.control_size:
             return
         pieces = [piece for notes in performances for piece in self.split(self.performance(notes)[0])[0] if len(piece)]
-        chosen = np.unique(np.linspace(0, len(pieces) - 1, min(len(pieces), FIT_PIECES)).round().astype(int))
-        each = -(-MAX_CONTROL_DRAWS // max(len(chosen), 1))  # values per piece
+        if not pieces:
+            return
+        # MAX_CONTROL_DRAWS moments evenly spaced over the whole corpus's time, pieces end to end:
+        # a piece counts for its length, and a passage for the time it takes (not its events).
+        ends = np.cumsum([self.duration(p) for p in pieces])  # (P,)
+        moments = (np.arange(MAX_CONTROL_DRAWS) + 0.5) / MAX_CONTROL_DRAWS * ends[-1]  # (D,)
+        holder = np.minimum(np.searchsorted(ends, moments, side="right"), len(pieces) - 1)  # (D,) the piece of each
         draws = []
-        for i in chosen.tolist():
+        for i in np.unique(holder).tolist():
             ids = self.encode(pieces[i])
             timeline = self.timeline(ids)
-            # At evenly spaced times, not events: a piece's dense passages count for the time they take.
-            at = np.searchsorted(timeline.times, np.linspace(0, timeline.end, each, endpoint=False))
-            draws.append(self.controls(ids)[np.minimum(at, len(ids) - 1)])
-        self.control_draws = np.concatenate(draws)[:MAX_CONTROL_DRAWS] if draws else self.control_draws
+            at = moments[holder == i] - (ends[i - 1] if i else 0.0)  # seconds into the piece
+            draws.append(self.control_set.values(timeline)[np.minimum(np.searchsorted(timeline.times, at), len(ids) - 1)])
+        self.control_draws = np.concatenate(draws)
 
     def controls(self, ids) -> np.ndarray:
         """(N, control_size) float32: the control values at each of the ids, computed piece by
@@ -215,15 +222,19 @@ class MidiTokenizer:
         notes, _ = self.decode(ids)
         # Rounded to the microsecond: a sum of shifts and the decoder's step times differ in the last
         # bits, and a note at the edge of a window would be in or out by chance.
-        return Timeline(np.round(clock - shift, 6), round(float(clock[-1]), 6) if len(ids) else 0.0,
-                        np.round(notes["start"], 6), np.round(notes["end"], 6), notes["pitch"],
-                        self.pitched(self.parts_of(notes)))
+        end = max(float(clock[-1]) if len(ids) else 0.0, float(notes["end"].max()) if len(notes) else 0.0)
+        return Timeline(np.round(clock - shift, 6), round(end, 6), np.round(notes["start"], 6),
+                        np.round(notes["end"], 6), notes["pitch"], self.pitched(self.parts_of(notes)))
 
-    def control_inputs(self, given: dict[str, str], num_samples: int, seed: int | None = None) -> np.ndarray:
-        """(K, control_size): what each sample is told: the controls `given` (name -> the
-        sampling option's text: {"density": "4", "key": "D minor"}), the others drawn from the
-        training data's (`fit`)."""
-        return self.control_set.inputs(given, self.control_draws, num_samples, seed)
+    def control_inputs(self, asked: dict, num_samples: int, seed: int | None = None) -> np.ndarray:
+        """(K, control_size): what each sample is told: the controls `asked` for (sampling option
+        -> value: {"density": 4, "key": "D minor"}), the others drawn from the training data's
+        (`fit`)."""
+        return self.control_set.inputs(asked, self.control_draws, num_samples, seed)
+
+    def controls_told(self, vector: np.ndarray) -> dict:
+        """What a sample told `vector` (control_size,) was asked for: {"density": 4.0, "key": "D minor"}."""
+        return self.control_set.explain(vector)
 
     def split(self, notes: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
         """(the pieces of a performance, the silences between them in seconds): see `split_at_silences`."""

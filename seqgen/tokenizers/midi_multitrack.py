@@ -88,7 +88,7 @@ class MultitrackTokenizer(MidiTokenizer):
     def fit(self, performances) -> None:
         """The corpus's ensembles: each set of parts that plays together in one of its files (after
         the folding into families, and without drums unless keep_drums), with how many files
-        have it, most common first."""
+        have it, most common first; and what MidiTokenizer.fit learns (the controls' values)."""
         performances = list(performances)
         counts: Counter[tuple[int, ...]] = Counter()
         for notes in performances:
