@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,16 +28,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "bach-chorales-midi"
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from quality_bach import DEFAULT_CORPUS, folders, seqgen  # noqa: E402
 from quality_shakespeare import machine, publish  # noqa: E402
 
 DENSITY_TOLERANCE = 0.25  # the goals
 KEY_SHARE = 0.85
-
-
-def seqgen(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seqgen", *map(str, args)], check=True, capture_output=True, text=True)
 
 
 def samples(run: Path, out: Path, count: int, seconds: float, *options) -> list[np.ndarray]:
@@ -76,9 +71,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("extra", nargs="*", help="extra options for seqgen train, after --")
     args = parser.parse_args()
-    train, valid = args.corpus / "train", args.corpus / "valid"
-    if not train.is_dir() or not valid.is_dir():
-        sys.exit(f"error: {args.corpus} needs train/ and valid/ folders of MIDI files")
+    train, valid = folders(args.corpus)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)

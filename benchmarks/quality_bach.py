@@ -33,6 +33,14 @@ def seqgen(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "seqgen", *map(str, args)], check=True, capture_output=True, text=True)
 
 
+def folders(corpus: Path) -> tuple[Path, Path]:
+    """A corpus's train/ and valid/ folders, or exit saying they are missing."""
+    train, valid = corpus / "train", corpus / "valid"
+    if not train.is_dir() or not valid.is_dir():
+        sys.exit(f"error: {corpus} needs train/ and valid/ folders of MIDI files")
+    return train, valid
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=float, default=600.0, help="seconds of training")
@@ -47,9 +55,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("extra", nargs="*", help="extra options for seqgen train, after --")
     args = parser.parse_args()
-    train, valid = args.corpus / "train", args.corpus / "valid"
-    if not train.is_dir() or not valid.is_dir():
-        sys.exit(f"error: {args.corpus} needs train/ and valid/ folders of MIDI files")
+    train, valid = folders(args.corpus)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
