@@ -167,7 +167,8 @@ class Model:
         ensembles = tokenizer.ensembles_for(primer_ids, num_samples, instruments, seed)
         primed = set(tokenizer.played(primer_ids).tolist())
         asked = {option: value for option, value in (controls or {}).items() if value is not None}
-        told = None if not tokenizer.control_size and not asked else tokenizer.control_inputs(asked, num_samples, seed)
+        told = None if not tokenizer.control_size and not asked else tokenizer.control_inputs(
+            asked, num_samples, seed, primer_ids if len(primer_ids) else None)
         primes: list[list[int]] = [[]] * num_samples
         rows: list[list[int]] = [[]] * num_samples
         for n, ensemble in enumerate(dict.fromkeys(ensembles)):

@@ -239,6 +239,23 @@ def test_unsteered_samples_draw_controls_and_options_are_checked(steered, tmp_pa
     assert "controls: density (notes a second in the next 3 s); key" in result.output
 
 
+def test_after_a_primer_the_controls_not_asked_for_are_the_primers_own(steered, tmp_path):
+    fast, slow = tmp_path / "fast.mid", tmp_path / "slow.mid"
+    fast.write_bytes(_piece(8.0, [66, 68, 70, 71, 73, 75, 77]))  # F# major
+    slow.write_bytes(_piece(1.0, [60, 62, 64, 65, 67, 69, 71]))  # C major
+    told = {}
+    for name, primer in (("fast", fast), ("slow", slow)):
+        result = invoke("sample", steered, "--primer", primer, "--seconds", "2", "-k", "2", "--seed", "1",
+                        "--out", tmp_path / name, "--json")
+        assert result.exit_code == 0, result.output
+        told[name] = [sample["controls"] for sample in json.loads(result.stdout)["samples"]]
+    assert [t["key"] for t in told["fast"]] == ["F# major"] * 2 and [t["key"] for t in told["slow"]] == ["C major"] * 2
+    assert min(t["density"] for t in told["fast"]) > 4 * max(t["density"] for t in told["slow"])
+    result = invoke("sample", steered, "--primer", fast, "--key", "C", "--seconds", "2", "--out", tmp_path / "c.mid",
+                    "--json")
+    assert json.loads(result.stdout)["samples"][0]["controls"]["key"] == "C major"  # what is asked for wins
+
+
 def test_the_python_api_steers_and_scores_with_controls(steered, tmp_path):
     import seqgen
 

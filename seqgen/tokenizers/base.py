@@ -84,8 +84,8 @@ class MusicTokenizer(Tokenizer, Protocol):
     def controls(self, ids: Any) -> np.ndarray: ...  # (N, control_size) float32: the control values at each id
 
     # (K, control_size): what each of K samples is told: the controls asked for (a sampling option -> its value),
-    # the rest drawn from the data's
-    def control_inputs(self, asked: dict, num_samples: int, seed: int | None = None) -> np.ndarray: ...
+    # the rest drawn from the data's, or a primer's (its ids) own
+    def control_inputs(self, asked: dict, num_samples: int, seed: int | None = None, primer: Any = None) -> np.ndarray: ...
 
     def controls_told(self, vector: np.ndarray) -> dict: ...  # what a sample's (control_size,) inputs ask for
 

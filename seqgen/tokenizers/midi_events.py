@@ -38,6 +38,7 @@ MAX_SILENCE = 60.0
 # Control values of the training data kept in a checkpoint, for samples given none (`fit`): taken
 # at evenly spaced moments of the whole corpus.
 MAX_CONTROL_DRAWS = 256
+PRIMER_CONTROLS = 5.0  # seconds: a primer's controls not asked for are its own, averaged over its last seconds
 
 
 @dataclass
@@ -226,11 +227,17 @@ class MidiTokenizer:
         return Timeline(np.round(clock - shift, 6), round(end, 6), np.round(notes["start"], 6),
                         np.round(notes["end"], 6), notes["pitch"], self.pitched(self.parts_of(notes)))
 
-    def control_inputs(self, asked: dict, num_samples: int, seed: int | None = None) -> np.ndarray:
+    def control_inputs(self, asked: dict, num_samples: int, seed: int | None = None, primer=None) -> np.ndarray:
         """(K, control_size): what each sample is told: the controls `asked` for (sampling option
         -> value: {"density": 4, "key": "D minor"}), the others drawn from the training data's
-        (`fit`)."""
-        return self.control_set.inputs(asked, self.control_draws, num_samples, seed)
+        (`fit`), or, after a `primer` (its ids), the primer's own over its last PRIMER_CONTROLS
+        seconds: a piece in D minor goes on in D minor unless asked otherwise."""
+        draws = self.control_draws
+        if primer is not None and len(primer) > 1:
+            timeline = self.timeline(np.asarray(primer, dtype=np.int64))
+            recent = timeline.times >= timeline.times[-1] - PRIMER_CONTROLS  # (N,)
+            draws = self.control_set.values(timeline)[recent].mean(0, keepdims=True)  # (1, C): the one to draw
+        return self.control_set.inputs(asked, draws, num_samples, seed)
 
     def controls_told(self, vector: np.ndarray) -> dict:
         """What a sample told `vector` (control_size,) was asked for: {"density": 4.0, "key": "D minor"}."""
