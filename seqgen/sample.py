@@ -94,14 +94,14 @@ def generate(
 
     prime_ids = torch.as_tensor(list(map(int, prime)), dtype=torch.long, device=device)
     # The prime is read once for all samples, or once for each when they are told different controls.
-    streams = 1 if controls is None else num_samples
     if controls is not None:
         controls = controls.to(device=device, dtype=torch.float32)  # (K, C)
+    streams = num_samples if controls is not None and not bool((controls == controls[:1]).all()) else 1
     state = model.initial_state(streams)  # (L, S, 1 or K, H)
     chunk = max(16, PRIME_CHUNK // streams)  # the chunk's logits, (1 or K, chunk, V), stay bounded
     for start in range(0, len(prime_ids) - 1, chunk):  # all but the last id, which the first step reads
         ids = prime_ids[None, start : min(start + chunk, len(prime_ids) - 1)].expand(streams, -1)  # (1 or K, T)
-        told = None if controls is None else controls[:, None, :].expand(-1, ids.shape[1], -1)  # (K, T, C)
+        told = None if controls is None else controls[:streams, None, :].expand(-1, ids.shape[1], -1)  # (1 or K, T, C)
         _, state = model(ids, state, told)
     if streams == 1:
         state = state.repeat_interleave(num_samples, dim=BATCH_DIM)  # (L, S, K, H)

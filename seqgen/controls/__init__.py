@@ -72,8 +72,8 @@ def flag(option: str) -> str:
 
 
 class ControlSet:
-    """The controls named in `names` ("density,key"; "" for none), in that order: the model reads
-    their values side by side, `size` numbers at each event."""
+    """The controls named in `names` ("density,key"; "" for none), in the registry's order however
+    named: the model reads their values side by side, `size` numbers at each event."""
 
     def __init__(self, names: str):
         wanted = {n.strip().lower() for n in names.split(",") if n.strip()}
@@ -82,13 +82,13 @@ class ControlSet:
             raise SeqgenError(f"unknown control {unknown[0]!r}; this seqgen knows {', '.join(CONTROLS)}")
         # In the registry's order, however named: "key,density" is "density,key", columns and all.
         self.controls = [cls() for name, cls in CONTROLS.items() if name in wanted]
-        self.names = [c.name for c in self.controls]
+        self.by_name = {c.name: c for c in self.controls}
         ends = np.cumsum([0] + [c.size for c in self.controls])
         self.columns = {c.name: slice(int(a), int(b)) for c, a, b in zip(self.controls, ends[:-1], ends[1:])}
         self.size = int(ends[-1])
 
     def __str__(self) -> str:
-        return ",".join(self.names)
+        return ",".join(self.by_name)
 
     def describe(self) -> str:
         return "; ".join(c.describe() for c in self.controls)
@@ -117,11 +117,11 @@ class ControlSet:
                                   f"trained {trained}")
             if name in parsed:
                 raise SeqgenError(f"give {flag(chosen_by[name])} or {flag(option)}, not both", exit_code=2)
-            parsed[name], chosen_by[name] = self.controls[self.names.index(name)].parse(option, value), option
+            parsed[name], chosen_by[name] = self.by_name[name].parse(option, value), option
         out = np.zeros((num_samples, self.size), np.float32)
         if len(parsed) < len(self.controls):
             if not len(draws):
-                missing = [f"--{n}" for n in self.names if n not in parsed]
+                missing = [f"--{n}" for n in self.by_name if n not in parsed]
                 raise SeqgenError(f"this model holds no control values to draw from; give {' and '.join(missing)}")
             # A stream of its own: the draw of ensembles (MidiTokenizer.ensembles_for) uses the seed itself.
             rng = np.random.default_rng(None if seed is None else [seed_entropy(seed), 1])
