@@ -103,9 +103,10 @@ def _header_meta(data: bytes, path: Path) -> dict:
         raise SeqgenError(f"{path}: not a checkpoint (file too short)")
     (n,) = struct.unpack("<Q", data[:8])
     if n > min(MAX_HEADER, len(data) - 8) or data[8:9] != b"{":
-        # Only now do pickle's and zip's first bytes mean a pickle: a safetensors header of
-        # 128 + 256k bytes also starts the file with 0x80.
-        if data[:2] == b"PK" or data[:1] == b"\x80":
+        # Only now, and only without a JSON header's "{" at byte 8, do pickle's and zip's first
+        # bytes mean a pickle: a safetensors header of 128 + 256k bytes also starts the file with
+        # 0x80, and so does such a checkpoint cut short.
+        if data[8:9] != b"{" and (data[:2] == b"PK" or data[:1] == b"\x80"):
             raise SeqgenError(f"{path}: a PyTorch/pickle file; seqgen never unpickles files (they can run "
                               "code) and reads only its own safetensors checkpoints")
         raise SeqgenError(f"{path}: not a safetensors checkpoint, or truncated")
