@@ -157,7 +157,8 @@ def generation(tokens: int, lim: dict) -> list[str]:
 
 
 TRAIN_SIZES = [("lstm", 1, 384, 65), ("gru", 1, 384, 65), ("rnn", 1, 384, 65), ("irnn", 1, 384, 65),
-               ("lstm", 2, 512, 65), ("lstm", 2, 512, 388), ("gru", 2, 512, 65), ("gru", 2, 512, 388)]
+               ("lstm", 2, 512, 65), ("lstm", 2, 512, 388), ("gru", 2, 512, 65), ("gru", 2, 512, 388),
+               ("rnn", 2, 512, 65), ("irnn", 2, 512, 65)]
 
 
 def training(steps: int, lim: dict) -> list[str]:

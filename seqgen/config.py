@@ -12,7 +12,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 
-CELLS = ("lstm", "gru", "rnn", "irnn")
+CELLS = ("lstm", "gru", "rnn", "irnn")  # seqgen.cells, one module each (named here for the CLI, without torch)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 KINDS = ("text", "midi")

@@ -11,67 +11,25 @@ inspected, so no caller branches on the cell type.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cells import cell, weights
 from .config import ModelConfig
 
 BATCH_DIM = 2  # of the state tensor
 
 
-def weights(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A one-layer recurrent module's W_ih (G*H, n_in), W_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)."""
-    return tuple(getattr(layer, f"{name}_l0") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-
-
-def _make_layer(cell: str, n_in: int, hidden: int) -> nn.RNNBase:
-    layer: nn.RNNBase
-    if cell == "lstm":
-        layer = nn.LSTM(n_in, hidden, batch_first=True)
-        _, _, b_ih, b_hh = weights(layer)
-        with torch.no_grad():
-            # Forget gates start open (bias 1, gate order i, f, g, o), so the state is remembered
-            # from the first step: Gers et al. (2000), Jozefowicz et al. (2015).
-            b_ih[hidden : 2 * hidden].fill_(1.0)
-            b_hh[hidden : 2 * hidden].zero_()
-        return layer
-    if cell == "gru":
-        return nn.GRU(n_in, hidden, batch_first=True)
-    layer = nn.RNN(n_in, hidden, batch_first=True, nonlinearity="relu" if cell == "irnn" else "tanh")
-    if cell == "irnn":
-        # Le, Jaitly & Hinton (2015): a ReLU RNN trains well when its recurrent weights start as the
-        # identity and its biases at zero, so the state is copied forward until learning changes it.
-        _, w_hh, b_ih, b_hh = weights(layer)
-        with torch.no_grad():
-            nn.init.eye_(w_hh)
-            b_hh.zero_()
-            b_ih.zero_()
-    return layer
-
-
-GATES = {"lstm": 4, "gru": 3, "rnn": 1, "irnn": 1}  # weight blocks per recurrent layer
-
-
 def parameter_shapes(c: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The shape of every tensor in an RNNLM's state_dict, from the config alone: what a
     checkpoint must hold, known before building anything (a test keeps it true)."""
-    g = GATES[c.cell] * c.hidden
+    g = cell(c.cell).gates * c.hidden
     shapes: dict[str, tuple[int, ...]] = {"embed.weight": (c.vocab_size, c.embed)}
     for i in range(c.layers):
         shapes |= {f"rnns.{i}.weight_ih_l0": (g, c.embed + c.control_inputs if i == 0 else c.hidden),
                    f"rnns.{i}.weight_hh_l0": (g, c.hidden), f"rnns.{i}.bias_ih_l0": (g,), f"rnns.{i}.bias_hh_l0": (g,)}
     return shapes | {"head.weight": (c.vocab_size, c.hidden), "head.bias": (c.vocab_size,)}
-
-
-# One step of each cell on (B, n_in) inputs, using the same weights as the layer's sequence kernel.
-_CELL_STEP = {
-    "gru": torch.gru_cell,
-    "rnn": torch.rnn_tanh_cell,
-    "irnn": torch.rnn_relu_cell,
-}
 
 
 class RNNLM(nn.Module):
@@ -82,10 +40,11 @@ class RNNLM(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.state_size = 2 if c.cell == "lstm" else 1
+        self.cell = cell(c.cell)
+        self.state_size = self.cell.state_size
         self.embed = nn.Embedding(c.vocab_size, c.embed)
         self.rnns = nn.ModuleList(
-            _make_layer(c.cell, c.embed + c.control_inputs if i == 0 else c.hidden, c.hidden) for i in range(c.layers)
+            self.cell.layer(c.embed + c.control_inputs if i == 0 else c.hidden, c.hidden) for i in range(c.layers)
         )
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
@@ -117,13 +76,8 @@ class RNNLM(nn.Module):
         x = self._inputs(ids, controls)  # (B, T, E + C)
         new_state = []
         for i, rnn in enumerate(self.rnns):
-            s = state[i]  # (S, B, H)
-            if self.state_size == 2:
-                y, (h, c) = rnn(x, (s[0:1].contiguous(), s[1:2].contiguous()))
-                new_state.append(torch.cat([h, c]))
-            else:
-                y, h = rnn(x, s.contiguous())
-                new_state.append(h)
+            y, s = self.cell.sequence(rnn, x, state[i])  # (B, T, H), (S, B, H)
+            new_state.append(s)
             x = self._residual(i, x, self.drop(y))  # (B, T, H)
         return self.head(x), torch.stack(new_state)
 
@@ -138,13 +92,8 @@ class RNNLM(nn.Module):
     def _step_from(self, first: int, x: torch.Tensor, state: torch.Tensor, new_state: list):
         """Layers `first`.. of `step`, given the input x (B, n_in) of layer `first`."""
         for i in range(first, len(self.rnns)):
-            w = weights(self.rnns[i])
-            if self.state_size == 2:
-                h, c = torch.lstm_cell(x, (state[i, 0], state[i, 1]), *w)
-                new_state.append(torch.stack([h, c]))
-            else:
-                h = _CELL_STEP[self.config.cell](x, state[i, 0], *w)
-                new_state.append(h.unsqueeze(0))
+            h, s = self.cell.step(x, state[i], weights(self.rnns[i]))  # (B, H), (S, B, H)
+            new_state.append(s)
             x = self._residual(i, x, self.drop(h))  # (B, H)
         return self.head(x), torch.stack(new_state)
 
@@ -159,69 +108,35 @@ class RNNLM(nn.Module):
         - It works in column layout: each layer's activations are (n, B) blocks, so every weight
           multiplies from the left, a (G*H, n) x (n, B) product that MKL runs about 15% faster
           than the row-layout one for B of 16 to 64. The state it returns is a transposed view.
-        - Biases are folded together where the cell allows, a stacked LSTM or RNN layer multiplies
-          [W_ih | W_hh] by its input and state in one product, and an LSTM's g rows are doubled so
-          that one sigmoid covers all four gates: tanh(x) = 2 sigmoid(2x) - 1.
+        - Each cell arranges its own weights for this once (`Cell.fold`: biases added together
+          where the cell allows, [W_ih | W_hh] stacked for one product per layer) and runs its
+          update on them (`Cell.decode`).
         """
-        c = self.config
-        H, gru = c.hidden, c.cell == "gru"
-        layers: list[tuple[Any, ...]] = []  # per layer: (W_ih (G*H, n_in), W_hh (G*H, H), b_ih (G*H, 1), b_hh (G*H, 1) or None)
-        for rnn in self.rnns:
-            w_ih, w_hh, b_ih, b_hh = (t.clone() for t in weights(rnn))
-            b_ih, b_hh = b_ih[:, None], b_hh[:, None]
-            if c.cell == "lstm":
-                for t in (w_ih, w_hh, b_ih, b_hh):
-                    t[2 * H : 3 * H] *= 2
-            recurrent_bias: torch.Tensor | None = b_hh  # a GRU's sits inside its reset gate, so it stays apart
-            if not gru:
-                b_ih, recurrent_bias = b_ih + b_hh, None
-            layers.append((w_ih, w_hh, b_ih, recurrent_bias))
+        c, cell_ = self.config, self.cell
+        folded = [cell_.fold(weights(rnn)) for rnn in self.rnns]
         E = c.embed
-        table = torch.addmm(layers[0][2], layers[0][0][:, :E], self.embed.weight.t())  # (G*H, V)
+        table = torch.addmm(folded[0].b_in, folded[0].w_ih[:, :E], self.embed.weight.t())  # (G*H, V)
         steer: torch.Tensor | None = None  # the controls' part of the first layer's input gates, (G*H, B)
         if c.control_inputs:
             if controls is None:
                 raise ValueError("this model reads control inputs beside its ids")
-            steer = layers[0][0][:, E:] @ controls.to(table.dtype).t()
-        stacked = [(torch.cat([w_ih, w_hh], 1), b_ih) for w_ih, w_hh, b_ih, _ in layers[1:]]  # non-GRU
+            steer = folded[0].w_ih[:, E:] @ controls.to(table.dtype).t()
         head_w, head_b = self.head.weight, self.head.bias[:, None]  # (V, H), (V, 1)
         residual = c.residual
-
-        def update(gates, h_hh, h, c_prev, out):
-            """One cell update in column layout: the layer's new h (H, B), written into out (S, H, B).
-            gates: the summed pre-activations (G*H, B), or for a GRU the input part, with h_hh its
-            recurrent part."""
-            if c.cell == "lstm":
-                i, f, g, o = gates.sigmoid_().chunk(4)
-                cell = torch.addcmul(f * c_prev, i, g.mul_(2).sub_(1), out=out[1])
-                return torch.mul(o, cell.tanh(), out=out[0])
-            if gru:
-                rz = gates[: 2 * H].add_(h_hh[: 2 * H]).sigmoid_()
-                n = torch.addcmul(gates[2 * H :], rz[:H], h_hh[2 * H :]).tanh_()
-                return torch.lerp(n, h, rz[H:], out=out[0])  # n + z (h - n)
-            return torch.clamp_min(gates, 0, out=out[0]) if c.cell == "irnn" else torch.tanh(gates, out=out[0])
 
         def step(ids: torch.Tensor, state: torch.Tensor):
             state = state.transpose(2, 3)  # (L, S, H, B)
             new = torch.empty(state.shape, dtype=state.dtype, device=state.device)
-            x: Any = None  # the layer's input (n_in, B), from the second layer on
-            for i, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
-                h = state[i, 0]  # (H, B)
-                if i == 0:
-                    gates = table.index_select(1, ids)  # (G*H, B)
-                    if steer is not None:
-                        gates += steer
-                    if not gru:
-                        gates.addmm_(w_hh, h)
-                elif gru:
-                    gates = torch.addmm(b_ih, w_ih, x)
-                else:
-                    w, b = stacked[i - 1]
-                    gates = torch.addmm(b, w, torch.cat([x, h]))
-                h_hh = torch.addmm(b_hh, w_hh, h) if gru else None
-                y = update(gates, h_hh, h, state[i, -1], new[i])
-                x = y + x if residual and i > 0 else y
-            return torch.addmm(head_b, head_w, x).t(), new.transpose(2, 3)  # (B, V), (L, S, B, H)
+            gates = table.index_select(1, ids)  # the first layer's input part, (G*H, B)
+            if steer is not None:
+                gates += steer
+            y = cell_.decode(folded[0], state[0], new[0], gates_in=gates)  # (H, B)
+            for i in range(1, len(folded)):
+                x = y
+                y = cell_.decode(folded[i], state[i], new[i], x=x)
+                if residual:
+                    y = y + x
+            return torch.addmm(head_b, head_w, y).t(), new.transpose(2, 3)  # (B, V), (L, S, B, H)
 
         return step
 

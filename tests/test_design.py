@@ -68,6 +68,15 @@ def test_every_tokenizer_is_registered_and_rebuilds_from_its_own_settings():
         assert type(again) is cls and again.to_dict() == tokenizer.to_dict() and again.vocab_size == tokenizer.vocab_size
 
 
+def test_every_cell_is_registered_once_and_offered_by_the_command_line():
+    from seqgen.cells import CELLS
+    from seqgen.config import CELLS as OFFERED
+
+    assert set(CELLS) == set(OFFERED)  # what --cell offers, known without importing torch
+    modules = sorted(p.stem for p in (PACKAGE / "cells").glob("*.py") if p.stem != "__init__")
+    assert modules == sorted(CELLS)  # one module per cell, named as the cell
+
+
 def test_every_public_class_says_what_it_is():
     missing = [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}"
                for path in sorted(PACKAGE.rglob("*.py")) for node in ast.walk(ast.parse(path.read_text()))

@@ -1,0 +1,115 @@
+"""GRU (Cho et al. 2014), as torch defines it: the reset gate multiplies the recurrent part of the
+candidate after its bias, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)). Gate order r, z, n.
+
+On a CPU in fp32 a window runs through `GRUSequence`, a sequence-level autograd function: torch
+sends only the LSTM to oneDNN's fused sequence kernel, and its GRU records every step's
+operations for autograd and forms the weight gradient one step at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import Cell, Folded, Weights, packed, register, sequence_kernels, weights
+
+
+class GRUSequence(torch.autograd.Function):
+    """A GRU layer over a window: x (B, T, n_in), h0 (B, H) and the weights -> y (B, T, H), h_T (B, H).
+
+    Torch's GRU on a CPU records each step's operations for autograd and forms the weight
+    gradient one step at a time. Here the input's part of the gates is one product over the whole
+    window, and so is each weight's gradient, (3H, T*B) x (T*B, n), instead of T small ones; each
+    step's product with W_hh reads weights packed once per window (`packed`) and adds the input's
+    part of r and z as it writes. What the backward pass can know before its loop is computed for
+    all steps at once, which leaves four operations a step each way. Inside, tensors are
+    time-major, (T, B, F).
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
+        B, T, n_in = x.shape
+        H = w_hh.shape[1]
+        xs = x.transpose(0, 1).reshape(T * B, n_in)  # (T*B, n_in)
+        gi = torch.addmm(b_ih, xs, w_ih.t()).view(T, B, 3 * H)  # the input's part of the gates
+        gi_n = gi[..., 2 * H :].clone()  # (T, B, H)
+        # What each step adds to W_hh h: [gi_r + b_hr, gi_z + b_hz, b_hn] (r multiplies all of W_hn h + b_hn).
+        gi[..., : 2 * H] += b_hh[: 2 * H]
+        gi[..., 2 * H :] = b_hh[2 * H :]
+        recurrent = packed(w_hh, B)
+        hs = x.new_empty(T + 1, B, H)  # h_0 .. h_T
+        hs[0] = h0
+        n = x.new_empty(T, B, H)  # candidate
+        gates = []  # per step (B, 3H): r, z and W_hn h + b_hn
+        for t in range(T):
+            h = hs[t]  # (B, H)
+            g = recurrent(h, gi[t])  # (B, 3H)
+            rz = g[:, : 2 * H].sigmoid_()
+            candidate = torch.addcmul(gi_n[t], rz[:, :H], g[:, 2 * H :], out=n[t]).tanh_()
+            torch.lerp(candidate, h, rz[:, H:], out=hs[t + 1])  # n + z (h - n)
+            gates.append(g)
+        ctx.save_for_backward(xs, w_ih, w_hh, hs, n, torch.stack(gates))
+        return hs[1:].transpose(0, 1), hs[T]  # (B, T, H) and (B, H), views of hs
+
+    @staticmethod
+    def backward(ctx, dy, dh_last):
+        xs, w_ih, w_hh, hs, n, gates = ctx.saved_tensors
+        T, B, H = n.shape
+        r, z, gh_n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
+        # With dh the gradient reaching h_t, the gradients of the recurrent part of the gates are
+        # dh * [a c, b, a r], (B, 3H), and of the candidate's input part dh * a, where (T, B, H):
+        a = torch.addcmul(torch.ones_like(n), n, n, value=-1).mul_(1 - z)  # (1 - n^2)(1 - z): n's pre-activation
+        b = (hs[:T] - n).mul_(z).mul_(1 - z)  # z's pre-activation
+        coefficients = torch.cat([torch.addcmul(r, r, r, value=-1).mul_(gh_n).mul_(a), b, a * r], -1).view(T, B, 3, H)
+        dy = dy.transpose(0, 1)  # (T, B, H)
+        d_gh = hs.new_empty(T, B, 3 * H)  # gradient of the recurrent part of the gates
+        dhs = hs.new_empty(T, B, H)  # the gradient reaching each h_t
+        recurrent_t = packed(w_hh.t().contiguous(), B)  # (B, 3H) -> (B, H)
+        dh = dy[T - 1] if dh_last is None else dy[T - 1] + dh_last  # (B, H)
+        for t in range(T - 1, -1, -1):
+            dhs[t] = dh
+            torch.mul(dh[:, None], coefficients[t], out=d_gh[t].view(B, 3, H))
+            carried = torch.addcmul(dy[t - 1], dh, z[t]) if t else dh * z[t]
+            dh = recurrent_t(d_gh[t], carried)
+        d_gh = d_gh.view(T * B, 3 * H)
+        d_rz, d_n = d_gh[:, : 2 * H], dhs.mul_(a).view(T * B, H)  # the input's part: r's and z's are the same
+        d_w_ih = torch.cat([d_rz.t() @ xs, d_n.t() @ xs])
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.addmm(d_n @ w_ih[2 * H :], d_rz, w_ih[: 2 * H]).view(T, B, -1).transpose(0, 1)  # (B, T, n_in)
+        d_w_hh = d_gh.t() @ hs[:T].reshape(T * B, H)
+        return dx, dh, d_w_ih, d_w_hh, torch.cat([d_rz.sum(0), d_n.sum(0)]), d_gh.sum(0)
+
+
+@register
+class GRU(Cell):
+    """Gated recurrent unit."""
+
+    name = "gru"
+    gates = 3
+
+    def layer(self, n_in: int, hidden: int) -> nn.Module:
+        return nn.GRU(n_in, hidden, batch_first=True)
+
+    def sequence(self, layer, x, state):
+        if sequence_kernels(x):
+            y, h = GRUSequence.apply(x, state[0], *weights(layer))
+            return y, h[None]
+        return layer(x, state.contiguous())
+
+    def step(self, x, state, w: Weights):
+        h = torch.gru_cell(x, state[0], *w)
+        return h, h[None]
+
+    def fold(self, w: Weights) -> Folded:
+        # b_hh stays apart: the reset gate multiplies the recurrent part with its bias.
+        w_ih, w_hh, b_ih, b_hh = (t.detach().clone() for t in w)
+        return Folded(w_ih, w_hh, b_ih[:, None], b_hh[:, None])
+
+    def decode(self, f, state, out, gates_in=None, x=None):
+        H, h = f.w_hh.shape[1], state[0]
+        gates = torch.addmm(f.b_in, f.w_ih, x) if gates_in is None else gates_in  # (3H, B)
+        h_hh = torch.addmm(f.b_hh, f.w_hh, h)
+        rz = gates[: 2 * H].add_(h_hh[: 2 * H]).sigmoid_()
+        n = torch.addcmul(gates[2 * H :], rz[:H], h_hh[2 * H :]).tanh_()
+        return torch.lerp(n, h, rz[H:], out=out[0])  # n + z (h - n)
