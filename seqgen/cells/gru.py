@@ -61,7 +61,7 @@ class GRUSequence(torch.autograd.Function):
         a = torch.addcmul(torch.ones_like(n), n, n, value=-1).mul_(1 - z)  # (1 - n^2)(1 - z): n's pre-activation
         b = (hs[:T] - n).mul_(z).mul_(1 - z)  # z's pre-activation
         coefficients = torch.cat([torch.addcmul(r, r, r, value=-1).mul_(gh_n).mul_(a), b, a * r], -1).view(T, B, 3, H)
-        dy = dy.transpose(0, 1)  # (T, B, H)
+        dy = dy.transpose(0, 1).contiguous()  # (T, B, H): each step reads a contiguous block
         d_gh = hs.new_empty(T, B, 3 * H)  # gradient of the recurrent part of the gates
         dhs = hs.new_empty(T, B, H)  # the gradient reaching each h_t
         recurrent_t = packed(w_hh.t().contiguous(), B)  # (B, 3H) -> (B, H)

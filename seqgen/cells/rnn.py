@@ -39,7 +39,7 @@ class RNNSequence(torch.autograd.Function):
         T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
         y = hs[1:]
         slope = (y > 0).to(y.dtype) if ctx.relu else 1 - y * y  # the nonlinearity's derivative, (T, B, H)
-        dy = dy.transpose(0, 1)  # (T, B, H)
+        dy = dy.transpose(0, 1).contiguous()  # (T, B, H): each step reads a contiguous block
         d_pre = hs.new_empty(T, B, H)  # gradient of the pre-activation
         recurrent_t = packed(w_hh.t().contiguous(), B)
         dh = dy[T - 1] if dh_last is None else dy[T - 1] + dh_last  # (B, H)
