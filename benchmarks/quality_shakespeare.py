@@ -10,6 +10,7 @@ Prints a table and appends it to benchmarks/RESULTS.md.
 
     python benchmarks/quality_shakespeare.py                 # 105 s each, needs ../shared/corpora
     python benchmarks/quality_shakespeare.py --budget 30 --corpus path/to/tinyshakespeare.txt
+    python benchmarks/quality_shakespeare.py --skip-baseline --corpus warpeace_input.txt  # War and Peace
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def main() -> None:
         if not args.skip_baseline:
             results.append(run_textbook(train, valid, args.budget))
 
-    lines = [f"### Tiny Shakespeare, {args.budget:g} s of training ({time.strftime('%Y-%m-%d')})", "",
+    title = "Tiny Shakespeare" if args.corpus == DEFAULT_CORPUS else args.corpus.name
+    lines = [f"### {title}, 90/10 split, {args.budget:g} s of training ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {machine()}.", "",
              "| contender | valid loss (nats/char) | bits/char | steps | tokens/s | parameters |",
              "|---|---|---|---|---|---|"]

@@ -57,10 +57,14 @@ class GRUSequence(torch.autograd.Function):
         T, B, H = n.shape
         r, z, gh_n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
         # With dh the gradient reaching h_t, the gradients of the recurrent part of the gates are
-        # dh * [a c, b, a r], (B, 3H), and of the candidate's input part dh * a, where (T, B, H):
-        a = torch.addcmul(torch.ones_like(n), n, n, value=-1).mul_(1 - z)  # (1 - n^2)(1 - z): n's pre-activation
-        b = (hs[:T] - n).mul_(z).mul_(1 - z)  # z's pre-activation
-        coefficients = torch.cat([torch.addcmul(r, r, r, value=-1).mul_(gh_n).mul_(a), b, a * r], -1).view(T, B, 3, H)
+        # dh * [r (1 - r) W_hn h a, (h_prev - n) z (1 - z), r a], (B, 3H), and of the candidate's
+        # input part dh * a, where a = (1 - n^2)(1 - z). All but dh known now: (T, B, H) each.
+        one_minus_z = 1 - z
+        a = torch.addcmul(torch.ones((), dtype=n.dtype), n, n, value=-1).mul_(one_minus_z)
+        coefficients = n.new_empty(T, B, 3, H)
+        torch.addcmul(r, r, r, value=-1, out=coefficients[:, :, 0]).mul_(gh_n).mul_(a)
+        torch.sub(hs[:T], n, out=coefficients[:, :, 1]).mul_(z).mul_(one_minus_z)
+        torch.mul(a, r, out=coefficients[:, :, 2])
         dy = dy.transpose(0, 1).contiguous()  # (T, B, H): each step reads a contiguous block
         d_gh = hs.new_empty(T, B, 3 * H)  # gradient of the recurrent part of the gates
         dhs = hs.new_empty(T, B, H)  # the gradient reaching each h_t
