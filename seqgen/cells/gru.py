@@ -41,12 +41,15 @@ class GRUSequence(torch.autograd.Function):
         hs[0] = h0
         n = x.new_empty(T, B, H)  # candidate
         gates = []  # per step (B, 3H): r, z and W_hn h + b_hn
+        # Each step's blocks as views made once (indexing in the loop costs a call each).
+        h_, gi_, gi_n_, n_ = hs.unbind(0), gi.unbind(0), gi_n.unbind(0), n.unbind(0)
         for t in range(T):
-            h = hs[t]  # (B, H)
-            g = recurrent(h, gi[t])  # (B, 3H)
-            rz = g[:, : 2 * H].sigmoid_()
-            candidate = torch.addcmul(gi_n[t], rz[:, :H], g[:, 2 * H :], out=n[t]).tanh_()
-            torch.lerp(candidate, h, rz[:, H:], out=hs[t + 1])  # n + z (h - n)
+            h = h_[t]  # (B, H)
+            g = recurrent(h, gi_[t])  # (B, 3H)
+            rz, gh_n = g.split((2 * H, H), 1)
+            r, z = rz.sigmoid_().chunk(2, 1)
+            candidate = torch.addcmul(gi_n_[t], r, gh_n, out=n_[t]).tanh_()
+            torch.lerp(candidate, h, z, out=h_[t + 1])  # n + z (h - n)
             gates.append(g)
         ctx.save_for_backward(xs, w_ih, w_hh, hs, n, torch.stack(gates))
         return hs[1:].transpose(0, 1), hs[T]  # (B, T, H) and (B, H), views of hs
@@ -70,11 +73,13 @@ class GRUSequence(torch.autograd.Function):
         dhs = hs.new_empty(T, B, H)  # the gradient reaching each h_t
         recurrent_t = packed(w_hh.t().contiguous(), B)  # (B, 3H) -> (B, H)
         dh = dy[T - 1] if dh_last is None else dy[T - 1] + dh_last  # (B, H)
+        dy_, z_, dhs_, coefficients_ = dy.unbind(0), z.unbind(0), dhs.unbind(0), coefficients.unbind(0)
+        d_gh_, d_gh3_ = d_gh.unbind(0), d_gh.view(T, B, 3, H).unbind(0)
         for t in range(T - 1, -1, -1):
-            dhs[t] = dh
-            torch.mul(dh[:, None], coefficients[t], out=d_gh[t].view(B, 3, H))
-            carried = torch.addcmul(dy[t - 1], dh, z[t]) if t else dh * z[t]
-            dh = recurrent_t(d_gh[t], carried)
+            dhs_[t].copy_(dh)
+            torch.mul(dh.unsqueeze(1), coefficients_[t], out=d_gh3_[t])
+            carried = torch.addcmul(dy_[t - 1], dh, z_[t]) if t else dh * z_[t]
+            dh = recurrent_t(d_gh_[t], carried)
         d_gh = d_gh.view(T * B, 3 * H)
         d_rz, d_n = d_gh[:, : 2 * H], dhs.mul_(a).view(T * B, H)  # the input's part: r's and z's are the same
         d_w_ih = torch.cat([d_rz.t() @ xs, d_n.t() @ xs])

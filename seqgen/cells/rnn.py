@@ -26,9 +26,10 @@ class RNNSequence(torch.autograd.Function):
         recurrent = packed(w_hh, B)
         hs = x.new_empty(T + 1, B, H)  # h_0 .. h_T
         hs[0] = h0
+        h_, gi_ = hs.unbind(0), gi.unbind(0)  # each step's blocks, as views made once
         for t in range(T):
-            pre = recurrent(hs[t], gi[t])
-            torch.clamp_min(pre, 0, out=hs[t + 1]) if relu else torch.tanh(pre, out=hs[t + 1])
+            pre = recurrent(h_[t], gi_[t])
+            torch.clamp_min(pre, 0, out=h_[t + 1]) if relu else torch.tanh(pre, out=h_[t + 1])
         ctx.save_for_backward(xs, w_ih, w_hh, hs)
         ctx.relu = relu
         return hs[1:].transpose(0, 1), hs[T]  # (B, T, H), (B, H)
@@ -43,9 +44,10 @@ class RNNSequence(torch.autograd.Function):
         d_pre = hs.new_empty(T, B, H)  # gradient of the pre-activation
         recurrent_t = packed(w_hh.t().contiguous(), B)
         dh = dy[T - 1] if dh_last is None else dy[T - 1] + dh_last  # (B, H)
+        dy_, slope_, d_pre_ = dy.unbind(0), slope.unbind(0), d_pre.unbind(0)
         for t in range(T - 1, -1, -1):
-            d = torch.mul(dh, slope[t], out=d_pre[t])
-            dh = recurrent_t(d, dy[t - 1] if t else None)
+            d = torch.mul(dh, slope_[t], out=d_pre_[t])
+            dh = recurrent_t(d, dy_[t - 1] if t else None)
         d_pre = d_pre.view(T * B, H)
         dx = (d_pre @ w_ih).view(T, B, -1).transpose(0, 1) if ctx.needs_input_grad[0] else None  # (B, T, n_in)
         db = d_pre.sum(0)
