@@ -161,13 +161,15 @@ TRAIN_SIZES = [("lstm", 1, 384, 65), ("gru", 1, 384, 65), ("rnn", 1, 384, 65), (
                ("rnn", 2, 512, 65), ("irnn", 2, 512, 65)]
 
 
-def training(steps: int, lim: dict) -> list[str]:
+def training(steps: int, lim: dict, cells: list[str] | None = None) -> list[str]:
     batch, seq_len = 16, 64
     auto = pick_precision("auto", torch.device("cpu"))  # bf16 where this CPU has it natively: the default then
     rows = [f"| model (batch {batch} x {seq_len}) | word_language_model loop tok/s | seqgen fp32 tok/s | ratio | seqgen MFU "
             "| seqgen `--precision auto` tok/s | ratio |",
             "|---|---|---|---|---|---|---|"]
     for cell, layers, hidden, vocab in TRAIN_SIZES:
+        if cells and cell not in cells:
+            continue
         data = torch.randint(vocab, (batch, steps * seq_len + 1))
         windows = [(data[:, i * seq_len : (i + 1) * seq_len], data[:, i * seq_len + 1 : (i + 1) * seq_len + 1])
                    for i in range(steps)]
@@ -415,6 +417,7 @@ def main() -> None:
     parser.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE",
                         help="contention: also run the default under each of these environments")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--cells", help="training: only these cells (gru,rnn,...)")
     parser.add_argument("--textbook", nargs=5, metavar=("CELL", "LAYERS", "HIDDEN", "VOCAB", "TOKENS"),
                         help=argparse.SUPPRESS)  # one textbook generation measurement, for a fresh process
     args = parser.parse_args()
@@ -429,7 +432,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sections = {
             "generation": lambda: generation(100 if args.quick else 400, lim),
-            "training": lambda: training(10 if args.quick else 40, lim),
+            "training": lambda: training(10 if args.quick else 40, lim, args.cells.split(",") if args.cells else None),
             "cli": lambda: cli(10 if args.quick else 100, Path(tmp)),
             "data": lambda: data(20 if args.quick else 100, Path(tmp)),
             "distributed": lambda: distributed(20 if args.quick else 100, Path(tmp)),

@@ -70,8 +70,9 @@ def pick_precision(name: str, device: torch.device, cell: str = "lstm") -> torch
     """The dtype training computes in under autocast, or None for plain fp32.
 
     auto: bf16 on a CPU that computes it natively (native_bf16_cpu) and where the probe of the
-    run's cell succeeds; there every cell trains faster (the default LSTM 1.2 to 1.6x,
-    benchmarks/README.md). Everywhere else fp32, GPUs included until mixed precision is measured
+    run's cell succeeds; there the default LSTM trains 1.2 to 1.6x faster (benchmarks/README.md),
+    and GRU and RNN, whose fp32 windows run through seqgen.cells' own functions, about level
+    (0.9 to 1.2x; kept for one rule across cells). Everywhere else fp32, GPUs included until mixed precision is measured
     there. bf16: refused with the cause when the probe fails. The weights, the optimizer and
     evaluation stay fp32 either way, so checkpoints do not depend on the precision.
     """
