@@ -293,9 +293,16 @@ def resume_state(ckpt: Checkpoint, model: RNNLM, optimizer: torch.optim.Optimize
     return {"state": _optimizer_tensors(ckpt, optimizer, groups), "param_groups": groups}
 
 
+# How torch computes the update, not what it computes: the fresh optimizer's choice for this
+# machine and torch stands (a checkpoint written with the plain loop resumes fused, and one
+# written fused resumes where torch has no fused kernel). Checked all the same.
+IMPLEMENTATION = frozenset({"fused", "foreach", "capturable", "differentiable"})
+
+
 def _param_groups(ckpt: Checkpoint, mine: list[dict]) -> list[dict]:
     """The saved optimizer settings over a fresh optimizer's: the same parameters in the same
-    groups, each known setting of the same kind (keys a newer torch adds are left out)."""
+    groups, each known setting of the same kind (keys a newer torch adds are left out), but the
+    implementation flags stay the fresh optimizer's (IMPLEMENTATION)."""
     saved = ckpt.meta["optimizer"].get("param_groups")
     if not isinstance(saved, list) or len(saved) != len(mine):
         raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (optimizer param_groups)")
@@ -306,10 +313,11 @@ def _param_groups(ckpt: Checkpoint, mine: list[dict]) -> list[dict]:
         group = dict(fresh)
         for key, value in theirs.items():
             if key in fresh and key != "params":
-                if not _like(value, fresh[key], key):
+                if not (_like(value, fresh[key], key) or key in IMPLEMENTATION and (value is None or isinstance(value, bool))):
                     raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (optimizer param_groups[{i}] "
                                       f"{key} = {describe(value)})")
-                group[key] = value
+                if key not in IMPLEMENTATION:
+                    group[key] = value
         groups.append(group)
     return groups
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from seqgen.cells import CELLS, packed, sequence_kernels, weights
+from seqgen.cells import CELLS, onednn_products, packed, sequence_kernels, weights
 from seqgen.cells.gru import GRUSequence
 from seqgen.cells.rnn import RNNSequence
 
@@ -59,11 +59,24 @@ def test_gradcheck_in_float64():
 
 
 def test_under_bf16_autocast_torch_kernels_run():
-    """Our functions compute in the dtype they are given; under autocast torch's kernels follow it."""
+    """Our functions compute in the dtype they are given; under autocast torch's kernels follow it,
+    and bf16 tensors go to torch's kernels too."""
     x = torch.randn(2, 3, 4)
-    assert sequence_kernels(x)
+    assert sequence_kernels(x) and sequence_kernels(x.double())
+    assert not sequence_kernels(x.bfloat16())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not sequence_kernels(x)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_second_derivative_is_refused_clearly(name):
+    """Their backward passes are not differentiable: torch says there is no graph to differentiate
+    (before @once_differentiable it failed inside them, on an in-place change of a view)."""
+    layer, x = CELLS[name].layer(3, 4), torch.randn(2, 5, 3, requires_grad=True)
+    y, _ = CELLS[name].sequence(layer, x, torch.zeros(1, 2, 4))
+    (grad,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="does not require grad|once_differentiable"):
+        grad.sum().backward()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -72,6 +85,8 @@ def test_packed_products_equal_addmm(dtype):
     torch.manual_seed(0)
     w, x = torch.randn(12, 7, dtype=dtype), torch.randn(5, 7, dtype=dtype)
     bias, other = torch.randn(12, dtype=dtype), torch.randn(5, 12, dtype=dtype)
+    if dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        assert onednn_products()  # torch 2.13 has the operations: the packed path is the one tested
     mm = packed(w, 5)
     torch.testing.assert_close(mm(x), x @ w.t())
     torch.testing.assert_close(mm(x, bias), x @ w.t() + bias)

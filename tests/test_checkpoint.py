@@ -11,7 +11,7 @@ from seqgen import checkpoint
 from seqgen.config import ModelConfig, TrainConfig
 from seqgen.corpora import TextCorpus
 from seqgen.errors import SeqgenError
-from seqgen.train import Trainer
+from seqgen.train import Trainer, make_optimizer
 
 from .conftest import TINY_MODEL, TINY_TRAIN, needs_bf16
 
@@ -126,6 +126,28 @@ def test_a_tokenizer_that_does_not_match_the_model_is_refused(trained_run, tmp_p
         checkpoint.save(path, meta, ckpt.tensors)
         with pytest.raises(SeqgenError, match=reason):
             checkpoint.load(path)
+
+
+@pytest.mark.parametrize("saved", [None, False])
+def test_a_checkpoint_of_another_optimizer_implementation_resumes_exactly(tmp_path, corpus_text, saved):
+    """Checkpoints written before AdamW was fused say fused = null; one written where torch has
+    no fused kernel says false. How the update is computed is this machine's choice: they resume,
+    and to the same weights (the fused and plain updates agree here)."""
+    corpus = TextCorpus("dickens", "dickens", "test", corpus_text)
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 20, "eval_every": 5})
+    model_config = ModelConfig(vocab_size=0, **TINY_MODEL)
+    Trainer(corpus, model_config, config, tmp_path / "straight").run()
+    Trainer(corpus, model_config, config, tmp_path / "split").run(stop_at_step=10)
+    last = checkpoint.read(tmp_path / "split" / checkpoint.LAST)
+    for group in last.meta["optimizer"]["param_groups"]:
+        group["fused"] = saved
+    resumed = Trainer(corpus, model_config, config, tmp_path / "split", resume_from=last)
+    assert [g["fused"] for g in resumed.optimizer.param_groups] == [g["fused"] for g in make_optimizer(
+        resumed.model, config).param_groups]  # the fresh optimizer's choice stands
+    resumed.run()
+    a = checkpoint.read(tmp_path / "straight" / checkpoint.LAST).group("model.")
+    b = checkpoint.read(tmp_path / "split" / checkpoint.LAST).group("model.")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])

@@ -18,6 +18,7 @@ them as torch does: weight_ih_l0 (G*H, n_in), weight_hh_l0 (G*H, H), bias_ih_l0,
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -36,9 +37,9 @@ def weights(layer: nn.Module) -> Weights:
 
 def sequence_kernels(x: torch.Tensor) -> bool:
     """Whether the CPU sequence functions of this package (gru.py, rnn.py) run on x: on a CPU in
-    fp32 or fp64. Elsewhere torch's own kernels do (cuDNN on a GPU; under bf16 autocast, which
-    these functions would not follow)."""
-    if x.device.type != "cpu":
+    fp32 or fp64, without autocast. Elsewhere torch's own kernels do (cuDNN on a GPU; bf16, which
+    these functions would accumulate in, and autocast, which they would not follow)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return False
     try:
         autocast = torch.is_autocast_enabled("cpu")
@@ -47,27 +48,42 @@ def sequence_kernels(x: torch.Tensor) -> bool:
     return not autocast
 
 
+@functools.cache
+def onednn_products() -> bool:
+    """Whether this torch multiplies by oneDNN-packed weights (`packed`), and gets the same
+    numbers as addmm: the operations are internal to torch (its compiler's), so a torch without
+    them, or with others of the same names, is found out once here, on a tiny product."""
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    try:
+        g = torch.Generator().manual_seed(0)
+        w, x, add = (torch.randn(*shape, generator=g) for shape in ((3, 2), (4, 2), (4, 3)))
+        blocked = torch.ops.mkldnn._reorder_linear_weight(w, 4)
+        linear = torch.ops.mkldnn._linear_pointwise
+        return (torch.allclose(linear(x, blocked, add[0], "none", [], ""), x @ w.t() + add[0], atol=1e-5)
+                and torch.allclose(linear.binary(x, add, blocked, None, "add"), x @ w.t() + add, atol=1e-5))
+    except Exception:  # noqa: BLE001  whatever a torch without them raises, the answer is: addmm
+        return False
+
+
 def packed(w: torch.Tensor, batch: int) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
     """mm(x, add) = x @ w.T + add, for x (batch, n) and w (m, n), add (m,) or (batch, m) or None:
     a product taken once per step of a window with the same weights.
 
-    In fp32 where torch has oneDNN, w is packed once into oneDNN's blocked layout, and each
-    product reads it as is: 1.2 to 1.8x faster than addmm for (B, H) x (H, 3H) with B = 16 and H
-    of 384 or 512, which re-packs w at every call. Elsewhere (fp64, no oneDNN), addmm."""
-    if w.dtype == torch.float32 and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
-        try:
-            blocked = torch.ops.mkldnn._reorder_linear_weight(w, batch)
-        except (AttributeError, RuntimeError):  # a torch without these (internal) operations
-            blocked = None
-        if blocked is not None:
-            linear = torch.ops.mkldnn._linear_pointwise
+    In fp32 where torch has oneDNN (`onednn_products`), w is packed once into oneDNN's blocked
+    layout, and each product reads it as is: 1.1 to 1.7x faster than addmm for B = 16 and weights
+    of 384 x 384 to 1,536 x 512 (benchmarks/README.md), which re-packs w at every call.
+    Elsewhere (fp64, no oneDNN), addmm."""
+    if w.dtype == torch.float32 and onednn_products():
+        blocked = torch.ops.mkldnn._reorder_linear_weight(w, batch)
+        linear = torch.ops.mkldnn._linear_pointwise
 
-            def mm(x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-                if add is None or add.dim() == 1:
-                    return linear(x, blocked, add, "none", [], "")
-                return linear.binary(x, add, blocked, None, "add")
+        def mm(x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+            if add is None or add.dim() == 1:
+                return linear(x, blocked, add, "none", [], "")
+            return linear.binary(x, add, blocked, None, "add")
 
-            return mm
+        return mm
     wt = w.t()
 
     def plain(x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,15 +1,17 @@
 """GRU (Cho et al. 2014), as torch defines it: the reset gate multiplies the recurrent part of the
 candidate after its bias, n = tanh(W_in x + b_in + r * (W_hn h + b_hn)). Gate order r, z, n.
 
-On a CPU in fp32 a window runs through `GRUSequence`, a sequence-level autograd function: torch
-sends only the LSTM to oneDNN's fused sequence kernel, and its GRU records every step's
-operations for autograd and forms the weight gradient one step at a time.
+On a CPU in fp32 or fp64, without autocast, a window runs through `GRUSequence`, a
+sequence-level autograd function: torch sends only the LSTM to oneDNN's fused sequence kernel,
+and its GRU records every step's operations for autograd and forms the weight gradient one step
+at a time.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from . import Cell, Folded, Weights, packed, register, sequence_kernels, weights
 
@@ -22,8 +24,9 @@ class GRUSequence(torch.autograd.Function):
     window, and so is each weight's gradient, (3H, T*B) x (T*B, n), instead of T small ones; each
     step's product with W_hh reads weights packed once per window (`packed`) and adds the input's
     part of r and z as it writes. What the backward pass can know before its loop is computed for
-    all steps at once, which leaves four operations a step each way. Inside, tensors are
-    time-major, (T, B, F).
+    all steps at once, which leaves a product and four element-wise operations a step forward,
+    three backward. Inside, tensors are time-major, (T, B, F). Its outputs are views of one
+    buffer, not to be changed in place (autograd refuses it).
     """
 
     @staticmethod
@@ -51,19 +54,21 @@ class GRUSequence(torch.autograd.Function):
             candidate = torch.addcmul(gi_n_[t], r, gh_n, out=n_[t]).tanh_()
             torch.lerp(candidate, h, z, out=h_[t + 1])  # n + z (h - n)
             gates.append(g)
-        ctx.save_for_backward(xs, w_ih, w_hh, hs, n, torch.stack(gates))
+        if any(ctx.needs_input_grad):  # not when scoring without gradients
+            ctx.save_for_backward(xs, w_ih, w_hh, hs, n, torch.stack(gates))
         return hs[1:].transpose(0, 1), hs[T]  # (B, T, H) and (B, H), views of hs
 
     @staticmethod
+    @once_differentiable  # no graph of the backward pass: a second derivative is refused
     def backward(ctx, dy, dh_last):
         xs, w_ih, w_hh, hs, n, gates = ctx.saved_tensors
         T, B, H = n.shape
         r, z, gh_n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
         # With dh the gradient reaching h_t, the gradients of the recurrent part of the gates are
-        # dh * [r (1 - r) W_hn h a, (h_prev - n) z (1 - z), r a], (B, 3H), and of the candidate's
+        # dh * [r (1 - r) (W_hn h + b_hn) a, (h_prev - n) z (1 - z), r a], (B, 3H), and of the candidate's
         # input part dh * a, where a = (1 - n^2)(1 - z). All but dh known now: (T, B, H) each.
         one_minus_z = 1 - z
-        a = torch.addcmul(torch.ones((), dtype=n.dtype), n, n, value=-1).mul_(one_minus_z)
+        a = torch.addcmul(n.new_ones(()), n, n, value=-1).mul_(one_minus_z)
         coefficients = n.new_empty(T, B, 3, H)
         torch.addcmul(r, r, r, value=-1, out=coefficients[:, :, 0]).mul_(gh_n).mul_(a)
         torch.sub(hs[:T], n, out=coefficients[:, :, 1]).mul_(z).mul_(one_minus_z)

@@ -1,13 +1,14 @@
 """The plain recurrent cell, h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (Elman 1990).
 
-On a CPU in fp32 a window runs through `RNNSequence`, a sequence-level autograd function (see
-gru.py for why). irnn.py is the same cell with a ReLU, started as the identity.
+On a CPU in fp32 or fp64, without autocast, a window runs through `RNNSequence`, a
+sequence-level autograd function (see gru.py for why). irnn.py is the same cell with a ReLU, started as the identity.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from . import Cell, Weights, packed, register, sequence_kernels, weights
 
@@ -30,11 +31,13 @@ class RNNSequence(torch.autograd.Function):
         for t in range(T):
             pre = recurrent(h_[t], gi_[t])
             torch.clamp_min(pre, 0, out=h_[t + 1]) if relu else torch.tanh(pre, out=h_[t + 1])
-        ctx.save_for_backward(xs, w_ih, w_hh, hs)
+        if any(ctx.needs_input_grad):  # not when scoring without gradients
+            ctx.save_for_backward(xs, w_ih, w_hh, hs)
         ctx.relu = relu
         return hs[1:].transpose(0, 1), hs[T]  # (B, T, H), (B, H)
 
     @staticmethod
+    @once_differentiable  # no graph of the backward pass: a second derivative is refused
     def backward(ctx, dy, dh_last):
         xs, w_ih, w_hh, hs = ctx.saved_tensors
         T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
