@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cells import cell, weights
+from .cells import CELLS, weights
 from .config import ModelConfig
 
 BATCH_DIM = 2  # of the state tensor
@@ -24,7 +24,7 @@ BATCH_DIM = 2  # of the state tensor
 def parameter_shapes(c: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The shape of every tensor in an RNNLM's state_dict, from the config alone: what a
     checkpoint must hold, known before building anything (a test keeps it true)."""
-    g = cell(c.cell).gates * c.hidden
+    g = CELLS[c.cell].gates * c.hidden
     shapes: dict[str, tuple[int, ...]] = {"embed.weight": (c.vocab_size, c.embed)}
     for i in range(c.layers):
         shapes |= {f"rnns.{i}.weight_ih_l0": (g, c.embed + c.control_inputs if i == 0 else c.hidden),
@@ -40,7 +40,7 @@ class RNNLM(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.cell = cell(c.cell)
+        self.cell = CELLS[c.cell]
         self.state_size = self.cell.state_size
         self.embed = nn.Embedding(c.vocab_size, c.embed)
         self.rnns = nn.ModuleList(
@@ -112,8 +112,8 @@ class RNNLM(nn.Module):
           where the cell allows, [W_ih | W_hh] stacked for one product per layer) and runs its
           update on them (`Cell.decode`).
         """
-        c, cell_ = self.config, self.cell
-        folded = [cell_.fold(weights(rnn)) for rnn in self.rnns]
+        c, rnn_cell = self.config, self.cell  # a local: the step closure reads it per layer
+        folded = [rnn_cell.fold(weights(rnn)) for rnn in self.rnns]
         E = c.embed
         table = torch.addmm(folded[0].b_in, folded[0].w_ih[:, :E], self.embed.weight.t())  # (G*H, V)
         steer: torch.Tensor | None = None  # the controls' part of the first layer's input gates, (G*H, B)
@@ -130,10 +130,10 @@ class RNNLM(nn.Module):
             gates = table.index_select(1, ids)  # the first layer's input part, (G*H, B)
             if steer is not None:
                 gates += steer
-            y = cell_.decode(folded[0], state[0], new[0], gates_in=gates)  # (H, B)
+            y = rnn_cell.decode(folded[0], state[0], new[0], gates_in=gates)  # (H, B)
             for i in range(1, len(folded)):
                 x = y
-                y = cell_.decode(folded[i], state[i], new[i], x=x)
+                y = rnn_cell.decode(folded[i], state[i], new[i], x=x)
                 if residual:
                     y = y + x
             return torch.addmm(head_b, head_w, y).t(), new.transpose(2, 3)  # (B, V), (L, S, B, H)

@@ -153,9 +153,5 @@ def register(cls: type[Cell]) -> type[Cell]:
     return cls
 
 
-def cell(name: str) -> Cell:
-    return CELLS[name]
-
-
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
