@@ -274,9 +274,9 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
                    "the next 5 s). See `seqgen sample --density/--key`.")
 @click.option("--device", type=_choice(TrainConfig, "device"), default=_train_default("device"), help="Where to train.")
 @click.option("--precision", type=_choice(TrainConfig, "precision"), default=_train_default("precision"),
-              help="Compute precision of training (weights stay fp32); auto: bf16 on CPUs with native bf16 "
-                   "(AVX512-BF16, AMX) where a one-step probe of the cell runs in it, else fp32. bf16 where it "
-                   "cannot run is refused before training starts.")
+              help="Compute precision of training (weights stay fp32); auto: bf16 for LSTMs on CPUs with native "
+                   "bf16 (AVX512-BF16, AMX) where a one-step probe of the cell runs in it, else fp32. bf16 where "
+                   "it cannot run is refused before training starts.")
 @THREADS
 @click.option("--nproc", type=click.IntRange(1), default=1,
               help="Train as N processes on this machine (one per GPU, or each with a share of the CPU cores) "

@@ -12,6 +12,7 @@ import warnings
 
 import torch
 
+from .cells import CELLS
 from .config import ModelConfig
 from .errors import SeqgenError
 
@@ -69,12 +70,14 @@ def bf16_failure(cell: str, device: torch.device) -> str | None:
 def pick_precision(name: str, device: torch.device, cell: str = "lstm") -> torch.dtype | None:
     """The dtype training computes in under autocast, or None for plain fp32.
 
-    auto: bf16 on a CPU that computes it natively (native_bf16_cpu) and where the probe of the
-    run's cell succeeds; there the default LSTM trains 1.2 to 1.6x faster (benchmarks/README.md),
-    and GRU and RNN, whose fp32 windows run through seqgen.cells' own functions, about level
-    (0.9 to 1.2x; kept for one rule across cells). Everywhere else fp32, GPUs included until mixed precision is measured
-    there. bf16: refused with the cause when the probe fails. The weights, the optimizer and
-    evaluation stay fp32 either way, so checkpoints do not depend on the precision.
+    auto: bf16 for a cell it pays for (`Cell.bf16_pays`: the LSTM, 1.2 to 1.6x faster;
+    benchmarks/README.md) on a CPU that computes it natively (native_bf16_cpu), where the probe of
+    the run's cell succeeds. GRU and RNN stay in fp32 there: seqgen.cells' own fp32 functions train
+    them as fast as torch's bf16 kernels, and as well (tiny Shakespeare, GRU: 1.4925 fp32 against
+    1.4950 bf16, two 105 s runs each), with fp32's precision and the same numbers as on any other
+    CPU. Everywhere else fp32, GPUs included until mixed precision is measured there. bf16:
+    refused with the cause when the probe fails. The weights, the optimizer and evaluation stay
+    fp32 either way, so checkpoints do not depend on the precision.
     """
     if name == "fp32":
         return None
@@ -87,7 +90,7 @@ def pick_precision(name: str, device: torch.device, cell: str = "lstm") -> torch
             raise SeqgenError(f"--precision bf16: {where} cannot train {cell.upper()} cells in bfloat16 ({failure}); "
                               "use --precision fp32 (or auto, which picks bf16 only where it runs)", exit_code=2)
         return torch.bfloat16
-    if device.type == "cpu" and native_bf16_cpu() and bf16_failure(cell, device) is None:
+    if device.type == "cpu" and CELLS[cell].bf16_pays and native_bf16_cpu() and bf16_failure(cell, device) is None:
         return torch.bfloat16
     return None
 

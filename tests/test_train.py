@@ -94,6 +94,17 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_and_the_probe_run
     assert pick_precision("fp32", torch.device("cpu")) is None
 
 
+@pytest.mark.parametrize("cell", ["gru", "rnn", "irnn"])
+def test_auto_precision_keeps_cells_that_bf16_does_not_speed_up_in_fp32(monkeypatch, cell):
+    # A CPU with native bf16 where every probe runs: only the LSTM gains from bf16 there.
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True}, raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(hardware, "bf16_failure", lambda cell, device: None)
+    assert pick_precision("auto", torch.device("cpu"), "lstm") == torch.bfloat16
+    assert pick_precision("auto", torch.device("cpu"), cell) is None
+    assert pick_precision("bf16", torch.device("cpu"), cell) == torch.bfloat16  # asked for, it is given
+
+
 def test_explicit_bf16_that_cannot_run_is_a_bad_option_naming_the_cause_and_the_way_out(monkeypatch):
     monkeypatch.setattr(hardware, "bf16_failure", lambda cell, device: None)
     assert pick_precision("bf16", torch.device("cpu"), "gru") == torch.bfloat16

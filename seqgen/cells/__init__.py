@@ -110,6 +110,9 @@ class Cell:
     name: str = ""
     gates: int = 1  # weight blocks per layer
     state_size: int = 1  # S
+    # Whether bf16 autocast trains it faster than fp32 on a CPU that computes bf16 natively, as
+    # measured (benchmarks/README.md): `--precision auto` picks bf16 only for such cells.
+    bf16_pays: bool = False
 
     def layer(self, n_in: int, hidden: int) -> nn.Module:
         """A new layer of this cell: a module holding the four weights above, initialised."""

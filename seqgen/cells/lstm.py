@@ -16,6 +16,7 @@ class LSTM(Cell):
     name = "lstm"
     gates = 4
     state_size = 2
+    bf16_pays = True  # oneDNN's bf16 LSTM: 1.2 to 1.6x its fp32 one
 
     def layer(self, n_in: int, hidden: int) -> nn.Module:
         layer = nn.LSTM(n_in, hidden, batch_first=True)
