@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Would an attention read over recent hidden states pay for itself? (issue 18)
+
+The default model (1 x 384 LSTM, seqgen's optimizer and schedule, the same streams) against the
+same model with a single-head attention read after the LSTM, on tiny Shakespeare's first 90%,
+scored on the last 10%. The read, as in Magenta's attention RNN and Transformer-XL's memory:
+each step's query q = W_q h_t looks at the keys of its K most recent states (this window's and
+the previous window's, carried detached as keys and values), and out = h_t + W_o softmax(q k / sqrt(d)) v
+goes to the head. A prototype, not a seqgen model: it answers whether the feature would be worth
+building, in step-matched runs (quality per step) and timed runs (quality per second).
+
+    python benchmarks/attention_probe.py --steps 2500 --threads 1            # plain
+    python benchmarks/attention_probe.py --steps 2500 --threads 1 --mem 64   # with the read
+    python benchmarks/attention_probe.py --budget 105 --mem 64               # 105 s, 2 threads
+
+Each run prints one line; results and the machine are in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from seqgen.config import ModelConfig, TrainConfig  # noqa: E402
+from seqgen.data import Streams, split  # noqa: E402
+from seqgen.model import RNNLM  # noqa: E402
+from seqgen.train import learning_rate, make_optimizer  # noqa: E402
+
+
+class AttentionLM(RNNLM):
+    """RNNLM (one layer) with an attention read over the last `mem` states before the head.
+    Its state is (LSTM state (1, S, B, H), memory (B, mem, dk + dv + 1)): each memory slot holds a
+    past step's key, value and a 1 marking it filled (a new stream's memory is empty)."""
+
+    def __init__(self, c: ModelConfig, mem: int, dk: int, dv: int):
+        super().__init__(c)
+        self.mem, self.dk, self.dv = mem, dk, dv
+        self.qkv = nn.Linear(c.hidden, 2 * dk + dv, bias=False)
+        self.out = nn.Linear(dv, c.hidden, bias=False)
+        nn.init.zeros_(self.out.weight)  # starts as the plain model
+
+    def initial_state(self, batch_size: int, device=None):
+        return super().initial_state(batch_size), torch.zeros(batch_size, self.mem, self.dk + self.dv + 1)
+
+    def forward(self, ids, state=None, controls=None):
+        B, T = ids.shape
+        K, dk = self.mem, self.dk
+        rnn_state, memory = self.initial_state(B) if state is None else state
+        y, s = self.cell.sequence(self.rnns[0], self.embed(ids), rnn_state[0])  # (B, T, H)
+        qkv = self.qkv(y)  # (B, T, 2 dk + dv)
+        new = torch.cat([qkv[..., dk:], torch.ones(B, T, 1)], -1)  # (B, T, dk + dv + 1)
+        slots = torch.cat([memory, new], 1)  # (B, K + T, dk + dv + 1)
+        t = torch.arange(T)[:, None] + K
+        p = torch.arange(K + T)[None, :]
+        band = (p <= t) & (p > t - K)  # each step reads its K most recent states, itself included
+        bias = torch.where(band, 0.0, float("-inf")) + slots[:, None, :, -1].log()  # (B, T, K + T); empty slots -inf
+        scores = torch.baddbmm(bias, qkv[..., :dk], slots[..., :dk].transpose(1, 2), alpha=dk**-0.5)
+        read = torch.bmm(scores.softmax(-1), slots[..., dk:-1])  # (B, T, dv)
+        logits = self.head(y + self.out(read))  # (B, T, V)
+        return logits, (s[None], slots[:, -K:].detach())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mem", type=int, default=0, help="states the read looks at (0: the plain model)")
+    ap.add_argument("--dk", type=int, default=64, help="key width")
+    ap.add_argument("--dv", type=int, default=64, help="value width")
+    ap.add_argument("--steps", type=int, default=2500, help="training steps (when no --budget)")
+    ap.add_argument("--budget", type=float, default=0.0, help="seconds of training instead of --steps")
+    ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    text = a.corpus.read_text(encoding="utf-8")
+    chars = sorted(set(text))
+    lookup = {ch: i for i, ch in enumerate(chars)}
+    ids = np.array([lookup[ch] for ch in text], dtype=np.int64)
+    cut = int(len(text) * 0.9)
+    train, _ = split(ids[:cut], 0.02)  # seqgen's split: its 2% of validation pieces are left out
+    valid = ids[cut:]
+
+    c, cfg = ModelConfig(vocab_size=len(chars)), TrainConfig(max_steps=a.steps)
+    model = AttentionLM(c, a.mem, a.dk, a.dv) if a.mem else RNNLM(c)
+    optimizer = make_optimizer(model, cfg)
+
+    def detach(state):
+        return tuple(s.detach() for s in state) if a.mem else state.detach()
+
+    step, epoch, done, started = 0, 1, 0.0, time.monotonic()
+    while done < 1:  # seqgen's epochs: streams restart at a seeded offset, the state starts empty
+        g = torch.Generator().manual_seed(a.seed * 1_000_003 + epoch)
+        offset = 0 if epoch == 1 else int(torch.randint(cfg.seq_len, (1,), generator=g))
+        streams = Streams(train, cfg.batch_size, cfg.seq_len, offset)
+        state = model.initial_state(cfg.batch_size)
+        for j in range(len(streams)):
+            done = (time.monotonic() - started) / a.budget if a.budget else step / a.steps
+            if done >= 1:
+                break
+            x, y, _ = streams.batch(j)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step, done)
+            logits, state = model(x, detach(state))  # (B, T, V)
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            optimizer.step()
+            state = detach(state)
+            step += 1
+        epoch += 1
+    seconds = time.monotonic() - started
+
+    model.eval()
+    with torch.no_grad():  # 8 contiguous streams over the valid text, state carried
+        B = 8
+        n = (len(valid) - 1) // B
+        total, count, state = 0.0, 0, model.initial_state(B)
+        for start in range(0, n, cfg.seq_len):
+            end = min(start + cfg.seq_len, n)
+            x = torch.from_numpy(np.stack([valid[b * n + start : b * n + end] for b in range(B)]))
+            y = torch.from_numpy(np.stack([valid[b * n + start + 1 : b * n + end + 1] for b in range(B)]))
+            logits, state = model(x, state)
+            total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+            count += y.numel()
+    params = sum(p.numel() for p in model.parameters())
+    print(f"mem {a.mem} dk {a.dk} dv {a.dv} seed {a.seed} threads {a.threads}: {step} steps in {seconds:.0f} s, "
+          f"{params:,} parameters, valid {total / count:.4f} nats/char", flush=True)
+
+
+if __name__ == "__main__":
+    main()
