@@ -23,6 +23,7 @@ from typing import Any, Callable, cast
 import numpy as np
 
 from . import checkpoint
+from .cache import Cache
 from .config import MAX_SAMPLE_TOKENS, SAMPLE_DEFAULTS, SEED, derived_seed
 from .controls import OPTIONS as CONTROL_OPTIONS
 from .corpora import LABELS, MIDI, LineEnds, check_kind, load_corpus
@@ -202,10 +203,12 @@ class Model:
         return pieces
 
     # -- scoring -----------------------------------------------------------------------------
-    def score(self, data: str | Path, *, batch_size: int = 64, seq_len: int | None = None) -> dict:
+    def score(self, data: str | Path, *, batch_size: int = 64, seq_len: int | None = None,
+              cache: Cache | None = None) -> dict:
         """{"loss" (nats per token), "bpc" or "bits_per_event", "perplexity", "tokens"} of a text
         model on `data` (a string of text), or of any model on a corpus (`Path`: a file or
-        folder, as `seqgen eval` reads it)."""
+        folder, as `seqgen eval` reads it); with `cache`, of the model and a continuous cache of
+        its recent states (seqgen.cache.Cache(size, theta, lam))."""
         tokenizer = self.tokenizer
         if isinstance(data, str) and self.kind != MIDI:
             ids = self.ids_of(data)
@@ -215,19 +218,21 @@ class Model:
             ids = corpus.all_ids(tokenizer)
         else:
             raise SeqgenError(f"score() takes a string of text or a corpus path, not {type(data).__name__}")
-        return self.score_ids(ids, batch_size, seq_len)
+        return self.score_ids(ids, batch_size, seq_len, cache)
 
-    def score_ids(self, ids, batch_size: int, seq_len: int | None) -> dict:
+    def score_ids(self, ids, batch_size: int, seq_len: int | None, cache: Cache | None = None) -> dict:
         from .train import evaluate
 
         if len(ids) < 2:
             raise SeqgenError("nothing to score: at least two tokens are needed")
         # A model trained with controls is told the data's own, as in training's validation.
         controls = self.tokenizer.controls(ids) if self.tokenizer.control_size else None
-        loss, tokens = evaluate(self.net, ids, batch_size, seq_len or saved_seq_len(self.checkpoint), controls=controls)
+        loss, tokens = evaluate(self.net, ids, batch_size, seq_len or saved_seq_len(self.checkpoint), controls=controls,
+                                cache=cache)
         if not math.isfinite(loss):  # finite weights can still overflow: not a score to report
             raise SeqgenError(f"{self.checkpoint.path}: the model's loss on this text is {loss} (its outputs overflow)")
-        return {"loss": loss, bits_name(self.tokenizer): loss / math.log(2), "perplexity": perplexity(loss), "tokens": tokens}
+        result = {"loss": loss, bits_name(self.tokenizer): loss / math.log(2), "perplexity": perplexity(loss), "tokens": tokens}
+        return result if cache is None else result | {"cache": {"size": cache.size, "theta": cache.theta, "lambda": cache.lam}}
 
 
 MIDI_OPTIONS = frozenset({"seconds", "primer", "primer_seconds", "primer_pitches", "instruments", "valid_only",

@@ -18,9 +18,11 @@ import click
 from . import __version__
 from .completion import complete_builtins, complete_checkpoints, complete_corpus, complete_runs
 from .config import (
+    CACHE_DEFAULTS,
     DEVICES,
     EVAL_EVERY,
     KINDS,
+    MAX_CACHE,
     MAX_SAMPLE_TOKENS,
     MIDI_TRAIN_DEFAULTS,
     MIN_EVAL_EVERY,
@@ -189,6 +191,20 @@ KEEP_LINE_ENDINGS = click.option(
 THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), default=None,
                        help="CPU threads; fixes the count (as OMP_NUM_THREADS does, which --nproc sets)  "
                             "[default: one per CPU that other processes leave free, re-measured while training]")
+
+
+
+def cache_options(command):
+    """--cache, --cache-theta, --cache-lambda: a continuous cache of the model's recent states
+    (seqgen.cache), for eval and sample alike."""
+    command = click.option("--cache-lambda", type=FloatRange(0, 1), default=CACHE_DEFAULTS["lam"],
+                           help="The cache's share of each prediction.")(command)
+    command = click.option("--cache-theta", type=FloatRange(0, min_open=True), default=CACHE_DEFAULTS["theta"],
+                           help="How sharply the cache matches the present state with past ones.")(command)
+    return click.option("--cache", "cache_size", type=click.IntRange(0, MAX_CACHE), default=0,
+                        help="Mix in a continuous cache of the model's last N states (Grave et al. 2017), which lets "
+                             "it reuse the names and phrases the text has just used; 0: none "
+                             "(docs/commands.md#a-continuous-cache).")(command)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -511,21 +527,24 @@ def info(checkpoint, as_json):
 @click.option("--batch-size", type=click.IntRange(1), default=64, help="Parallel streams while scoring.")
 @click.option("--seq-len", type=click.IntRange(1), default=None, help="Window length  [default: the training --seq-len]")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", help="Where to run the model.")
+@cache_options
 @THREADS
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_(checkpoint, text, batch_size, seq_len, device, threads, as_json):
+def eval_(checkpoint, text, batch_size, seq_len, device, cache_size, cache_theta, cache_lambda, threads, as_json):
     """Score CHECKPOINT on TEXT (a file, a directory of files, or a built-in corpus name): loss in
     nats per token, bits per character and perplexity.
 
     \b
-    Example:
+    Examples:
       seqgen eval checkpoints/shakespeare valid.txt
+      seqgen eval checkpoints/shakespeare valid.txt --cache 2000   # with a cache of the last 2,000 states
     """
     note_start()  # before torch loads: the first measure of how busy the machine is
     from . import commands
 
+    cache = (cache_size, cache_theta, cache_lambda) if cache_size else None
     click.echo(commands.evaluate(checkpoint, text, batch_size=batch_size, seq_len=seq_len, device=device,
-                                 threads=threads, as_json=as_json))
+                                 threads=threads, as_json=as_json, cache=cache))
 
 
 @cli.command("midi-stats", context_settings=CONTEXT)

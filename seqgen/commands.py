@@ -432,17 +432,21 @@ def info(checkpoint_path, *, as_json: bool) -> str:
     return "\n".join(lines)
 
 
-def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads, as_json) -> str:
+def evaluate(checkpoint_path, text_spec, *, batch_size, seq_len, device, threads, as_json, cache=None) -> str:
+    """`seqgen eval`; `cache`: (size, theta, lambda) of a continuous cache to mix in, or None."""
+    from .cache import Cache
+
     use_threads(threads)
     model = api.load(checkpoint_path, device)
     tokenizer = model.tokenizer
     check_kind(text_spec, tokenizer.reads, f"this is a {LABELS[tokenizer.reads]} model")
     # The corpus as the model's training read it (a text model that knows CRs kept them).
     corpus = load_corpus(text_spec, tokenizer.reads, **tokenizer.reading())
-    result = model.score_ids(corpus.all_ids(tokenizer), batch_size, seq_len)
+    result = model.score_ids(corpus.all_ids(tokenizer), batch_size, seq_len, cache and Cache(*cache))
     loss, bits = result["loss"], api.bits_name(tokenizer)
     if as_json:
         return json.dumps(result)
+    with_cache = f"\ncache: {cache[0]} states, theta {cache[1]:g}, lambda {cache[2]:g}" if cache else ""
     return (f"loss: {loss:.4f} nats/{tokenizer.unit}\n{bits}: {result[bits]:.4f}\n"
-            f"perplexity: {result['perplexity']:.3f}\ntokens: {result['tokens']}")
+            f"perplexity: {result['perplexity']:.3f}\ntokens: {result['tokens']}{with_cache}")
 

@@ -71,6 +71,11 @@ class RNNLM(nn.Module):
     def forward(self, ids: torch.Tensor, state: torch.Tensor | None = None, controls: torch.Tensor | None = None):
         """ids (B, T) and, in a model with controls, controls (B, T, C) -> logits (B, T, V),
         state (L, S, B, H) after the last step."""
+        h, state = self.features(ids, state, controls)
+        return self.head(h), state
+
+    def features(self, ids: torch.Tensor, state: torch.Tensor | None = None, controls: torch.Tensor | None = None):
+        """`forward` without the head: what the head reads, (B, T, H), and the state."""
         if state is None:
             state = self.initial_state(ids.shape[0])
         x = self._inputs(ids, controls)  # (B, T, E + C)
@@ -79,7 +84,7 @@ class RNNLM(nn.Module):
             y, s = self.cell.sequence(rnn, x, state[i])  # (B, T, H), (S, B, H)
             new_state.append(s)
             x = self._residual(i, x, self.drop(y))  # (B, T, H)
-        return self.head(x), torch.stack(new_state)
+        return x, torch.stack(new_state)
 
     def step(self, ids: torch.Tensor, state: torch.Tensor, controls: torch.Tensor | None = None):
         """One token per stream: ids (B,) (and controls (B, C)) -> logits (B, V), state (L, S, B, H).

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint
+from .cache import Cache, History
 from .config import EVAL_EVERY, MIN_EVAL_EVERY, ModelConfig, Progress, TrainConfig, from_dict, seed_entropy, to_dict, torch_seed
 from .corpora import Corpus
 from .curves import CURVES, TensorBoard, draw_run_curves
@@ -71,36 +72,51 @@ def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
 
 @torch.no_grad()
 def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = World(),
-             controls: np.ndarray | None = None) -> tuple[float, int]:
+             controls: np.ndarray | None = None, cache: Cache | None = None) -> tuple[float, int]:
     """(mean loss in nats per token, tokens scored) over `ids` (an array or a tensor), state
-    carried across windows; `controls` (N, C): their control values, for a model that reads them.
+    carried across windows; `controls` (N, C): their control values, for a model that reads them;
+    `cache`: mix in a continuous cache of the model's recent states (seqgen.cache).
 
     The text is scored as B parallel streams. Every stream but the first starts from the state
-    after reading the EVAL_WARMUP tokens before it (scored by the stream before), as one reader
-    going through the whole text would: the loss does not depend on B. Under several processes
-    each scores its share of the streams and the sums are added up, so every rank gets the
-    result one process would.
+    after reading the EVAL_WARMUP tokens before it (scored by the stream before), and with a
+    cache, with the cache's size of them in its history (B is lowered until each stream is that
+    long), as one reader going through the whole text would: the loss does not depend on B.
+    Under several processes each scores its share of the streams and the sums are added up, so
+    every rank gets the result one process would.
     """
     was_training = model.training
     model.eval()
     device = model.head.weight.device
+    if cache is not None:
+        batch_size = max(1, min(batch_size, len(ids) // cache.size))
     streams = eval_streams(ids, batch_size, seq_len, controls)
     ids, n, rows = streams.ids, streams.length, world.share(streams.batch_size)  # ids as NumPy
     streams.rows = rows
     state = model.initial_state(len(rows))
-    warmup = min(EVAL_WARMUP, n)
+    history = None if cache is None else History(cache)
+    warmup = min(max(EVAL_WARMUP, cache.size if cache else 0), n)
     later = [i for i in rows if i > 0]  # streams that start after the text's first token
     if later:
-        context = torch.from_numpy(np.stack([ids[i * n - warmup : i * n] for i in later]).astype(np.int64))  # (B', W)
+        context = torch.from_numpy(np.stack([ids[i * n - warmup : i * n + 1] for i in later]).astype(np.int64))  # (B', W + 1)
         steer = None if controls is None else torch.from_numpy(
             np.stack([controls[i * n - warmup : i * n] for i in later]).astype(np.float32)).to(device)  # (B', W, C)
-        _, warmed = model(context.to(device), model.initial_state(len(later)), steer)
+        context = context.to(device)
+        h, warmed = model.features(context[:, :-1], model.initial_state(len(later)), steer)  # (B', W, H)
         state = torch.cat([state[:, :, : len(rows) - len(later)], warmed], dim=BATCH_DIM)
+        if history is not None:  # the first stream has nothing before it: its rows hold no position
+            first = len(rows) - len(later)
+            pad = h.new_zeros(first, warmup, h.shape[2]), context.new_zeros(first, warmup)
+            held = torch.arange(len(rows), device=device)[:, None].ge(first).expand(-1, warmup)
+            history.remember(torch.cat([pad[0], h]), torch.cat([pad[1], context[:, 1:]]), held)
     total, count = 0.0, 0
     for j in range(streams.num_windows if rows else 0):
         x, y, steer = on(device, *streams.batch(j))
-        logits, state = model(x, state, steer)  # (B, T, V)
-        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        h, state = model.features(x, state, steer)  # (B, T, H)
+        logits = model.head(h)  # (B, T, V)
+        if history is None:
+            total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        else:
+            total -= history.target_logprob(F.log_softmax(logits.float(), -1), h, y).sum().item()
         count += y.numel()
     model.train(was_training)
     total, summed = world.sum(total, count)

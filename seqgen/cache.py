@@ -1,0 +1,80 @@
+"""A continuous cache (Grave, Joulin and Usunier 2017): the model's next-token distribution mixed
+with a read of its own recent states,
+
+    p(w) = (1 - lam) p_model(w) + lam sum_j softmax_j(theta h_t . h_j) [x_(j+1) = w],
+
+j over the `size` positions before t, h the input of the model's head (B, T, H). An attention
+read over recent hidden states whose values are the tokens that followed them: no parameters and
+no training, and it lets a model use a name or a phrase it has just read (a new play's characters,
+a chorale's repeated line). benchmarks/README.md has what it gains and costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import CACHE_DEFAULTS, MAX_CACHE
+
+
+@dataclass(frozen=True)
+class Cache:
+    """How the cache reads: the positions it keeps, the scale of its scores, its share."""
+
+    size: int
+    theta: float = CACHE_DEFAULTS["theta"]
+    lam: float = CACHE_DEFAULTS["lam"]
+
+    def __post_init__(self):
+        if not (isinstance(self.size, int) and not isinstance(self.size, bool) and 1 <= self.size <= MAX_CACHE):
+            raise ValueError(f"cache size {self.size!r}: a whole number of positions from 1 to {MAX_CACHE}")
+        if not (0 < self.theta < float("inf")):
+            raise ValueError(f"cache theta {self.theta!r}: a positive number")
+        if not (0 <= self.lam <= 1):
+            raise ValueError(f"cache lambda {self.lam!r}: between 0 and 1")
+
+
+class History:
+    """Each stream's last `size` head inputs and the tokens that followed them: keys (B, M, H),
+    values (B, M) and which of them hold a position (B, M), M <= size, oldest first."""
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+        self.held: torch.Tensor | None = None
+
+    def remember(self, h: torch.Tensor, following: torch.Tensor, held: torch.Tensor | None = None) -> None:
+        """Add positions: head inputs h (B, T, H), the tokens that followed them (B, T), and, where
+        some streams have nothing to add, which rows hold a position (B, T)."""
+        keys, values, held = self._with(h, following, held)
+        size = self.cache.size
+        self.keys, self.values, self.held = keys[:, -size:], values[:, -size:], held[:, -size:]
+
+    def _with(self, h, following, held=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The history with these positions after it, untruncated."""
+        held = torch.ones_like(following, dtype=torch.bool) if held is None else held
+        if self.keys is None or self.values is None or self.held is None:
+            return h, following, held
+        return torch.cat([self.keys, h], 1), torch.cat([self.values, following], 1), torch.cat([self.held, held], 1)
+
+    def target_logprob(self, logprobs: torch.Tensor, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mixed log-probability (B, T) of each target (B, T) of a window, given the model's
+        log-probabilities (B, T, V) and head inputs h (B, T, H) there; then the window joins the
+        history. A position with nothing in reach before it keeps the model's own probability."""
+        c, T = self.cache, h.shape[1]
+        keys, values, held = self._with(h, targets)  # (B, M + T, H), (B, M + T), (B, M + T)
+        M = keys.shape[1] - T
+        t = torch.arange(T, device=h.device)[:, None] + M
+        j = torch.arange(M + T, device=h.device)[None, :]
+        # Strictly before t (x_(t+1) is the target), at most `size` back, and holding a position.
+        reach = ((j < t) & (j >= t - c.size))[None] & held[:, None, :]  # (B, T, M + T)
+        scores = torch.baddbmm(torch.where(reach, 0.0, float("-inf")).to(h.dtype), h, keys.transpose(1, 2),
+                               alpha=c.theta)  # (B, T, M + T)
+        weights = scores.softmax(-1).nan_to_num(0.0)  # a row with nothing in reach: all zero
+        p_cache = (weights * (values[:, None, :] == targets[:, :, None])).sum(-1)  # (B, T)
+        lam = c.lam * reach.any(-1).to(h.dtype)  # (B, T)
+        model = logprobs.gather(-1, targets[..., None]).squeeze(-1)  # (B, T)
+        self.keys, self.values, self.held = keys[:, -c.size :], values[:, -c.size :], held[:, -c.size :]
+        return torch.logaddexp(torch.log1p(-lam) + model, torch.log(lam * p_cache))

@@ -1,0 +1,92 @@
+"""The continuous cache (seqgen.cache): its read against a position-by-position one, and what
+scoring with it does."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seqgen import checkpoint
+from seqgen.cache import Cache, History
+from seqgen.train import evaluate
+
+from .conftest import invoke
+
+
+def naive_logprob(logprobs, h, targets, held, cache):
+    """Position by position, stream by stream: logprobs (B, N, V), h (B, N, H), targets (B, N)
+    over the whole text, held (B, N) -> the mixed log-probability of each target (B, N)."""
+    B, N = targets.shape
+    out = torch.empty(B, N, dtype=torch.float64)
+    for b in range(B):
+        for t in range(N):
+            p_model = logprobs[b, t, targets[b, t]].double().exp()
+            reach = [j for j in range(max(0, t - cache.size), t) if held[b, j]]
+            if not reach:
+                out[b, t] = p_model.log()
+                continue
+            scores = torch.stack([cache.theta * (h[b, t].double() @ h[b, j].double()) for j in reach])
+            weights = scores.softmax(0)
+            p_cache = sum(float(w) for w, j in zip(weights, reach) if targets[b, j] == targets[b, t])
+            out[b, t] = math.log((1 - cache.lam) * float(p_model) + cache.lam * p_cache)
+    return out
+
+
+@pytest.mark.parametrize("size", [3, 50])
+def test_the_read_of_each_window_is_the_read_of_each_position(size):
+    torch.manual_seed(0)
+    B, N, H, V = 3, 23, 4, 5
+    h = torch.randn(B, N, H)
+    logprobs = torch.randn(B, N, V).log_softmax(-1)
+    targets = torch.randint(V, (B, N))
+    held = torch.ones(B, N, dtype=torch.bool)
+    held[0, :6] = False  # the first stream read nothing before its first window
+    cache = Cache(size, theta=0.7, lam=0.3)
+    history = History(cache)
+    history.remember(h[:, :6], targets[:, :6], held[:, :6])  # a warm-up, not scored
+    got = torch.cat([history.target_logprob(logprobs[:, a:b], h[:, a:b], targets[:, a:b])
+                     for a, b in [(6, 11), (11, 12), (12, 23)]], 1)  # windows of 5, 1 and 11
+    expected = naive_logprob(logprobs, h, targets, held, cache)[:, 6:]
+    torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [dict(size=0), dict(size=10**6), dict(size=2.5), dict(size=4, theta=0.0),
+                                 dict(size=4, theta=float("nan")), dict(size=4, lam=1.5), dict(size=4, lam=-0.1)])
+def test_cache_settings_out_of_range_are_refused(bad):
+    with pytest.raises(ValueError, match="cache"):
+        Cache(**bad)
+
+
+def test_a_cache_with_no_share_scores_as_the_model_alone(trained_run, corpus_text):
+    model, tokenizer, _ = checkpoint.load(trained_run)
+    ids = tokenizer.encode(corpus_text)[:3000]
+    plain, n = evaluate(model, ids, 4, 32)
+    assert evaluate(model, ids, 4, 32, cache=Cache(100, lam=0.0)) == pytest.approx((plain, n), abs=1e-6)
+
+
+def test_a_cache_reads_what_the_text_repeats_and_its_score_does_not_depend_on_the_streams(trained_run):
+    model, tokenizer, _ = checkpoint.load(trained_run)
+    rng = np.random.default_rng(0)
+    phrase = rng.integers(tokenizer.vocab_size, size=40)  # gibberish the model cannot have learned
+    ids = np.tile(phrase, 30)  # ... said 30 times
+    plain, _ = evaluate(model, ids, 1, 32)
+    one, n = evaluate(model, ids, 1, 32, cache=Cache(200, theta=2.0))
+    assert one < plain - 0.5, (one, plain)
+    for streams in (3, 8):
+        loss, n_streams = evaluate(model, ids, streams, 32, cache=Cache(200, theta=2.0))
+        assert n - n_streams < 2 * streams and abs(loss - one) < 2e-3, (streams, loss, one)
+
+
+def test_seqgen_eval_with_a_cache_says_so(trained_run, corpus_file):
+    plain = invoke("eval", trained_run, corpus_file, "--json")
+    cached = invoke("eval", trained_run, corpus_file, "--json", "--cache", "300", "--cache-theta", "1", "--cache-lambda",
+                    "0.1")
+    assert plain.exit_code == 0 and cached.exit_code == 0, cached.stderr
+    import json
+
+    result = json.loads(cached.stdout)
+    assert result["cache"] == {"size": 300, "theta": 1.0, "lambda": 0.1}
+    assert result["loss"] != json.loads(plain.stdout)["loss"] and "cache" not in json.loads(plain.stdout)
+    text = invoke("eval", trained_run, corpus_file, "--cache", "300")
+    assert text.stdout.endswith("cache: 300 states, theta 0.5, lambda 0.2\n")
