@@ -61,21 +61,22 @@ class Model:
     def generate(self, prime: str | None = None, length: int | None = None, *, num_samples: int = 1,
                  temperature: float = SAMPLE_DEFAULTS["temperature"], top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, stop: str | None = None,
-                 continuation_only: bool = False, **midi: Any) -> list:
+                 continuation_only: bool = False, cache: Cache | None = None, **midi: Any) -> list:
         """`num_samples` samples: strings for a text model (the prime, unless
         `continuation_only`, then up to `length` characters, ending early after `stop`), or
         `pretty_midi.PrettyMIDI`s for a MIDI model, which takes `seconds`, `primer` (a MIDI file's
         path or bytes), `primer_seconds`, `primer_pitches`, `instruments`, `program` and `tempo`
         as `seqgen sample` does, in place of `prime` and `stop`, and a model trained with
         controls `density` (notes a second), `key` ("D minor") or `pitch_classes` (12 weights
-        from C to B)."""
+        from C to B). `cache`: draw from the model mixed with a continuous cache of its recent
+        states (seqgen.cache.Cache(size, theta, lam), as `seqgen sample --cache`)."""
         check_sampling(num_samples=num_samples, length=length, seconds=midi.get("seconds"), temperature=temperature,
                        top_k=top_k, top_p=top_p, seed=seed)
         if self.kind != MIDI:
             if midi:
                 raise SeqgenError(f"{', '.join(sorted(midi))}: not options of a text model")
             head, texts, _ = self.text_samples(prime, length, num_samples=num_samples, temperature=temperature,
-                                               top_k=top_k, top_p=top_p, seed=seed, stop=stop)
+                                               top_k=top_k, top_p=top_p, seed=seed, stop=stop, cache=cache)
             return [("" if continuation_only else head) + text for text in texts]
         if prime is not None or stop is not None:
             raise SeqgenError("a MIDI model takes primer= (a MIDI file) or primer_pitches=, not prime= or stop=")
@@ -91,13 +92,14 @@ class Model:
             raise SeqgenError("program is a General MIDI program, 0 to 127, and tempo 1 to 1000 beats a minute")
         asked = {option: midi.pop(option) for option in CONTROL_OPTIONS if option in midi}
         pieces = self.performances(length=length, num_samples=num_samples, temperature=temperature, top_k=top_k,
-                                   top_p=top_p, seed=seed, continuation_only=continuation_only, controls=asked, **midi)
+                                   top_p=top_p, seed=seed, continuation_only=continuation_only, controls=asked,
+                                   cache=cache, **midi)
         return [pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(notes, program=program, tempo=tempo)))
                 for notes, _ in pieces]
 
     def text_samples(self, prime: str | None, length: int | None, *, num_samples: int, temperature: float,
                      top_k: int | None, top_p: float | None, seed: int | None, stop: str | None,
-                     on_step: Callable | None = None) -> tuple[str, list[str], list[dict]]:
+                     on_step: Callable | None = None, cache: Cache | None = None) -> tuple[str, list[str], list[dict]]:
         """(the prime as the model read it, each sample's continuation, a report each)."""
         tokenizer = cast(TextTokenizer, self.tokenizer)
         length = int(length or SAMPLE_DEFAULTS["length"])
@@ -111,7 +113,7 @@ class Model:
         stop_ids = self.ids_of(stop, "--stop").tolist() if stop else []
         check_size(num_samples, length)
         rows = generate(self.net, prime_ids.tolist(), length, num_samples=num_samples, temperature=temperature,
-                        top_k=top_k, top_p=top_p, seed=seed, stop=stop_ids, on_step=on_step)
+                        top_k=top_k, top_p=top_p, seed=seed, stop=stop_ids, on_step=on_step, cache=cache)
         reports = [{"tokens": len(row), "stopped": len(row) < length} for row in rows]  # only a stop ends one early
         return shown, [tokenizer.decode(row) for row in rows], reports
 
@@ -133,7 +135,7 @@ class Model:
                      temperature: float = SAMPLE_DEFAULTS["temperature"], top_k: int | None = None,
                      top_p: float | None = None, seed: int | None = None, continuation_only: bool = False,
                      instruments: str | None = None, valid_only: bool = True,
-                     controls: dict | None = None) -> list[tuple[np.ndarray, dict]]:
+                     controls: dict | None = None, cache: Cache | None = None) -> list[tuple[np.ndarray, dict]]:
         """(notes, report) for each of `num_samples` MIDI samples: the primer's piece (a file's
         path or bytes, its first `primer_seconds`) or chord (`primer_pitches`) continued for
         `seconds` (or `length` events), each by the instruments `ensembles_for` gives it, and, in
@@ -179,7 +181,8 @@ class Model:
             drawn = generate(self.net, prime, length, num_samples=len(members), temperature=temperature, top_k=top_k,
                              top_p=top_p, seed=seed if seed is None or n == 0 else derived_seed(seed, n),
                              rules=tokenizer.rules(valid_only, ensemble), token_time=tokenizer.token_seconds,
-                             max_time=seconds, controls=None if told is None else torch.from_numpy(told[members]))
+                             max_time=seconds, controls=None if told is None else torch.from_numpy(told[members]),
+                             cache=cache)
             for i, row in zip(members, drawn):
                 primes[i], rows[i] = prime, row
         pieces = []

@@ -11,6 +11,7 @@ a chorale's repeated line). benchmarks/README.md has what it gains and costs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -78,3 +79,39 @@ class History:
         model = logprobs.gather(-1, targets[..., None]).squeeze(-1)  # (B, T)
         self.keys, self.values, self.held = keys[:, -c.size :], values[:, -c.size :], held[:, -c.size :]
         return torch.logaddexp(torch.log1p(-lam) + model, torch.log(lam * p_cache))
+
+
+class Recall:
+    """The cache while generating: a ring of each sample's last `size` head inputs and the tokens
+    drawn after them, keys (K, size, H) and values (K, size). The samples advance together, so
+    they fill it alike: the first `count` slots hold positions until it wraps round. The read
+    does not depend on the order of the slots."""
+
+    def __init__(self, history: History, num_samples: int, hidden: int, device=None):
+        """Starting from what `history` holds (of 1 stream, copied to every sample, or of each)."""
+        self.cache = c = history.cache
+        self.keys = torch.zeros(num_samples, c.size, hidden, device=device)
+        self.values = torch.zeros(num_samples, c.size, dtype=torch.long, device=device)
+        self.count = 0
+        if history.keys is not None and history.values is not None:
+            self.count = M = history.keys.shape[1]
+            self.keys[:, :M], self.values[:, :M] = history.keys, history.values
+
+    def mix(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The model's logits (K, V) and head input h (K, H) of a step -> the mixed distribution's
+        log-probabilities (K, V): logits to sample from."""
+        n = min(self.count, self.cache.size)
+        if n == 0:
+            return logits
+        c = self.cache
+        weights = torch.bmm(self.keys[:, :n], h[:, :, None]).squeeze(-1).mul_(c.theta).softmax(-1)  # (K, n)
+        p_cache = torch.zeros_like(logits).scatter_add_(1, self.values[:, :n], weights)  # (K, V)
+        keep = math.log1p(-c.lam) if c.lam < 1 else -math.inf  # the model's share, as a log
+        return torch.logaddexp(logits.log_softmax(-1) + keep, p_cache.mul_(c.lam).log_())
+
+    def add(self, h: torch.Tensor, token: torch.Tensor) -> None:
+        """The step's head input h (K, H) and the token drawn after it (K,) join the ring."""
+        slot = self.count % self.cache.size
+        self.keys[:, slot] = h
+        self.values[:, slot] = token
+        self.count += 1

@@ -457,6 +457,7 @@ def _shard(ctx, param, value):
                    "TimGM6mb.sf2]")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where to run the model.")
+@cache_options
 @THREADS
 @click.option("--shard", callback=_shard, default=None, metavar="I/N",
               help="Shard I (from 0) of a batch job of N: samples come from a generator seeded by (--seed, I), "
@@ -482,6 +483,7 @@ def sample(ctx, checkpoint, prime, prime_file, **options):
       seqgen sample bach-run/ --primer chorale.mid --primer-seconds 5 --out continued.mid
       seqgen sample bach-run/ --primer-pitches 60,64,67 --temperature 0.9 > chord.mid
       seqgen sample run/ -k 100 --seed 7 --shard 3/4 --out batch/ --json   # batch/sample_301.txt ...
+      seqgen sample run/ --prime-file act1.txt --cache 2000   # reusing the prime's names and phrases
     """
     note_start()  # before torch loads: the first measure of how busy the machine is
     from . import commands
@@ -502,7 +504,8 @@ def sample(ctx, checkpoint, prime, prime_file, **options):
             from .files import MAX_PRIME
 
             prime = read_text(prime_file, limit=MAX_PRIME, what="--prime-file")
-        commands.sample(checkpoint, prime=prime, **options)
+        size, theta, lam = options.pop("cache_size"), options.pop("cache_theta"), options.pop("cache_lambda")
+        commands.sample(checkpoint, prime=prime, cache=(size, theta, lam) if size else None, **options)
 
 
 @cli.command(context_settings=CONTEXT)

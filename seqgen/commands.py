@@ -226,15 +226,19 @@ def _output_files(out: str | None, indices: range, total: int, force: bool, suff
     return files
 
 
-SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only")
+SHARED = ("length", "temperature", "top_k", "top_p", "seed", "continuation_only", "cache")
 TEXT_ONLY = ("prime", "stop")
 # the MIDI options a text model can refuse
 MIDI_ONLY = ("primer", "primer_pitches", "seconds", "plot", "wav", "soundfont", "instruments", *CONTROL_OPTIONS)
 
 
-def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, as_json, **options) -> None:
+def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, as_json, cache=None, **options) -> None:
     """Generate from a checkpoint: text to stdout or files, or MIDI files. With `as_json`, a
-    summary of what was generated goes to stdout instead of the paths (or the text itself)."""
+    summary of what was generated goes to stdout instead of the paths (or the text itself).
+    `cache`: (size, theta, lambda) of a continuous cache to draw with, or None."""
+    from .cache import Cache
+
+    options["cache"] = cache and Cache(*cache)
     use_threads(threads)
     model = api.load(checkpoint_path, device)
     tokenizer = model.tokenizer
@@ -264,6 +268,7 @@ def sample(checkpoint_path, *, out, num_samples, force, device, threads, shard, 
         summary = {"checkpoint": str(checkpoint_path), "kind": tokenizer.kind, "seed": seed,
                    "shard": None if shard is None else f"{index}/{shards}",
                    "temperature": options["temperature"], "top_k": options["top_k"], "top_p": options["top_p"],
+                   **({"cache": {"size": cache[0], "theta": cache[1], "lambda": cache[2]}} if cache else {}),
                    "samples": [{"index": i, **r} for i, r in zip(indices, reports)]}
         write_stdout(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
@@ -284,7 +289,7 @@ def write_stdout(data: str | bytes) -> None:
 
 
 def _sample_text(model: api.Model, files, num_samples, *, prime, length, temperature, top_k, top_p, stop, seed,
-                 continuation_only, as_json) -> list[dict]:
+                 continuation_only, cache, as_json) -> list[dict]:
     """Writes the samples (to files, or to stdout unless `as_json`); returns one report each."""
     stream = files is None and num_samples == 1 and sys.stdout.isatty() and not as_json
     on_step = None
@@ -301,7 +306,8 @@ def _sample_text(model: api.Model, files, num_samples, *, prime, length, tempera
             sys.stdout.write(tokenizer.decode(model.ids_of(prime, "--prime")))
             sys.stdout.flush()
     shown, continuations, reports = model.text_samples(prime, length, num_samples=num_samples, temperature=temperature,
-                                                       top_k=top_k, top_p=top_p, seed=seed, stop=stop, on_step=on_step)
+                                                       top_k=top_k, top_p=top_p, seed=seed, stop=stop, on_step=on_step,
+                                                       cache=cache)
     texts = [("" if continuation_only else shown) + text for text in continuations]
 
     if files is not None:
@@ -327,7 +333,7 @@ def _sample_text(model: api.Model, files, num_samples, *, prime, length, tempera
 
 def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds, primer_pitches, length, seconds,
                  temperature, top_k, top_p, seed, continuation_only, program, tempo, plot, wav, soundfont, valid_only,
-                 instruments, controls, as_json) -> list[dict]:
+                 instruments, controls, cache, as_json) -> list[dict]:
     """Writes the pieces (to files, or one to stdout); returns one report each."""
     from .midi_io import audio, audio_renderer, matplotlib_pyplot, midi_bytes, piano_roll_png, wav_bytes
 
@@ -342,7 +348,7 @@ def _sample_midi(model: api.Model, files, num_samples, *, primer, primer_seconds
     pieces = model.performances(primer=primer, primer_seconds=primer_seconds, primer_pitches=primer_pitches,
                                 length=length, seconds=seconds, num_samples=num_samples, temperature=temperature,
                                 top_k=top_k, top_p=top_p, seed=seed, continuation_only=continuation_only,
-                                instruments=instruments, valid_only=valid_only, controls=controls)
+                                instruments=instruments, valid_only=valid_only, controls=controls, cache=cache)
     reports = []
     for i, (notes, report) in enumerate(pieces):
         data = midi_bytes(notes, program=program, tempo=tempo)

@@ -103,9 +103,10 @@ class RNNLM(nn.Module):
         return self.head(x), torch.stack(new_state)
 
     @torch.no_grad()
-    def decoder(self, controls: torch.Tensor | None = None):
+    def decoder(self, controls: torch.Tensor | None = None, features: bool = False):
         """`step` for generation (frozen weights, no dropout), built for speed; agrees with `step`.
         A model with controls is given them here, (B, C), one row per stream, held for every step.
+        With `features`, each step also returns what the head read, (B, H) (for seqgen.cache).
 
         - The first layer's input gates of every token are computed once, a (G*H, V) table, so a
           step reads one column of it instead of the embedding and the input weights; the
@@ -141,7 +142,10 @@ class RNNLM(nn.Module):
                 y = rnn_cell.decode(folded[i], state[i], new[i], x=x)
                 if residual:
                     y = y + x
-            return torch.addmm(head_b, head_w, y).t(), new.transpose(2, 3)  # (B, V), (L, S, B, H)
+            logits = torch.addmm(head_b, head_w, y).t()  # (B, V)
+            if features:
+                return logits, new.transpose(2, 3), y.t()  # ..., (L, S, B, H), (B, H)
+            return logits, new.transpose(2, 3)
 
         return step
 

@@ -15,6 +15,7 @@ import torch
 if TYPE_CHECKING:
     import numpy as np
 
+from .cache import Cache, History, Recall
 from .errors import SeqgenError
 from .model import BATCH_DIM, RNNLM
 
@@ -49,6 +50,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
 
 
 PRIME_CHUNK = 4096  # a long prime is read in pieces: memory for its logits stays bounded
+MAX_CACHE_BYTES = 2**31  # a continuous cache's keys, samples x size x H floats
 NOISE_BLOCK_ELEMENTS = 1 << 20  # the sampling noise of up to 64 steps is drawn at once, within this
 
 
@@ -75,6 +77,7 @@ def generate(
     max_time: float | None = None,
     on_step: Callable[[torch.Tensor], None] | None = None,
     controls: torch.Tensor | None = None,
+    cache: Cache | None = None,
 ) -> list[list[int]]:
     """Generate up to `length` ids after `prime` (at least one id) for each of `num_samples`.
 
@@ -83,7 +86,8 @@ def generate(
     (say, the seconds each MIDI event moves the clock) adds up to `max_time`. `rules` may forbid
     ids (what a tokenizer knows cannot come next). `on_step` receives each new (K,) batch of ids
     as it is made. A model with control inputs is given `controls` (K, C): what each sample is
-    told at every step, the prime's included.
+    told at every step, the prime's included. With `cache`, each step draws from the model mixed
+    with a continuous cache of its last states, the prime's included (seqgen.cache).
     """
     if len(prime) == 0:
         raise ValueError("generation needs a prime of at least one token")
@@ -97,12 +101,21 @@ def generate(
     if controls is not None:
         controls = controls.to(device=device, dtype=torch.float32)  # (K, C)
     streams = num_samples if controls is not None and not bool((controls == controls[:1]).all()) else 1
+    if cache is not None:
+        memory = num_samples * cache.size * model.config.hidden * 4
+        if memory > MAX_CACHE_BYTES:
+            raise SeqgenError(f"a cache of {cache.size} states for {num_samples} samples takes {memory / 2**30:.1f} GB; "
+                              "lower --cache or --num-samples")
     state = model.initial_state(streams)  # (L, S, 1 or K, H)
+    history = History(cache) if cache is not None else None
     chunk = max(16, PRIME_CHUNK // streams)  # the chunk's logits, (1 or K, chunk, V), stay bounded
     for start in range(0, len(prime_ids) - 1, chunk):  # all but the last id, which the first step reads
-        ids = prime_ids[None, start : min(start + chunk, len(prime_ids) - 1)].expand(streams, -1)  # (1 or K, T)
+        end = min(start + chunk, len(prime_ids) - 1)
+        ids = prime_ids[None, start:end].expand(streams, -1)  # (1 or K, T)
         told = None if controls is None else controls[:streams, None, :].expand(-1, ids.shape[1], -1)  # (1 or K, T, C)
-        _, state = model(ids, state, told)
+        h, state = model.features(ids, state, told)  # (1 or K, T, H)
+        if history is not None:
+            history.remember(h, prime_ids[None, start + 1 : end + 1].expand(streams, -1))
     if streams == 1:
         state = state.repeat_interleave(num_samples, dim=BATCH_DIM)  # (L, S, K, H)
     token = prime_ids[-1:].expand(num_samples).contiguous()  # (K,)
@@ -121,7 +134,9 @@ def generate(
     if max_time is not None:
         times = torch.as_tensor(token_time, dtype=torch.float64, device=device)  # (V,)
         clock = torch.zeros(num_samples, dtype=torch.float64, device=device)  # (K,)
-    step = model.decoder(controls)  # model.step, with the first layer's input projection precomputed
+    # model.step, with the first layer's input projection precomputed (and what the head read, for the cache)
+    step = model.decoder(controls) if cache is None else model.decoder(controls, features=True)
+    recall = None if history is None else Recall(history, num_samples, model.config.hidden, device)
     # The noise of `block` steps is drawn in one call, one kernel instead of four per step; the
     # block size does not depend on `length`, so a longer sample starts with the shorter one.
     vocab = model.head.weight.shape[0]
@@ -130,9 +145,11 @@ def generate(
     for t in range(length):
         if temperature and t % block == 0:
             log_e = _log_exponential((block, num_samples, vocab), generator)  # (block, K, V)
-        logits, state = step(token, state)  # (K, V)
+        logits, state, *read = step(token, state)  # (K, V), and with a cache what the head read, (K, H)
         if t == 0 and not torch.isfinite(logits).all():  # finite weights can still overflow (3e38, say)
             raise SeqgenError("the model's outputs are not finite numbers: its weights are damaged or far too large")
+        if recall is not None:
+            logits = recall.mix(logits, read[0])  # log-probabilities of the mixture: logits too
         if rules is not None:
             logits = rules.restrict(logits, temperature)
         # Gumbel-max: argmax(logits / T - log E), E ~ Exp(1), is a draw from softmax(logits / T),
@@ -148,6 +165,8 @@ def generate(
             # The same argmax, scaled by T: no division, so no overflow at tiny temperatures.
             token = torch.sub(logits, log_e[t % block], alpha=temperature).argmax(-1)
         out.select(1, lead + t).copy_(token)
+        if recall is not None:
+            recall.add(read[0], token)
         if rules is not None:
             rules.advance(token)
         steps = t + 1

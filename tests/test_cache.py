@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seqgen import checkpoint
-from seqgen.cache import Cache, History
+from seqgen.cache import Cache, History, Recall
 from seqgen.train import evaluate
 
 from .conftest import invoke
@@ -90,3 +90,68 @@ def test_seqgen_eval_with_a_cache_says_so(trained_run, corpus_file):
     assert result["loss"] != json.loads(plain.stdout)["loss"] and "cache" not in json.loads(plain.stdout)
     text = invoke("eval", trained_run, corpus_file, "--cache", "300")
     assert text.stdout.endswith("cache: 300 states, theta 0.5, lambda 0.2\n")
+
+
+def test_a_step_of_generation_reads_the_ring_as_a_position_by_position_reading():
+    torch.manual_seed(0)
+    K, H, V, size = 3, 4, 6, 5
+    cache = Cache(size, theta=0.8, lam=0.4)
+    history = History(cache)
+    keys, values = torch.randn(1, 3, H), torch.randint(V, (1, 3))
+    history.remember(keys, values)  # a prime of 3 positions, copied to each of the K samples
+    recall = Recall(history, K, H)
+    past_h, past_v = [keys[0].expand(K, -1, -1)[:, i] for i in range(3)], [values[0, i].expand(K) for i in range(3)]
+    for _ in range(6):  # past the ring's size: the oldest positions leave it
+        logits, h = torch.randn(K, V), torch.randn(K, H)
+        mixed = recall.mix(logits, h)
+        keep_h, keep_v = torch.stack(past_h[-size:], 1), torch.stack(past_v[-size:], 1)  # (K, n, H), (K, n)
+        weights = (cache.theta * (keep_h @ h[:, :, None])).squeeze(-1).softmax(-1)
+        p_cache = torch.stack([torch.bincount(keep_v[k], weights[k], minlength=V) for k in range(K)])
+        expected = ((1 - cache.lam) * logits.softmax(-1) + cache.lam * p_cache).log()
+        torch.testing.assert_close(mixed, expected, atol=1e-5, rtol=1e-5)
+        token = torch.randint(V, (K,))
+        recall.add(h, token)
+        past_h.append(h)
+        past_v.append(token)
+
+
+def test_generation_draws_from_the_cache_of_the_prime(trained_run):
+    from seqgen.sample import generate
+
+    model, tokenizer, _ = checkpoint.load(trained_run)
+    prime = tokenizer.encode("It was the best of times, it was the worst of times").tolist()
+    with torch.no_grad():  # greedy with the cache alone: what followed the state most like the last one
+        h, _ = model.features(torch.tensor(prime)[None])
+        nearest = int((h[0, :-1] @ h[0, -1]).argmax())
+    out = generate(model, prime, 1, temperature=0.0, seed=1, cache=Cache(200, theta=50.0, lam=1.0))[0]
+    assert out == [prime[nearest + 1]]
+
+
+def test_a_cache_with_no_share_draws_what_the_model_alone_draws(trained_run):
+    from seqgen.sample import generate
+
+    model, tokenizer, _ = checkpoint.load(trained_run)
+    prime = tokenizer.encode("It was the best of times").tolist()
+    for options in (dict(), dict(top_p=0.9), dict(top_k=5)):
+        plain = generate(model, prime, 200, num_samples=3, temperature=0.8, seed=4, **options)
+        assert generate(model, prime, 200, num_samples=3, temperature=0.8, seed=4, cache=Cache(50, lam=0.0),
+                        **options) == plain
+
+
+def test_seqgen_sample_with_a_cache_text_and_midi(trained_run, tmp_path):
+    import json
+
+    text = invoke("sample", trained_run, "--prime", "It was", "--cache", "100", "-k", "2", "-n", "80", "--seed", "1",
+                  "--json")
+    assert text.exit_code == 0, text.stderr
+    summary = json.loads(text.stdout)
+    assert summary["cache"] == {"size": 100, "theta": 0.5, "lambda": 0.2}
+    assert [s["tokens"] for s in summary["samples"]] == [80, 80]
+    music = invoke("sample", "checkpoints/bach-chorales-lstm", "--cache", "300", "--seconds", "5", "--seed", "1",
+                   "--out", tmp_path / "cached.mid")
+    assert music.exit_code == 0, music.stderr
+    import pretty_midi
+
+    assert pretty_midi.PrettyMIDI(str(tmp_path / "cached.mid")).instruments[0].notes
+    too_much = invoke("sample", trained_run, "--cache", "8000", "-k", "100000", "-n", "1")
+    assert too_much.exit_code == 1 and "lower --cache or --num-samples" in too_much.stderr
