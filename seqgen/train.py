@@ -101,7 +101,8 @@ def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = Wo
         steer = None if controls is None else torch.from_numpy(
             np.stack([controls[i * n - warmup : i * n] for i in later]).astype(np.float32)).to(device)  # (B', W, C)
         context = context.to(device)
-        h, warmed = model.features(context[:, :-1], model.initial_state(len(later)), steer)  # (B', W, H)
+        read = model if history is None else model.features  # the cache needs what the head reads, (B', W, H)
+        h, warmed = read(context[:, :-1], model.initial_state(len(later)), steer)
         state = torch.cat([state[:, :, : len(rows) - len(later)], warmed], dim=BATCH_DIM)
         if history is not None:  # the first stream has nothing before it: its rows hold no position
             first = len(rows) - len(later)
@@ -111,12 +112,13 @@ def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = Wo
     total, count = 0.0, 0
     for j in range(streams.num_windows if rows else 0):
         x, y, steer = on(device, *streams.batch(j))
-        h, state = model.features(x, state, steer)  # (B, T, H)
-        logits = model.head(h)  # (B, T, V)
         if history is None:
+            logits, state = model(x, state, steer)  # (B, T, V)
             total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         else:
-            total -= history.target_logprob(F.log_softmax(logits.float(), -1), h, y).sum().item()
+            h, state = model.features(x, state, steer)  # (B, T, H)
+            logprobs = F.log_softmax(model.head(h).float(), -1)  # (B, T, V)
+            total -= history.target_logprob(logprobs, h, y).sum().item()
         count += y.numel()
     model.train(was_training)
     total, summed = world.sum(total, count)
