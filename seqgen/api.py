@@ -72,6 +72,7 @@ class Model:
         states (seqgen.cache.Cache(size, theta, lam), as `seqgen sample --cache`)."""
         check_sampling(num_samples=num_samples, length=length, seconds=midi.get("seconds"), temperature=temperature,
                        top_k=top_k, top_p=top_p, seed=seed)
+        check_cache(cache)
         if self.kind != MIDI:
             if midi:
                 raise SeqgenError(f"{', '.join(sorted(midi))}: not options of a text model")
@@ -213,6 +214,7 @@ class Model:
         folder, as `seqgen eval` reads it); with `cache`, of the model and a continuous cache of
         its recent states (seqgen.cache.Cache(size, theta, lam))."""
         tokenizer = self.tokenizer
+        check_cache(cache)
         if isinstance(data, str) and self.kind != MIDI:
             ids = self.ids_of(data)
         elif isinstance(data, (str, Path)):
@@ -259,6 +261,11 @@ def check_sampling(*, num_samples, length, seconds, temperature, top_k, top_p, s
     for name, value, ok, expected in checks:
         if not ok:
             raise SeqgenError(f"{name} = {value!r:.40}: expected {expected}")
+
+
+def check_cache(cache) -> None:
+    if cache is not None and not isinstance(cache, Cache):
+        raise SeqgenError(f"cache= takes a seqgen.cache.Cache(size, theta, lam), not {type(cache).__name__}")
 
 
 def check_size(num_samples: int, length: int) -> None:

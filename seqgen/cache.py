@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import CACHE_DEFAULTS, MAX_CACHE
+from .config import CACHE_DEFAULTS, MAX_CACHE, MAX_THETA
+
+MAX_CACHE_BYTES = 2**31  # the keys of every stream's cache, streams x size x H floats
+READ_ELEMENTS = 1 << 24  # a window's read is done in chunks of queries of at most this many scores
 
 
 @dataclass(frozen=True)
@@ -30,10 +33,16 @@ class Cache:
     def __post_init__(self):
         if not (isinstance(self.size, int) and not isinstance(self.size, bool) and 1 <= self.size <= MAX_CACHE):
             raise ValueError(f"cache size {self.size!r}: a whole number of positions from 1 to {MAX_CACHE}")
-        if not (0 < self.theta < float("inf")):
-            raise ValueError(f"cache theta {self.theta!r}: a positive number")
-        if not (0 <= self.lam <= 1):
-            raise ValueError(f"cache lambda {self.lam!r}: between 0 and 1")
+        if not (isinstance(self.theta, (int, float)) and 0 < self.theta <= MAX_THETA):
+            raise ValueError(f"cache theta {self.theta!r}: a number above 0 and at most {MAX_THETA:g}")
+        # Below 1: the model keeps a share, so no token the cache has not seen gets probability 0.
+        if not (isinstance(self.lam, (int, float)) and 0 <= self.lam < 1):
+            raise ValueError(f"cache lambda {self.lam!r}: at least 0 and below 1")
+
+    def streams_within(self, hidden: int) -> int:
+        """The most streams whose keys fit MAX_CACHE_BYTES (held up to three times over while a
+        window joins them)."""
+        return max(1, MAX_CACHE_BYTES // (3 * 4 * self.size * hidden))
 
 
 class History:
@@ -64,21 +73,27 @@ class History:
         """The mixed log-probability (B, T) of each target (B, T) of a window, given the model's
         log-probabilities (B, T, V) and head inputs h (B, T, H) there; then the window joins the
         history. A position with nothing in reach before it keeps the model's own probability."""
-        c, T = self.cache, h.shape[1]
+        c, (B, T, _) = self.cache, h.shape
         keys, values, held = self._with(h, targets)  # (B, M + T, H), (B, M + T), (B, M + T)
         M = keys.shape[1] - T
-        t = torch.arange(T, device=h.device)[:, None] + M
-        j = torch.arange(M + T, device=h.device)[None, :]
-        # Strictly before t (x_(t+1) is the target), at most `size` back, and holding a position.
-        reach = ((j < t) & (j >= t - c.size))[None] & held[:, None, :]  # (B, T, M + T)
-        scores = torch.baddbmm(torch.where(reach, 0.0, float("-inf")).to(h.dtype), h, keys.transpose(1, 2),
-                               alpha=c.theta)  # (B, T, M + T)
-        weights = scores.softmax(-1).nan_to_num(0.0)  # a row with nothing in reach: all zero
-        p_cache = (weights * (values[:, None, :] == targets[:, :, None])).sum(-1)  # (B, T)
-        lam = c.lam * reach.any(-1).to(h.dtype)  # (B, T)
         model = logprobs.gather(-1, targets[..., None]).squeeze(-1)  # (B, T)
+        out = torch.empty_like(model)
+        step = max(1, READ_ELEMENTS // (B * (c.size + T)))  # queries a chunk: its scores stay bounded
+        for a in range(0, T, step):
+            b = min(a + step, T)
+            lo = max(0, M + a - c.size)  # the oldest position any of these queries reaches
+            t = torch.arange(M + a, M + b, device=h.device)[:, None]
+            j = torch.arange(lo, M + b, device=h.device)[None, :]
+            # Strictly before t (x_(t+1) is the target), at most `size` back, and holding a position.
+            reach = ((j < t) & (j >= t - c.size))[None] & held[:, None, lo : M + b]  # (B, q, J)
+            scores = torch.baddbmm(torch.where(reach, 0.0, float("-inf")).to(h.dtype), h[:, a:b],
+                                   keys[:, lo : M + b].transpose(1, 2), alpha=c.theta)  # (B, q, J)
+            weights = scores.softmax(-1).nan_to_num(0.0)  # a row with nothing in reach: all zero
+            p_cache = (weights * (values[:, None, lo : M + b] == targets[:, a:b, None])).sum(-1)  # (B, q)
+            lam = c.lam * reach.any(-1).to(h.dtype)  # (B, q)
+            out[:, a:b] = torch.logaddexp(torch.log1p(-lam) + model[:, a:b], torch.log(lam * p_cache))
         self.keys, self.values, self.held = keys[:, -c.size :], values[:, -c.size :], held[:, -c.size :]
-        return torch.logaddexp(torch.log1p(-lam) + model, torch.log(lam * p_cache))
+        return out
 
 
 class Recall:
@@ -106,8 +121,7 @@ class Recall:
         c = self.cache
         weights = torch.bmm(self.keys[:, :n], h[:, :, None]).squeeze(-1).mul_(c.theta).softmax(-1)  # (K, n)
         p_cache = torch.zeros_like(logits).scatter_add_(1, self.values[:, :n], weights)  # (K, V)
-        keep = math.log1p(-c.lam) if c.lam < 1 else -math.inf  # the model's share, as a log
-        return torch.logaddexp(logits.log_softmax(-1) + keep, p_cache.mul_(c.lam).log_())
+        return torch.logaddexp(logits.log_softmax(-1) + math.log1p(-c.lam), p_cache.mul_(c.lam).log_())
 
     def add(self, h: torch.Tensor, token: torch.Tensor) -> None:
         """The step's head input h (K, H) and the token drawn after it (K,) join the ring."""

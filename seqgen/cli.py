@@ -24,6 +24,7 @@ from .config import (
     KINDS,
     MAX_CACHE,
     MAX_SAMPLE_TOKENS,
+    MAX_THETA,
     MIDI_TRAIN_DEFAULTS,
     MIN_EVAL_EVERY,
     SAMPLE_DEFAULTS,
@@ -194,13 +195,23 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
 
 
 
+def _cache(ctx, size: int, theta: float, lam: float) -> tuple[int, float, float] | None:
+    """The --cache options as (size, theta, lambda), or None without --cache (where the other two are refused)."""
+    if size:
+        return size, theta, lam
+    for name in ("cache_theta", "cache_lambda"):
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            raise CliError(f"--{name.replace('_', '-')} needs --cache N", 2)
+    return None
+
+
 def cache_options(command):
     """--cache, --cache-theta, --cache-lambda: a continuous cache of the model's recent states
     (seqgen.cache), for eval and sample alike."""
-    command = click.option("--cache-lambda", type=FloatRange(0, 1), default=CACHE_DEFAULTS["lam"],
-                           help="The cache's share of each prediction.")(command)
-    command = click.option("--cache-theta", type=FloatRange(0, min_open=True), default=CACHE_DEFAULTS["theta"],
-                           help="How sharply the cache matches the present state with past ones.")(command)
+    command = click.option("--cache-lambda", type=FloatRange(0, 1, max_open=True), default=CACHE_DEFAULTS["lam"],
+                           help="With --cache: its share of each prediction.")(command)
+    command = click.option("--cache-theta", type=FloatRange(0, MAX_THETA, min_open=True), default=CACHE_DEFAULTS["theta"],
+                           help="With --cache: how sharply it matches the present state with past ones.")(command)
     return click.option("--cache", "cache_size", type=click.IntRange(0, MAX_CACHE), default=0,
                         help="Mix in a continuous cache of the model's last N states (Grave et al. 2017), which lets "
                              "it reuse the names and phrases the text has just used; 0: none "
@@ -504,8 +515,8 @@ def sample(ctx, checkpoint, prime, prime_file, **options):
             from .files import MAX_PRIME
 
             prime = read_text(prime_file, limit=MAX_PRIME, what="--prime-file")
-        size, theta, lam = options.pop("cache_size"), options.pop("cache_theta"), options.pop("cache_lambda")
-        commands.sample(checkpoint, prime=prime, cache=(size, theta, lam) if size else None, **options)
+        cache = _cache(ctx, options.pop("cache_size"), options.pop("cache_theta"), options.pop("cache_lambda"))
+        commands.sample(checkpoint, prime=prime, cache=cache, **options)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -533,7 +544,8 @@ def info(checkpoint, as_json):
 @cache_options
 @THREADS
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_(checkpoint, text, batch_size, seq_len, device, cache_size, cache_theta, cache_lambda, threads, as_json):
+@click.pass_context
+def eval_(ctx, checkpoint, text, batch_size, seq_len, device, cache_size, cache_theta, cache_lambda, threads, as_json):
     """Score CHECKPOINT on TEXT (a file, a directory of files, or a built-in corpus name): loss in
     nats per token, bits per character and perplexity.
 
@@ -545,7 +557,7 @@ def eval_(checkpoint, text, batch_size, seq_len, device, cache_size, cache_theta
     note_start()  # before torch loads: the first measure of how busy the machine is
     from . import commands
 
-    cache = (cache_size, cache_theta, cache_lambda) if cache_size else None
+    cache = _cache(ctx, cache_size, cache_theta, cache_lambda)
     click.echo(commands.evaluate(checkpoint, text, batch_size=batch_size, seq_len=seq_len, device=device,
                                  threads=threads, as_json=as_json, cache=cache))
 

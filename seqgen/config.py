@@ -160,7 +160,7 @@ SAMPLE_DEFAULTS = {"temperature": 0.8, "length": 500, "seconds": 30.0, "primer_s
 # A continuous cache (seqgen.cache): theta and lambda good on tiny Shakespeare, War and Peace and
 # the Bach chorales alike (benchmarks/README.md); at most MAX_CACHE states, B x N x H floats held.
 CACHE_DEFAULTS = {"theta": 0.5, "lam": 0.2}
-MAX_CACHE = 8192
+MAX_CACHE, MAX_THETA = 8192, 1000.0  # beyond 1000, theta h.h overflows for states of a few thousand numbers
 
 
 def seed_entropy(seed: int) -> int:

@@ -50,7 +50,6 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
 
 
 PRIME_CHUNK = 4096  # a long prime is read in pieces: memory for its logits stays bounded
-MAX_CACHE_BYTES = 2**31  # a continuous cache's keys, samples x size x H floats
 NOISE_BLOCK_ELEMENTS = 1 << 20  # the sampling noise of up to 64 steps is drawn at once, within this
 
 
@@ -101,11 +100,10 @@ def generate(
     if controls is not None:
         controls = controls.to(device=device, dtype=torch.float32)  # (K, C)
     streams = num_samples if controls is not None and not bool((controls == controls[:1]).all()) else 1
-    if cache is not None:
-        memory = num_samples * cache.size * model.config.hidden * 4
-        if memory > MAX_CACHE_BYTES:
-            raise SeqgenError(f"a cache of {cache.size} states for {num_samples} samples takes {memory / 2**30:.1f} GB; "
-                              "lower --cache or --num-samples")
+    if cache is not None and num_samples > cache.streams_within(model.config.hidden):
+        memory = 3 * 4 * num_samples * cache.size * model.config.hidden
+        raise SeqgenError(f"a cache of {cache.size} states for {num_samples} samples takes {memory / 2**30:.1f} GB; "
+                          "lower --cache or --num-samples")
     state = model.initial_state(streams)  # (L, S, 1 or K, H)
     history = History(cache) if cache is not None else None
     chunk = max(16, PRIME_CHUNK // streams)  # the chunk's logits, (1 or K, chunk, V), stay bounded
@@ -137,6 +135,7 @@ def generate(
     # model.step, with the first layer's input projection precomputed (and what the head read, for the cache)
     step = model.decoder(controls) if cache is None else model.decoder(controls, features=True)
     recall = None if history is None else Recall(history, num_samples, model.config.hidden, device)
+    history = None  # the recall holds its own copy
     # The noise of `block` steps is drawn in one call, one kernel instead of four per step; the
     # block size does not depend on `length`, so a longer sample starts with the shorter one.
     vocab = model.head.weight.shape[0]

@@ -33,8 +33,10 @@ def naive_logprob(logprobs, h, targets, held, cache):
     return out
 
 
-@pytest.mark.parametrize("size", [3, 50])
-def test_the_read_of_each_window_is_the_read_of_each_position(size):
+@pytest.mark.parametrize("size,chunked", [(3, False), (50, False), (50, True)])
+def test_the_read_of_each_window_is_the_read_of_each_position(size, chunked, monkeypatch):
+    if chunked:  # a window's queries read in chunks of 2 (long windows, many streams, a large cache)
+        monkeypatch.setattr("seqgen.cache.READ_ELEMENTS", 2 * 3 * (size + 11))
     torch.manual_seed(0)
     B, N, H, V = 3, 23, 4, 5
     h = torch.randn(B, N, H)
@@ -52,7 +54,8 @@ def test_the_read_of_each_window_is_the_read_of_each_position(size):
 
 
 @pytest.mark.parametrize("bad", [dict(size=0), dict(size=10**6), dict(size=2.5), dict(size=4, theta=0.0),
-                                 dict(size=4, theta=float("nan")), dict(size=4, lam=1.5), dict(size=4, lam=-0.1)])
+                                 dict(size=4, theta=float("nan")), dict(size=4, theta=1e4), dict(size=4, lam=1.0),
+                                 dict(size=4, lam=-0.1), dict(size=4, lam="0.2")])
 def test_cache_settings_out_of_range_are_refused(bad):
     with pytest.raises(ValueError, match="cache"):
         Cache(**bad)
@@ -63,6 +66,9 @@ def test_a_cache_with_no_share_scores_as_the_model_alone(trained_run, corpus_tex
     ids = tokenizer.encode(corpus_text)[:3000]
     plain, n = evaluate(model, ids, 4, 32)
     assert evaluate(model, ids, 4, 32, cache=Cache(100, lam=0.0)) == pytest.approx((plain, n), abs=1e-6)
+    # A cache longer than the streams' warm-up: fewer, longer streams, warmed longer; the same score.
+    loss, count = evaluate(model, ids, 16, 32, cache=Cache(600, lam=0.0))
+    assert n - count < 32 and loss == pytest.approx(plain, abs=2e-3)
 
 
 def test_a_cache_reads_what_the_text_repeats_and_its_score_does_not_depend_on_the_streams(trained_run):
@@ -90,6 +96,8 @@ def test_seqgen_eval_with_a_cache_says_so(trained_run, corpus_file):
     assert result["loss"] != json.loads(plain.stdout)["loss"] and "cache" not in json.loads(plain.stdout)
     text = invoke("eval", trained_run, corpus_file, "--cache", "300")
     assert text.stdout.endswith("cache: 300 states, theta 0.5, lambda 0.2\n")
+    alone = invoke("eval", trained_run, corpus_file, "--cache-theta", "2")
+    assert alone.exit_code == 2 and alone.stderr == "Error: --cache-theta needs --cache N\n"
 
 
 def test_a_step_of_generation_reads_the_ring_as_a_position_by_position_reading():
@@ -123,7 +131,7 @@ def test_generation_draws_from_the_cache_of_the_prime(trained_run):
     with torch.no_grad():  # greedy with the cache alone: what followed the state most like the last one
         h, _ = model.features(torch.tensor(prime)[None])
         nearest = int((h[0, :-1] @ h[0, -1]).argmax())
-    out = generate(model, prime, 1, temperature=0.0, seed=1, cache=Cache(200, theta=50.0, lam=1.0))[0]
+    out = generate(model, prime, 1, temperature=0.0, seed=1, cache=Cache(200, theta=50.0, lam=0.999))[0]
     assert out == [prime[nearest + 1]]
 
 
