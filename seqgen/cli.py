@@ -23,6 +23,7 @@ from .config import (
     EVAL_EVERY,
     KINDS,
     MAX_CACHE,
+    MAX_LAMBDA,
     MAX_SAMPLE_TOKENS,
     MAX_THETA,
     MIDI_TRAIN_DEFAULTS,
@@ -196,23 +197,25 @@ THREADS = click.option("--threads", type=_ranged(TrainConfig, "threads"), defaul
 
 
 def _cache(ctx, size: int, theta: float, lam: float) -> tuple[int, float, float] | None:
-    """The --cache options as (size, theta, lambda), or None without --cache (where the other two are refused)."""
+    """The --cache options as (size, theta, lambda), or None for --cache 0. Without --cache at all
+    the other two are refused on the command line (they would do nothing)."""
     if size:
         return size, theta, lam
-    for name in ("cache_theta", "cache_lambda"):
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
-            raise CliError(f"--{name.replace('_', '-')} needs --cache N", 2)
+    if ctx.get_parameter_source("cache") == click.core.ParameterSource.DEFAULT:
+        for name in ("cache_theta", "cache_lambda"):
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+                raise CliError(f"--{name.replace('_', '-')} needs --cache N", 2)
     return None
 
 
 def cache_options(command):
     """--cache, --cache-theta, --cache-lambda: a continuous cache of the model's recent states
     (seqgen.cache), for eval and sample alike."""
-    command = click.option("--cache-lambda", type=FloatRange(0, 1, max_open=True), default=CACHE_DEFAULTS["lam"],
+    command = click.option("--cache-lambda", type=FloatRange(0, MAX_LAMBDA), default=CACHE_DEFAULTS["lam"],
                            help="With --cache: its share of each prediction.")(command)
     command = click.option("--cache-theta", type=FloatRange(0, MAX_THETA, min_open=True), default=CACHE_DEFAULTS["theta"],
                            help="With --cache: how sharply it matches the present state with past ones.")(command)
-    return click.option("--cache", "cache_size", type=click.IntRange(0, MAX_CACHE), default=0,
+    return click.option("--cache", type=click.IntRange(0, MAX_CACHE), default=0,
                         help="Mix in a continuous cache of the model's last N states (Grave et al. 2017), which lets "
                              "it reuse the names and phrases the text has just used; 0: none "
                              "(docs/commands.md#a-continuous-cache).")(command)
@@ -515,7 +518,7 @@ def sample(ctx, checkpoint, prime, prime_file, **options):
             from .files import MAX_PRIME
 
             prime = read_text(prime_file, limit=MAX_PRIME, what="--prime-file")
-        cache = _cache(ctx, options.pop("cache_size"), options.pop("cache_theta"), options.pop("cache_lambda"))
+        cache = _cache(ctx, options.pop("cache"), options.pop("cache_theta"), options.pop("cache_lambda"))
         commands.sample(checkpoint, prime=prime, cache=cache, **options)
 
 
@@ -545,7 +548,7 @@ def info(checkpoint, as_json):
 @THREADS
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def eval_(ctx, checkpoint, text, batch_size, seq_len, device, cache_size, cache_theta, cache_lambda, threads, as_json):
+def eval_(ctx, checkpoint, text, batch_size, seq_len, device, cache, cache_theta, cache_lambda, threads, as_json):
     """Score CHECKPOINT on TEXT (a file, a directory of files, or a built-in corpus name): loss in
     nats per token, bits per character and perplexity.
 
@@ -557,9 +560,8 @@ def eval_(ctx, checkpoint, text, batch_size, seq_len, device, cache_size, cache_
     note_start()  # before torch loads: the first measure of how busy the machine is
     from . import commands
 
-    cache = _cache(ctx, cache_size, cache_theta, cache_lambda)
     click.echo(commands.evaluate(checkpoint, text, batch_size=batch_size, seq_len=seq_len, device=device,
-                                 threads=threads, as_json=as_json, cache=cache))
+                                 threads=threads, as_json=as_json, cache=_cache(ctx, cache, cache_theta, cache_lambda)))
 
 
 @cli.command("midi-stats", context_settings=CONTEXT)

@@ -161,6 +161,7 @@ SAMPLE_DEFAULTS = {"temperature": 0.8, "length": 500, "seconds": 30.0, "primer_s
 # the Bach chorales alike (benchmarks/README.md); at most MAX_CACHE states, B x N x H floats held.
 CACHE_DEFAULTS = {"theta": 0.5, "lam": 0.2}
 MAX_CACHE, MAX_THETA = 8192, 1000.0  # beyond 1000, theta h.h overflows for states of a few thousand numbers
+MAX_LAMBDA = 0.999  # the model keeps at least 0.1%
 
 
 def seed_entropy(seed: int) -> int:

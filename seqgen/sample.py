@@ -15,7 +15,7 @@ import torch
 if TYPE_CHECKING:
     import numpy as np
 
-from .cache import Cache, History, Recall
+from .cache import MAX_CACHE_BYTES, Cache, History, Recall
 from .errors import SeqgenError
 from .model import BATCH_DIM, RNNLM
 
@@ -100,10 +100,12 @@ def generate(
     if controls is not None:
         controls = controls.to(device=device, dtype=torch.float32)  # (K, C)
     streams = num_samples if controls is not None and not bool((controls == controls[:1]).all()) else 1
-    if cache is not None and num_samples > cache.streams_within(model.config.hidden):
-        memory = 3 * 4 * num_samples * cache.size * model.config.hidden
-        raise SeqgenError(f"a cache of {cache.size} states for {num_samples} samples takes {memory / 2**30:.1f} GB; "
-                          "lower --cache or --num-samples")
+    # The cache's ring holds no more states than the prime and the samples will give it.
+    capacity = 0 if cache is None else min(cache.size, len(prime_ids) - 1 + length)
+    memory = 0 if cache is None else 4 * num_samples * capacity * model.config.hidden
+    if memory > MAX_CACHE_BYTES:
+        raise SeqgenError(f"a cache of {capacity} states for {num_samples} samples takes {memory / 2**30:.1f} GB, over "
+                          f"{MAX_CACHE_BYTES / 2**30:g} GB; lower --cache or --num-samples")
     state = model.initial_state(streams)  # (L, S, 1 or K, H)
     history = History(cache) if cache is not None else None
     chunk = max(16, PRIME_CHUNK // streams)  # the chunk's logits, (1 or K, chunk, V), stay bounded
@@ -134,7 +136,7 @@ def generate(
         clock = torch.zeros(num_samples, dtype=torch.float64, device=device)  # (K,)
     # model.step, with the first layer's input projection precomputed (and what the head read, for the cache)
     step = model.decoder(controls) if cache is None else model.decoder(controls, features=True)
-    recall = None if history is None else Recall(history, num_samples, model.config.hidden, device)
+    recall = None if history is None else Recall(history, num_samples, model.config.hidden, capacity, device)
     history = None  # the recall holds its own copy
     # The noise of `block` steps is drawn in one call, one kernel instead of four per step; the
     # block size does not depend on `length`, so a longer sample starts with the shorter one.

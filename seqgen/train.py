@@ -88,7 +88,7 @@ def evaluate(model: RNNLM, ids, batch_size: int, seq_len: int, world: World = Wo
     model.eval()
     device = model.head.weight.device
     if cache is not None:  # streams at least the cache's size long, and their keys in bounded memory
-        batch_size = max(1, min(batch_size, len(ids) // cache.size, cache.streams_within(model.config.hidden)))
+        batch_size = max(1, min(batch_size, len(ids) // cache.size, cache.streams_within(model.config.hidden, copies=3)))
     streams = eval_streams(ids, batch_size, seq_len, controls)
     ids, n, rows = streams.ids, streams.length, world.share(streams.batch_size)  # ids as NumPy
     streams.rows = rows

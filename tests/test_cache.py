@@ -55,10 +55,15 @@ def test_the_read_of_each_window_is_the_read_of_each_position(size, chunked, mon
 
 @pytest.mark.parametrize("bad", [dict(size=0), dict(size=10**6), dict(size=2.5), dict(size=4, theta=0.0),
                                  dict(size=4, theta=float("nan")), dict(size=4, theta=1e4), dict(size=4, lam=1.0),
-                                 dict(size=4, lam=-0.1), dict(size=4, lam="0.2")])
+                                 dict(size=4, lam=-0.1), dict(size=4, lam="0.2"), dict(size=4, theta=True)])
 def test_cache_settings_out_of_range_are_refused(bad):
     with pytest.raises(ValueError, match="cache"):
         Cache(**bad)
+
+
+def test_cache_settings_take_any_number_type_and_keep_plain_ones():
+    c = Cache(np.int64(10), theta=np.float32(0.5), lam=-0.0)
+    assert (c.size, c.theta, c.lam) == (10, 0.5, 0.0) and type(c.size) is int and str(c.lam) == "0.0"
 
 
 def test_a_cache_with_no_share_scores_as_the_model_alone(trained_run, corpus_text):
@@ -107,7 +112,7 @@ def test_a_step_of_generation_reads_the_ring_as_a_position_by_position_reading()
     history = History(cache)
     keys, values = torch.randn(1, 3, H), torch.randint(V, (1, 3))
     history.remember(keys, values)  # a prime of 3 positions, copied to each of the K samples
-    recall = Recall(history, K, H)
+    recall = Recall(history, K, H, size)
     past_h, past_v = [keys[0].expand(K, -1, -1)[:, i] for i in range(3)], [values[0, i].expand(K) for i in range(3)]
     for _ in range(6):  # past the ring's size: the oldest positions leave it
         logits, h = torch.randn(K, V), torch.randn(K, H)
@@ -161,5 +166,5 @@ def test_seqgen_sample_with_a_cache_text_and_midi(trained_run, tmp_path):
     import pretty_midi
 
     assert pretty_midi.PrettyMIDI(str(tmp_path / "cached.mid")).instruments[0].notes
-    too_much = invoke("sample", trained_run, "--cache", "8000", "-k", "100000", "-n", "1")
+    too_much = invoke("sample", trained_run, "--cache", "8000", "-k", "10000", "-n", "5000")
     assert too_much.exit_code == 1 and "lower --cache or --num-samples" in too_much.stderr
