@@ -29,44 +29,19 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from seqgen.cache import Cache  # noqa: E402
 from seqgen.checkpoint import load  # noqa: E402
 from seqgen.corpora import load_corpus  # noqa: E402
-
-CHUNK = 1024
+from seqgen.sample import generate  # noqa: E402
+from seqgen.train import evaluate  # noqa: E402
 
 
 def floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",")]
-
-
-def read(model, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The head's inputs h (N, H) and log-probabilities (N, V) at every position of ids (N + 1,)."""
-    captured: list[torch.Tensor] = []
-    hook = model.head.register_forward_hook(lambda module, args, out: captured.append(args[0][0]))
-    state, logps = model.initial_state(1), []
-    for start in range(0, len(ids) - 1, CHUNK):
-        logits, state = model(ids[None, start : min(start + CHUNK, len(ids) - 1)], state)  # (1, T, V)
-        logps.append(F.log_softmax(logits[0], -1))
-    hook.remove()
-    return torch.cat(captured), torch.cat(logps)
-
-
-def cache_probs(h: torch.Tensor, following: torch.Tensor, vocab: int, k: int, theta: float) -> torch.Tensor:
-    """p_cache (N, V): at each t, softmax(theta h_t . h_j) over the k positions j < t, placed on
-    the token that followed j (following[j]); all zero at t = 0."""
-    n, out = len(h), torch.zeros(len(h), vocab)
-    for t0 in range(0, n, 512):
-        t1, j0 = min(t0 + 512, n), max(0, t0 - k)
-        t, j = torch.arange(t0, t1)[:, None], torch.arange(j0, t1)[None]
-        scores = (theta * h[t0:t1] @ h[j0:t1].t()).masked_fill(~((j < t) & (j >= t - k)), float("-inf"))  # (C, J)
-        weights = scores.softmax(-1).nan_to_num(0.0)
-        out[t0:t1].scatter_add_(1, following[j0:t1].expand(t1 - t0, -1), weights)
-    return out
 
 
 def repeated(ids: list[int], start: int, n: int = 12) -> float:
@@ -78,32 +53,6 @@ def repeated(ids: list[int], start: int, n: int = 12) -> float:
             hits, total = hits + (gram in seen), total + 1
         seen.add(gram)
     return hits / max(total, 1)
-
-
-def generate(model, prime: torch.Tensor, length: int, temperature: float, cache: tuple | None, seed: int) -> list[int]:
-    """Token by token (model.step), with the cache (k, theta, lam) or without; the prime fills it."""
-    torch.manual_seed(seed)
-    h_prime, _ = read(model, prime)
-    keys, values = list(h_prime), prime[1:].tolist()  # h_j and the token that followed j
-    captured: list[torch.Tensor] = []
-    hook = model.head.register_forward_hook(lambda module, args, out: captured.append(args[0][0]))
-    _, state = model(prime[None, :-1], model.initial_state(1))
-    token, out = prime[-1:], []
-    for _ in range(length):
-        logits, state = model.step(token, state)  # (1, V)
-        h = captured.pop()
-        p = logits[0].softmax(-1)
-        if cache is not None and keys:
-            k, theta, lam = cache
-            recent = torch.stack(keys[-k:])  # (J, H)
-            weights = (theta * recent @ h).softmax(-1)
-            p = (1 - lam) * p + lam * torch.zeros_like(p).index_add_(0, torch.tensor(values[-k:]), weights)
-        token = torch.multinomial(p.clamp_min(1e-30).log().div(temperature).softmax(-1), 1)
-        keys.append(h)
-        values.append(int(token))
-        out.append(int(token))
-    hook.remove()
-    return out
 
 
 def main() -> None:
@@ -118,33 +67,25 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model, tokenizer, _ = load(a.checkpoint)
-    model.eval()
+    model, tokenizer, ckpt = load(a.checkpoint)
     corpus = load_corpus(str(a.text), tokenizer.reads, **tokenizer.reading())  # as `seqgen eval` reads it
-    ids = torch.as_tensor(corpus.all_ids(tokenizer), dtype=torch.long)
-    with torch.no_grad():
-        h, logp = read(model, ids)  # (N, H), (N, V)
-        following, vocab = ids[1:], logp.shape[1]
-        p_model = logp.exp()
-        print(f"{a.text}: {len(following):,} tokens; the model alone {-logp.gather(1, following[:, None]).mean():.4f} "
-              "nats/token", flush=True)
-        for k, theta in itertools.product(a.k, a.theta):
-            p_cache = cache_probs(h, following, vocab, int(k), theta)
-            for lam in a.lam:
-                p = (1 - lam) * p_model + lam * p_cache
-                p[0] = p_model[0]  # nothing cached before the first token
-                loss = -p.gather(1, following[:, None]).clamp_min(1e-30).log().mean()
-                print(f"K {int(k)} theta {theta} lam {lam}: {loss:.4f}", flush=True)
-        if a.sample:
-            prime = ids[: a.prime]
-            setting = (int(a.k[0]), a.theta[0], a.lam[0])
-            real = ids[: a.prime + a.sample].tolist()
-            print(f"12-token repeats after the first {a.prime} tokens: the text itself {repeated(real, a.prime):.1%}")
-            for name, cache in (("no cache", None), (f"cache {setting}", setting)):
-                for seed in (1, 2):
-                    sample = generate(model, prime, a.sample, 0.8, cache, seed)
-                    shown = f" {tokenizer.decode(sample[:120])!r}" if tokenizer.reads == "text" else ""
-                    print(f"{name}, seed {seed}: {repeated(prime.tolist() + sample, a.prime):.1%}{shown}", flush=True)
+    ids = corpus.all_ids(tokenizer)
+    seq_len = ckpt.meta["train"]["seq_len"]
+    plain, count = evaluate(model, ids, 64, seq_len)  # seqgen's own scoring, alone and with seqgen.cache
+    print(f"{a.text}: {count:,} tokens; the model alone {plain:.4f} nats/token", flush=True)
+    for k, theta, lam in itertools.product(a.k, a.theta, a.lam):
+        loss, _ = evaluate(model, ids, 64, seq_len, cache=Cache(int(k), theta, lam))
+        print(f"K {int(k)} theta {theta} lam {lam}: {loss:.4f}", flush=True)
+    if a.sample:
+        prime = ids[: a.prime].tolist()
+        setting = Cache(int(a.k[0]), a.theta[0], a.lam[0])
+        real = ids[: a.prime + a.sample].tolist()
+        print(f"12-token repeats after the first {a.prime} tokens: the text itself {repeated(real, a.prime):.1%}")
+        for name, cache in (("no cache", None), (f"cache {setting}", setting)):
+            for seed in (1, 2):
+                sample = generate(model, prime, a.sample, temperature=0.8, seed=seed, cache=cache)[0]
+                shown = f" {tokenizer.decode(sample[:120])!r}" if tokenizer.reads == "text" else ""
+                print(f"{name}, seed {seed}: {repeated(prime + sample, a.prime):.1%}{shown}", flush=True)
 
 
 if __name__ == "__main__":

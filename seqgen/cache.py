@@ -63,7 +63,10 @@ class History:
     def remember(self, h: torch.Tensor, following: torch.Tensor, held: torch.Tensor | None = None) -> None:
         """Add positions: head inputs h (B, T, H), the tokens that followed them (B, T), and, where
         some streams have nothing to add, which rows hold a position (B, T)."""
-        keys, values, held = self._with(h, following, held)
+        self._keep(*self._with(h, following, held))
+
+    def _keep(self, keys: torch.Tensor, values: torch.Tensor, held: torch.Tensor) -> None:
+        """Hold the last `size` of these positions."""
         size = self.cache.size
         self.keys, self.values, self.held = keys[:, -size:], values[:, -size:], held[:, -size:]
 
@@ -98,7 +101,7 @@ class History:
             some = reach.any(-1)  # (B, q): a position with nothing in reach keeps the model's own probability
             keep = torch.where(some, math.log1p(-c.lam), 0.0).to(h.dtype)  # the model's share, as a log
             out[:, a:b] = torch.logaddexp(keep + model[:, a:b], torch.log(c.lam * some * p_cache))
-        self.keys, self.values, self.held = keys[:, -c.size :], values[:, -c.size :], held[:, -c.size :]
+        self._keep(keys, values, held)
         return out
 
 

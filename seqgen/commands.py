@@ -79,9 +79,9 @@ def train(corpus_spec, out, *, kind, strict, resume, force, options, explicit, b
                                Reporter(bar=bar, quiet=quiet), world, device, lock)
             best = trainer.run()
         finally:
-            # The trainer's DDP wrapper holds the process group: it goes first, now, not while
-            # the interpreter shuts down, where gloo's threads could abort the process (SIGABRT,
-            # "terminate called without an active exception": seen under load, in 2 of ~8 test passes).
+            # The trainer's DDP wrapper holds the process group: it goes first, so the group is
+            # torn down whole. (That alone did not stop gloo's threads aborting a process at
+            # interpreter shutdown now and then: a launched process also ends early, cli.train.)
             trainer = None
             gc.collect()
             distributed.leave()
