@@ -8,10 +8,13 @@ each step's query q = W_q h_t looks at the keys of its K most recent states (thi
 the previous window's, carried detached as keys and values), and out = h_t + W_o softmax(q k / sqrt(d)) v
 goes to the head. A prototype, not a seqgen model: it answers whether the feature would be worth
 building, in step-matched runs (quality per step) and timed runs (quality per second).
+With `--mlstm H`, the model is instead a multiplicative LSTM of H units (Krause et al. 2016), as
+a plain autograd loop: the other architectural lever issue 18 names, compared per step.
 
     python benchmarks/attention_probe.py --steps 2500 --threads 1            # plain
     python benchmarks/attention_probe.py --steps 2500 --threads 1 --mem 64   # with the read
     python benchmarks/attention_probe.py --budget 105 --mem 64               # 105 s, 2 threads
+    python benchmarks/attention_probe.py --steps 1500 --mlstm 352 --lr 5e-3  # the mLSTM
 
 Each run prints one line; results and the machine are in benchmarks/RESULTS.md.
 """
@@ -70,11 +73,47 @@ class AttentionLM(RNNLM):
         return logits, (s[None], slots[:, -K:].detach())
 
 
+class MLSTMLM(RNNLM):
+    """A multiplicative LSTM (Krause et al. 2016): m = (W_mx x) * (W_mh h_(t-1)) replaces h_(t-1)
+    in the gates, W_x x + W_hm m + b, so each input character picks its own recurrent matrix."""
+
+    def __init__(self, c: ModelConfig, hidden: int):
+        super().__init__(c)
+        del self.rnns
+        self.hidden = H = hidden
+        self.wx = nn.Linear(c.embed, 5 * H)  # the gates' input part (i, f, u, o) and m's
+        self.wmh = nn.Linear(H, H, bias=False)
+        self.whm = nn.Linear(H, 4 * H, bias=False)
+        self.head = nn.Linear(H, c.vocab_size)
+        with torch.no_grad():
+            self.wx.bias.zero_()
+            self.wx.bias[H : 2 * H] = 1.0  # forget gates start open, as seqgen's LSTM
+
+    def initial_state(self, batch_size: int, device=None):
+        return torch.zeros(2, batch_size, self.hidden)  # (h, c)
+
+    def forward(self, ids, state=None, controls=None):
+        B, T = ids.shape
+        H = self.hidden
+        h, c = (self.initial_state(B) if state is None else state).unbind(0)  # (B, H) each
+        xs = self.wx(self.embed(ids))  # (B, T, 5H)
+        ys = []
+        for t in range(T):
+            m = xs[:, t, 4 * H :] * self.wmh(h)  # (B, H)
+            i, f, u, o = (xs[:, t, : 4 * H] + self.whm(m)).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(u)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            ys.append(h)
+        return self.head(torch.stack(ys, 1)), torch.stack([h, c])  # (B, T, V), (2, B, H)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mem", type=int, default=0, help="states the read looks at (0: the plain model)")
     ap.add_argument("--dk", type=int, default=64, help="key width")
     ap.add_argument("--dv", type=int, default=64, help="value width")
+    ap.add_argument("--mlstm", type=int, default=0, help="units of a multiplicative LSTM instead (0: off)")
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate")
     ap.add_argument("--steps", type=int, default=2500, help="training steps (when no --budget)")
     ap.add_argument("--budget", type=float, default=0.0, help="seconds of training instead of --steps")
     ap.add_argument("--seed", type=int, default=1337)
@@ -91,8 +130,8 @@ def main() -> None:
     train, _ = split(ids[:cut], 0.02)  # seqgen's split: its 2% of validation pieces are left out
     valid = ids[cut:]
 
-    c, cfg = ModelConfig(vocab_size=len(chars)), TrainConfig(max_steps=a.steps)
-    model = AttentionLM(c, a.mem, a.dk, a.dv) if a.mem else RNNLM(c)
+    c, cfg = ModelConfig(vocab_size=len(chars)), TrainConfig(max_steps=a.steps, lr=a.lr)
+    model = MLSTMLM(c, a.mlstm) if a.mlstm else AttentionLM(c, a.mem, a.dk, a.dv) if a.mem else RNNLM(c)
     optimizer = make_optimizer(model, cfg)
 
     def detach(state):
@@ -135,7 +174,8 @@ def main() -> None:
             total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
             count += y.numel()
     params = sum(p.numel() for p in model.parameters())
-    print(f"mem {a.mem} dk {a.dk} dv {a.dv} seed {a.seed} threads {a.threads}: {step} steps in {seconds:.0f} s, "
+    kind = f"mlstm {a.mlstm}" if a.mlstm else f"mem {a.mem} dk {a.dk} dv {a.dv}"
+    print(f"{kind} lr {a.lr:g} seed {a.seed} threads {a.threads}: {step} steps in {seconds:.0f} s, "
           f"{params:,} parameters, valid {total / count:.4f} nats/char", flush=True)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "bach-chorales-midi"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from quality_shakespeare import machine, publish  # noqa: E402
+from quality_shakespeare import machine, others_note, publish  # noqa: E402
 
 
 def seqgen(*args: str) -> subprocess.CompletedProcess:
@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="extra options for seqgen train, after --")
     args = parser.parse_args()
     train, valid = folders(args.corpus)
+    if args.run is None:
+        others_note()  # a warning now, before minutes of timed training
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)

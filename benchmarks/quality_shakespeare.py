@@ -137,9 +137,31 @@ def machine() -> str:
     from seqgen.hardware import pick_precision
 
     bf16 = "yes" if pick_precision("auto", torch.device("cpu")) else "no"  # what --precision auto trains in
-    capped = " ".join(f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ)
+    capped = " ".join(f"{k}={os.environ[k]}" for k in ("MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+                      if k in os.environ)
     return (f"{cpu}{f' capped by {capped}' if capped else ''}, {os.cpu_count()} cores, native bf16 {bf16}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads{others_note()}")
+
+
+def others_note(seconds: float = 1.0) -> str:
+    """What other processes take of the CPUs, over the next `seconds`: a warning on stderr and a
+    note for the report. Timed numbers taken beside another busy process are wrong without a sign
+    (a textbook run beside the test suite made a fifth of its usual steps). Called as a benchmark
+    starts, to warn, and by machine(), for the report."""
+    from seqgen import threads
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    then = threads.sample()
+    time.sleep(seconds)
+    now = threads.sample()
+    if then is None or now is None:
+        return ""
+    taken = cpus - threads.free_cpus(then, now, cpus)
+    if taken < 0.25:
+        return ""
+    print(f"warning: other processes are using {taken:.1f} of this machine's {cpus} CPUs: timed numbers "
+          "will be low", file=sys.stderr)
+    return f"; other processes were using {taken:.1f} of the {cpus} CPUs as this report was written"
 
 
 def publish(lines: list[str], results: Path) -> None:
@@ -161,6 +183,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.corpus.exists():
         sys.exit(f"error: {args.corpus} not found; pass --corpus path/to/tinyshakespeare.txt")
+    others_note()  # a warning now, before minutes of timed training
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import sys
 from functools import partial
 from pathlib import Path
@@ -215,6 +216,10 @@ class Model:
         its recent states (seqgen.cache.Cache(size, theta, lam))."""
         tokenizer = self.tokenizer
         check_cache(cache)
+        for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+            if not (value is None and name == "seq_len" or isinstance(value, numbers.Integral)
+                    and not isinstance(value, bool) and value >= 1):
+                raise SeqgenError(f"{name}={value!r}: a whole number, at least 1")
         if isinstance(data, str) and self.kind != MIDI:
             ids = self.ids_of(data)
         elif isinstance(data, (str, Path)):

@@ -54,6 +54,9 @@ def test_text_model_errors_are_one_line(trained_run):
         m.generate(seconds=3)
     with pytest.raises(SeqgenError, match="at least two tokens"):
         m.score("a")
+    for bad in (dict(batch_size=0), dict(batch_size=2.5), dict(batch_size=True), dict(seq_len=0), dict(seq_len=-3)):
+        with pytest.raises(SeqgenError, match=f"{next(iter(bad))}=.*a whole number, at least 1"):
+            m.score("to be or not", **bad)
     with pytest.raises(SeqgenError, match="no such checkpoint file or run directory"):
         seqgen.load(trained_run / "missing")
 
