@@ -123,6 +123,8 @@ def _trainer(corpus_spec, out, kind, strict, ckpt, force, options, explicit, rep
         model_options, tokenizer = base.model_options, base.tokenizer
         if "lr" not in explicit:
             train_options["lr"] = FINETUNE_LR
+        if "batch_ramp" not in explicit:  # measured on runs from scratch; fine-tuning keeps full steps unless told
+            train_options["batch_ramp"] = 0
         if log:
             grown = f"; {len(base.added)} new characters join its vocabulary: {base.added!r}" if base.added else ""
             step, name = base.lineage[0]["step"], base.lineage[0]["corpus"]
@@ -155,7 +157,8 @@ def _resumed_trainer(ckpt, corpus_spec, out, kind, strict, options, explicit, re
             )
     # The run keeps its own settings; options given now (say a larger --max-steps) override them.
     given = {k: train_options[k] for k in explicit & set(train_options)}
-    config = from_dict(TrainConfig, {**ckpt.meta["train"], **given, **_limits(options, explicit, {})})
+    # A run from before --batch-ramp had none: it goes on as it began.
+    config = from_dict(TrainConfig, {"batch_ramp": 0, **ckpt.meta["train"], **given, **_limits(options, explicit, {})})
     saved_corpus = ckpt.meta.get("corpus", {})
     if corpus_spec is None and saved_corpus.get("spec") is None:
         raise SeqgenError(f"{ckpt.path}: the checkpoint does not say which corpus the run trained on; give CORPUS")

@@ -282,8 +282,8 @@ class Trainer:
         fractions = [0.0]
         if cfg.max_steps:
             fractions.append(p.step / cfg.max_steps)
-        if cfg.epochs:
-            fractions.append(p.step / (cfg.epochs * self.batches_per_epoch))
+        if cfg.epochs:  # by tokens: with --batch-ramp, early batches take several steps
+            fractions.append(p.tokens / (cfg.epochs * self.batches_per_epoch * cfg.batch_size * cfg.seq_len))
         if cfg.time_budget:
             fractions.append(p.elapsed / cfg.time_budget)
         return max(fractions)
@@ -292,6 +292,23 @@ class Trainer:
         """The share of the run done, for the progress report (None: no limit, no end in sight)."""
         cfg = self.cfg
         return self._done_fraction() if cfg.max_steps or cfg.epochs or cfg.time_budget else None
+
+    def _groups(self) -> int:
+        """The shares of its streams the next batch is trained in, one step each (--batch-ramp):
+        2^N at the start, halved at each of N even shares of the run, 1 from then on, and 1 when
+        the run has no limit to take shares of. A share must be whole in every process."""
+        ramp, rows = self.cfg.batch_ramp, len(self.rows)
+        if not ramp or self._done() is None:
+            return 1
+        groups = 2 ** (ramp - min(ramp, int(self._done_fraction() * (ramp + 1))))
+        while rows % groups:
+            groups //= 2
+        return groups
+
+    def _steps_per_batch(self) -> float:
+        """Steps a batch takes on average over a run: 2^N, ..., 2, 1 over even shares of it."""
+        ramp = self.cfg.batch_ramp
+        return (2 ** (ramp + 1) - 1) / (ramp + 1)
 
     def _epoch_streams(self, epoch: int) -> Streams:
         # Each epoch starts the streams at a different offset, so windows do not always begin at
@@ -340,13 +357,24 @@ class Trainer:
                     self.carry = model.initial_state(len(self.rows))
                 while p.batch < nb and stopped_by is None:
                     self.threads.check()  # between steps: another process may have taken a core, or left
+                    if p.group == 0:
+                        p.groups = self._groups()
                     x, y, steer = on(self.device, *streams.batch(p.batch))
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    loss, self.carry = train_step(self.stepper, self.optimizer, x, y, self.carry, cfg.clip, self.autocast,
-                                                  steer)
-                    p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + y.numel() * self.world.size
+                    if p.groups == 1:
+                        loss, self.carry = train_step(self.stepper, self.optimizer, x, y, self.carry, cfg.clip,
+                                                      self.autocast, steer)
+                    else:  # every groups-th stream from the group-th: under several processes, the same streams
+                        share = slice(p.group, None, p.groups)
+                        loss, self.carry[:, :, share] = train_step(
+                            self.stepper, self.optimizer, x[share], y[share], self.carry[:, :, share].contiguous(),
+                            cfg.clip, self.autocast, None if steer is None else steer[share])
+                        y = y[share]
+                    p.step, p.tokens, p.group = p.step + 1, p.tokens + y.numel() * self.world.size, p.group + 1
+                    if p.group == p.groups:
+                        p.batch, p.group = p.batch + 1, 0
                     # Every process must stop at the same step and follow the same schedule: they
                     # agree on the clock (the slowest one's) and on whether any was signalled.
                     # (Only the agreed signal stops a process: one arriving after the agreement
@@ -496,6 +524,10 @@ class Trainer:
         checkpoint.restore_rng(ckpt, self.device)
         self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt.group("model.").items()})
         self.optimizer.load_state_dict(optimizer_state)
+        if progress.group and len(self.rows) % progress.groups:
+            raise SeqgenError(f"this run stopped partway through a batch it trains in {progress.groups} shares; "
+                              f"resume it on a number of processes that leaves a multiple of {progress.groups} "
+                              "streams to each", exit_code=2)
         self.progress = progress
         # The state of every stream of the global batch is saved, so the run can go on with any
         # number of processes that divides the batch.
@@ -514,16 +546,18 @@ class Trainer:
             where += f" ({self.threads.count} thread{'s' if self.threads.count > 1 else ''}{' each' if w.size > 1 else ''})"
         batch = f"batch {c.batch_size} x {c.seq_len}" if w.size == 1 else (
             f"global batch {c.batch_size} x {c.seq_len} ({len(self.rows)} streams per process)")
+        ramp = f", steps on 1/{2 ** c.batch_ramp} of each at first" if c.batch_ramp else ""
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
             f"{m.vocab_size}{f', {m.control_inputs} control inputs' if m.control_inputs else ''}, on {where}; "
             f"{self.train_tokens:,} train / "
             f"{len(self.val_ids):,} valid tokens; {batch}, {self.precision}, "
-            f"{self.batches_per_epoch} steps/epoch -> {self.run_dir}"
+            f"{self.batches_per_epoch} batches/epoch{ramp} -> {self.run_dir}"
         )
         limits = [f"{c.max_steps:,} steps"] if c.max_steps else []
         if c.epochs:
-            limits.append(f"{c.epochs} epochs ({c.epochs * self.batches_per_epoch:,} steps)")
+            steps = c.epochs * self.batches_per_epoch * self._steps_per_batch()
+            limits.append(f"{c.epochs} epochs ({'about ' if c.batch_ramp else ''}{round(steps):,} steps)")
         if c.time_budget:
             limits.append(duration(c.time_budget))
         if p.step:

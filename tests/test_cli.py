@@ -55,7 +55,7 @@ def test_without_a_terminal_training_says_how_long_it_runs_and_logs_its_progress
     assert "Runs until 30 steps or 10m00s, whichever comes first; AdamW" in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("Step ")]
     assert [line.split(" (")[0] for line in lines] == [f"Step {n}" for n in range(1, 31)]
-    assert lines[14].startswith("Step 15 (50%), epoch 2 - ") and " left" in lines[14]  # the run's 50%, not the epoch's
+    assert lines[14].startswith("Step 15 (50%), epoch ") and " left" in lines[14]  # the run's 50%, not the epoch's
 
 
 def test_sample_is_reproducible_and_includes_the_prime(run):
@@ -245,6 +245,22 @@ def test_resume_continues_the_run(tmp_path, corpus_file):
     assert refused.exit_code == 1 and "--resume" in refused.stderr
     changed = invoke("train", corpus_file, "--out", out, "--resume", "--hidden", "64")
     assert changed.exit_code == 1 and "--hidden cannot change" in changed.stderr
+
+
+def test_a_run_from_before_the_batch_ramp_resumes_without_one(tmp_path, corpus_file):
+    """A checkpoint whose settings have no batch_ramp (and whose progress no group) was written by
+    a seqgen that stepped on whole batches: it goes on that way, to the weights of a run without
+    the ramp, not with the default ramp."""
+    old, plain = tmp_path / "old", tmp_path / "plain"
+    assert invoke("train", corpus_file, "--out", plain, *TINY, "--max-steps", "20", "--batch-ramp", "0").exit_code == 0
+    assert invoke("train", corpus_file, "--out", old, *TINY, "--max-steps", "10", "--batch-ramp", "0").exit_code == 0
+    last = checkpoint.read(old / "last.safetensors")
+    del last.meta["train"]["batch_ramp"], last.meta["progress"]["group"], last.meta["progress"]["groups"]
+    checkpoint.save(old / "last.safetensors", last.meta, last.tensors)
+    assert invoke("train", corpus_file, "--out", old, "--resume", "--max-steps", "20").exit_code == 0
+    a, b = checkpoint.read(old / "last.safetensors"), checkpoint.read(plain / "last.safetensors")
+    assert a.meta["train"]["batch_ramp"] == 0
+    assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in b.tensors if k.startswith("model."))
 
 
 def test_a_limit_given_replaces_the_default_epoch_limit(tmp_path, corpus_file):

@@ -51,6 +51,7 @@ def test_fine_tune_from_the_command_line_and_see_the_lineage(trained_run, new_co
     assert meta["lineage"][0]["step"] == base_ckpt.meta["progress"]["step"]
     assert meta["model"]["hidden"] == base_ckpt.meta["model"]["hidden"] and meta["progress"]["step"] == 4
     assert meta["train"]["lr"] == 1e-3 and "at lr 0.001 (--lr sets another)" in result.stderr  # a tenth of a new run's
+    assert meta["train"]["batch_ramp"] == 0  # whole batches: the ramp was measured on runs from scratch
     assert "Fine-tuned from: " + str(base_ckpt.path) in invoke("info", run).output
     assert invoke("sample", run, "--prime", "Señor ", "-n", "20", "--seed", "1").exit_code == 0
     # Its fine-tuned model can be fine-tuned again: the lineage goes back to the first.

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from seqgen import checkpoint, hardware
+from seqgen import train as train_mod
 from seqgen.config import ModelConfig, TrainConfig
 from seqgen.corpora import TextCorpus
 from seqgen.errors import SeqgenError
@@ -39,14 +40,53 @@ def rows(run):
         return list(csv.DictReader(f))
 
 
+def test_the_batch_ramp_steps_on_every_other_stream_then_on_all(corpus_text, tmp_path, monkeypatch):
+    """--batch-ramp 2 over 30 steps: a quarter of the streams a step while under a third of the
+    run is done, then half (to two thirds), then all; each step of a batch takes every groups-th stream from its
+    own, so the streams of a batch are each trained once, and a resume partway through one (step
+    9 of the batch of steps 8 to 11) continues bit for bit."""
+    corpus = TextCorpus("d", "d", "test", corpus_text)
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 100})
+    model_config = ModelConfig(vocab_size=0, **TINY_MODEL)
+    taken, step = [], train_mod.train_step
+
+    def recording(model, optimizer, x, y, carry, *args):
+        taken.append(x[:, 0].tolist())  # each stream's first id in this window
+        return step(model, optimizer, x, y, carry, *args)
+
+    monkeypatch.setattr(train_mod, "train_step", recording)
+    trainer = Trainer(corpus, model_config, config, tmp_path / "straight")
+    trainer.run()
+    assert [len(ids) for ids in taken] == [2] * 12 + [4] * 8 + [8] * 10  # 3, 4 and 10 batches
+    streams = trainer._epoch_streams(1)
+    for batch in range(3):  # the four steps of a batch: streams 0 and 4, 1 and 5, 2 and 6, 3 and 7
+        first = streams.batch(batch)[0][:, 0].tolist()
+        assert taken[4 * batch : 4 * batch + 4] == [first[g::4] for g in range(4)]
+    assert sorted(sum(taken[12:14], [])) == sorted(streams.batch(3)[0][:, 0].tolist())
+
+    Trainer(corpus, model_config, config, tmp_path / "split").run(stop_at_step=10)
+    last = checkpoint.read(tmp_path / "split" / checkpoint.LAST)
+    assert (last.meta["progress"]["batch"], last.meta["progress"]["group"], last.meta["progress"]["groups"]) == (2, 2, 4)
+    Trainer(corpus, model_config, config, tmp_path / "split", resume_from=last).run()
+    a = checkpoint.read(tmp_path / "straight" / checkpoint.LAST)
+    b = checkpoint.read(tmp_path / "split" / checkpoint.LAST)
+    assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors if k.startswith(("model.", "carry")))
+
+    off = TrainConfig(**{**TINY_TRAIN, "max_steps": 6, "batch_ramp": 0})
+    taken.clear()
+    Trainer(corpus, model_config, off, tmp_path / "off").run()
+    assert [len(ids) for ids in taken] == [8] * 6  # every step takes every stream
+
+
 def test_epoch_limit_ends_with_an_evaluation(corpus_text, tmp_path):
     corpus = TextCorpus("d", "d", "test", corpus_text)
     config = TrainConfig(**{**TINY_TRAIN, "max_steps": None, "epochs": 2, "eval_every": 10_000})
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), config, tmp_path)
     trainer.run()
     (row,) = rows(tmp_path)
-    steps = int(row["step"])
-    assert 2 * (trainer.batches_per_epoch - 1) <= steps <= 2 * trainer.batches_per_epoch
+    steps, batches = int(row["step"]), int(row["tokens"]) // (config.batch_size * config.seq_len)
+    assert 2 * (trainer.batches_per_epoch - 1) <= batches <= 2 * trainer.batches_per_epoch
+    assert steps > batches  # --batch-ramp: the first batches took several steps each
     meta = checkpoint.read(tmp_path / checkpoint.LAST).meta
     assert meta["progress"]["epoch"] == 2 and meta["progress"]["best_step"] == steps  # epoch 2 complete
     assert math.isfinite(float(row["val_loss"]))
