@@ -8,6 +8,8 @@ each step's query q = W_q h_t looks at the keys of its K most recent states (thi
 the previous window's, carried detached as keys and values), and out = h_t + W_o softmax(q k / sqrt(d)) v
 goes to the head. A prototype, not a seqgen model: it answers whether the feature would be worth
 building, in step-matched runs (quality per step) and timed runs (quality per second).
+With `--ramp 4,8,16`, the batch grows over the run (each stream splits in two, so every
+character is still read once an epoch): the probe behind seqgen's --batch-ramp.
 With `--mlstm H`, the model is instead a multiplicative LSTM of H units (Krause et al. 2016), as
 a plain autograd loop: the other architectural lever issue 18 names, compared per step.
 
@@ -15,6 +17,7 @@ a plain autograd loop: the other architectural lever issue 18 names, compared pe
     python benchmarks/attention_probe.py --steps 2500 --threads 1 --mem 64   # with the read
     python benchmarks/attention_probe.py --budget 105 --mem 64               # 105 s, 2 threads
     python benchmarks/attention_probe.py --steps 1500 --mlstm 352 --lr 5e-3  # the mLSTM
+    python benchmarks/attention_probe.py --budget 105 --ramp 4,8,16          # a batch ramp
 
 Each run prints one line; results and the machine are in benchmarks/RESULTS.md.
 """
@@ -35,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from seqgen.config import ModelConfig, TrainConfig  # noqa: E402
-from seqgen.data import Streams, split  # noqa: E402
+from seqgen.data import split  # noqa: E402
 from seqgen.model import RNNLM  # noqa: E402
 from seqgen.train import learning_rate, make_optimizer  # noqa: E402
 
@@ -114,12 +117,15 @@ def main() -> None:
     ap.add_argument("--dv", type=int, default=64, help="value width")
     ap.add_argument("--mlstm", type=int, default=0, help="units of a multiplicative LSTM instead (0: off)")
     ap.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate")
+    ap.add_argument("--ramp", default="", help="batch sizes over even shares of the run, as 4,8,16 (default: 16 throughout)")
     ap.add_argument("--steps", type=int, default=2500, help="training steps (when no --budget)")
     ap.add_argument("--budget", type=float, default=0.0, help="seconds of training instead of --steps")
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt")
     a = ap.parse_args()
+    if a.ramp and (a.mem or a.mlstm):
+        ap.error("--ramp splits the plain model's state; not with --mem or --mlstm")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     text = a.corpus.read_text(encoding="utf-8")
@@ -137,17 +143,40 @@ def main() -> None:
     def detach(state):
         return tuple(s.detach() for s in state) if a.mem else state.detach()
 
+    ramp = [int(b) for b in a.ramp.split(",")] if a.ramp else [cfg.batch_size]
+    sl = cfg.seq_len
     step, epoch, done, started = 0, 1, 0.0, time.monotonic()
     while done < 1:  # seqgen's epochs: streams restart at a seeded offset, the state starts empty
+        # The streams as seqgen's Streams cuts them, read window by window; with --ramp, each
+        # splits in two (or more) when the batch grows, the first part keeping its state.
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + epoch)
-        offset = 0 if epoch == 1 else int(torch.randint(cfg.seq_len, (1,), generator=g))
-        streams = Streams(train, cfg.batch_size, cfg.seq_len, offset)
-        state = model.initial_state(cfg.batch_size)
-        for j in range(len(streams)):
+        offset = 0 if epoch == 1 else int(torch.randint(sl, (1,), generator=g))
+        stage = min(int(done * len(ramp)), len(ramp) - 1)
+        bsz = ramp[stage]
+        n = len(train) - offset
+        length = n // bsz
+        starts = [offset + b * length for b in range(bsz)]
+        pos = 0
+        state = model.initial_state(bsz)
+        while pos + sl + 1 <= length:
             done = (time.monotonic() - started) / a.budget if a.budget else step / a.steps
             if done >= 1:
                 break
-            x, y, _ = streams.batch(j)
+            new_stage = min(int(done * len(ramp)), len(ramp) - 1)
+            if new_stage > stage:  # each stream splits in two: the first half keeps its state
+                factor = ramp[new_stage] // ramp[stage]
+                rest = (length - pos) // factor
+                starts = [s0 + pos + k * rest for s0 in starts for k in range(factor)]
+                length, pos, stage = rest, 0, new_stage
+                L, S, B, H = state.shape
+                grown = state.new_zeros(L, S, B, factor, H)
+                grown[:, :, :, 0] = state
+                state = grown.view(L, S, B * factor, H)
+                if pos + sl + 1 > length:
+                    break
+            window = torch.from_numpy(np.stack([train[s0 + pos : s0 + pos + sl + 1] for s0 in starts]).astype(np.int64))
+            x, y = window[:, :-1], window[:, 1:]
+            pos += sl
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step, done)
             logits, state = model(x, detach(state))  # (B, T, V)
@@ -175,6 +204,7 @@ def main() -> None:
             count += y.numel()
     params = sum(p.numel() for p in model.parameters())
     kind = f"mlstm {a.mlstm}" if a.mlstm else f"mem {a.mem} dk {a.dk} dv {a.dv}"
+    kind += f" ramp {a.ramp}" if a.ramp else ""
     print(f"{kind} lr {a.lr:g} seed {a.seed} threads {a.threads}: {step} steps in {seconds:.0f} s, "
           f"{params:,} parameters, valid {total / count:.4f} nats/char", flush=True)
 

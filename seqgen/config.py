@@ -77,8 +77,9 @@ class TrainConfig:
     seq_len: int = ranged(64, 1)
     batch_size: int = ranged(16, 1)
     # Steps start on a quarter of the streams and use them all from two thirds of the run on: early
-    # on, many small steps learn more than a few large ones (tiny Shakespeare, 105 s in fp32: 0.026
-    # nats better, benchmarks/README.md). N halvings, undone at even shares of the run; 0: off.
+    # on, many small steps learn more than a few large ones (tiny Shakespeare, 105 s in fp32: 0.011
+    # nats better in three seeds; level in bf16 and on War and Peace: benchmarks/README.md).
+    # N halvings, undone at even shares of the run; 0: off.
     batch_ramp: int = ranged(2, 0, 6)
     lr: float = ranged(1e-2, 0, 10**6, min_open=True)  # a bound: torch turns it into float32 (beyond 3e38 it fails)
     # 0.1: 0.03 nats better than none on tiny Shakespeare's unseen last plays in 105 s (benchmarks/README.md)
