@@ -159,6 +159,10 @@ class Progress:
     best_step: int | None = ranged(None, 0, COUNT)
     stale_evals: int = ranged(0, 0, COUNT)  # evaluations since the best one, for --patience
 
+    def __post_init__(self):
+        if self.group >= self.groups:  # else the batch would never end
+            raise ValueError(f"group = {self.group}: not below groups ({self.groups})")
+
 
 # `seqgen sample`: text samples are `length` characters; MIDI samples `seconds` of music unless
 # --length (events) is given, continuing the first `primer_seconds` of a --primer file.

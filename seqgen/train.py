@@ -293,21 +293,25 @@ class Trainer:
         cfg = self.cfg
         return self._done_fraction() if cfg.max_steps or cfg.epochs or cfg.time_budget else None
 
+    def _ramp(self) -> int:
+        """The halvings of --batch-ramp this run can take: none without a limit to take shares
+        of, and no more than leave whole streams to every share in each process."""
+        ramp, rows = self.cfg.batch_ramp, len(self.rows)
+        if self._done() is None:
+            return 0
+        while rows % 2**ramp:
+            ramp -= 1
+        return ramp
+
     def _groups(self) -> int:
         """The shares of its streams the next batch is trained in, one step each (--batch-ramp):
-        2^N at the start, halved at each of N even shares of the run, 1 from then on, and 1 when
-        the run has no limit to take shares of. A share must be whole in every process."""
-        ramp, rows = self.cfg.batch_ramp, len(self.rows)
-        if not ramp or self._done() is None:
-            return 1
-        groups = 2 ** (ramp - min(ramp, int(self._done_fraction() * (ramp + 1))))
-        while rows % groups:
-            groups //= 2
-        return groups
+        2^N at the start, halved at each of N even shares of the run, 1 from then on."""
+        ramp = self._ramp()
+        return 2 ** (ramp - min(ramp, int(self._done_fraction() * (ramp + 1)))) if ramp else 1
 
     def _steps_per_batch(self) -> float:
         """Steps a batch takes on average over a run: 2^N, ..., 2, 1 over even shares of it."""
-        ramp = self.cfg.batch_ramp
+        ramp = self._ramp()
         return (2 ** (ramp + 1) - 1) / (ramp + 1)
 
     def _epoch_streams(self, epoch: int) -> Streams:
@@ -353,7 +357,7 @@ class Trainer:
                     break
                 streams = self._epoch_streams(p.epoch)
                 nb = len(streams)
-                if p.batch == 0 or self.carry is None:
+                if (p.batch == 0 and p.group == 0) or self.carry is None:  # a new epoch's streams start empty
                     self.carry = model.initial_state(len(self.rows))
                 while p.batch < nb and stopped_by is None:
                     self.threads.check()  # between steps: another process may have taken a core, or left
@@ -397,7 +401,7 @@ class Trainer:
                         if stopped_by is None and cfg.patience and p.stale_evals >= cfg.patience:
                             stopped_by = "patience"
                 if p.batch >= nb:
-                    p.epoch, p.batch = p.epoch + 1, 0
+                    p.epoch, p.batch, p.group = p.epoch + 1, 0, 0
         self.reporter.close()
         if self.world.is_main:
             self._draw(final=True)
@@ -521,13 +525,13 @@ class Trainer:
         # Everything is checked before anything is loaded: a bad file changes nothing.
         optimizer_state = checkpoint.resume_state(ckpt, self.model, self.optimizer, self.cfg.batch_size)
         progress = from_dict(Progress, ckpt.meta.get("progress", {}))
-        checkpoint.restore_rng(ckpt, self.device)
-        self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt.group("model.").items()})
-        self.optimizer.load_state_dict(optimizer_state)
         if progress.group and len(self.rows) % progress.groups:
             raise SeqgenError(f"this run stopped partway through a batch it trains in {progress.groups} shares; "
                               f"resume it on a number of processes that leaves a multiple of {progress.groups} "
                               "streams to each", exit_code=2)
+        checkpoint.restore_rng(ckpt, self.device)
+        self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt.group("model.").items()})
+        self.optimizer.load_state_dict(optimizer_state)
         self.progress = progress
         # The state of every stream of the global batch is saved, so the run can go on with any
         # number of processes that divides the batch.
@@ -546,7 +550,7 @@ class Trainer:
             where += f" ({self.threads.count} thread{'s' if self.threads.count > 1 else ''}{' each' if w.size > 1 else ''})"
         batch = f"batch {c.batch_size} x {c.seq_len}" if w.size == 1 else (
             f"global batch {c.batch_size} x {c.seq_len} ({len(self.rows)} streams per process)")
-        ramp = f", steps on 1/{2 ** c.batch_ramp} of each at first" if c.batch_ramp else ""
+        ramp = f", steps on 1/{2 ** self._ramp()} of each at first" if self._ramp() else ""
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
             f"{m.vocab_size}{f', {m.control_inputs} control inputs' if m.control_inputs else ''}, on {where}; "
@@ -557,7 +561,7 @@ class Trainer:
         limits = [f"{c.max_steps:,} steps"] if c.max_steps else []
         if c.epochs:
             steps = c.epochs * self.batches_per_epoch * self._steps_per_batch()
-            limits.append(f"{c.epochs} epochs ({'about ' if c.batch_ramp else ''}{round(steps):,} steps)")
+            limits.append(f"{c.epochs} epochs ({'about ' if self._ramp() else ''}{round(steps):,} steps)")
         if c.time_budget:
             limits.append(duration(c.time_budget))
         if p.step:

@@ -43,8 +43,8 @@ def rows(run):
 def test_the_batch_ramp_steps_on_every_other_stream_then_on_all(corpus_text, tmp_path, monkeypatch):
     """--batch-ramp 2 over 30 steps: a quarter of the streams a step while under a third of the
     run is done, then half (to two thirds), then all; each step of a batch takes every groups-th stream from its
-    own, so the streams of a batch are each trained once, and a resume partway through one (step
-    9 of the batch of steps 8 to 11) continues bit for bit."""
+    own, so the streams of a batch are each trained once, and a resume partway through one (after
+    step 10 of the batch of steps 8 to 11, or step 2 of the first) continues bit for bit."""
     corpus = TextCorpus("d", "d", "test", corpus_text)
     config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 100})
     model_config = ModelConfig(vocab_size=0, **TINY_MODEL)
@@ -64,13 +64,19 @@ def test_the_batch_ramp_steps_on_every_other_stream_then_on_all(corpus_text, tmp
         assert taken[4 * batch : 4 * batch + 4] == [first[g::4] for g in range(4)]
     assert sorted(sum(taken[12:14], [])) == sorted(streams.batch(3)[0][:, 0].tolist())
 
-    Trainer(corpus, model_config, config, tmp_path / "split").run(stop_at_step=10)
-    last = checkpoint.read(tmp_path / "split" / checkpoint.LAST)
-    assert (last.meta["progress"]["batch"], last.meta["progress"]["group"], last.meta["progress"]["groups"]) == (2, 2, 4)
-    Trainer(corpus, model_config, config, tmp_path / "split", resume_from=last).run()
     a = checkpoint.read(tmp_path / "straight" / checkpoint.LAST)
-    b = checkpoint.read(tmp_path / "split" / checkpoint.LAST)
-    assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors if k.startswith(("model.", "carry")))
+    for stop, where in ((10, (2, 2, 4)), (2, (0, 2, 4))):  # partway through the third batch, and the first
+        split = tmp_path / f"split-{stop}"
+        Trainer(corpus, model_config, config, split).run(stop_at_step=stop)
+        last = checkpoint.read(split / checkpoint.LAST)
+        assert (last.meta["progress"]["batch"], last.meta["progress"]["group"], last.meta["progress"]["groups"]) == where
+        Trainer(corpus, model_config, config, split, resume_from=last).run()
+        b = checkpoint.read(split / checkpoint.LAST)
+        assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors if k.startswith(("model.", "carry")))
+    last.meta["progress"].update(group=3, groups=2)  # a batch that would never end
+    checkpoint.save(tmp_path / "bad.safetensors", last.meta, last.tensors)
+    with pytest.raises(SeqgenError, match="bad checkpoint metadata.*group = 3: not below groups"):
+        checkpoint.read_resumable(tmp_path / "bad.safetensors")
 
     off = TrainConfig(**{**TINY_TRAIN, "max_steps": 6, "batch_ramp": 0})
     taken.clear()
