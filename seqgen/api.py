@@ -217,8 +217,7 @@ class Model:
         tokenizer = self.tokenizer
         check_cache(cache)
         for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-            if not (value is None and name == "seq_len" or isinstance(value, numbers.Integral)
-                    and not isinstance(value, bool) and value >= 1):
+            if not (value is None and name == "seq_len" or _number(value, 1, integer=True)):
                 raise SeqgenError(f"{name}={value!r}: a whole number, at least 1")
         if isinstance(data, str) and self.kind != MIDI:
             ids = self.ids_of(data)
@@ -249,13 +248,16 @@ MIDI_OPTIONS = frozenset({"seconds", "primer", "primer_seconds", "primer_pitches
                           "program", "tempo", *CONTROL_OPTIONS})
 
 
+def _number(x, low, high=math.inf, integer=False) -> bool:
+    """Whether x is a finite number (a whole one if `integer`; NumPy's too, never a bool) in [low, high]."""
+    return isinstance(x, numbers.Integral if integer else numbers.Real) and not isinstance(x, bool) \
+        and math.isfinite(x) and low <= x <= high
+
+
 def check_sampling(*, num_samples, length, seconds, temperature, top_k, top_p, seed) -> None:
     """The settings of a sample as the CLI bounds them (it checks them itself, as options); one
     SeqgenError for the first out of range."""
-    def number(x, low, high=math.inf, integer=False):
-        return (isinstance(x, int) if integer else isinstance(x, (int, float))) and not isinstance(x, bool) \
-            and math.isfinite(x) and low <= x <= high
-
+    number = _number
     checks = [("num_samples", num_samples, number(num_samples, 1, integer=True), "a count of at least 1"),
               ("length", length, length is None or number(length, 1, integer=True), "a count of at least 1"),
               ("seconds", seconds, seconds is None or number(seconds, 1e-9), "a number of seconds above 0"),

@@ -367,15 +367,13 @@ class Trainer:
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    if p.groups == 1:
-                        loss, self.carry = train_step(self.stepper, self.optimizer, x, y, self.carry, cfg.clip,
-                                                      self.autocast, steer)
-                    else:  # every groups-th stream from the group-th: under several processes, the same streams
-                        share = slice(p.group, None, p.groups)
-                        loss, self.carry[:, :, share] = train_step(
-                            self.stepper, self.optimizer, x[share], y[share], self.carry[:, :, share].contiguous(),
-                            cfg.clip, self.autocast, None if steer is None else steer[share])
-                        y = y[share]
+                    # The step's streams: every groups-th from the group-th (all of them when groups
+                    # is 1), under several processes the same ones as in one.
+                    share = slice(p.group, None, p.groups)
+                    x, y, steer = x[share], y[share], None if steer is None else steer[share]
+                    loss, self.carry[:, :, share] = train_step(self.stepper, self.optimizer, x, y,
+                                                               self.carry[:, :, share].contiguous(), cfg.clip,
+                                                               self.autocast, steer)
                     p.step, p.tokens, p.group = p.step + 1, p.tokens + y.numel() * self.world.size, p.group + 1
                     if p.group == p.groups:
                         p.batch, p.group = p.batch + 1, 0
