@@ -238,8 +238,9 @@ def cache_options(command):
 @click.option("--batch-size", type=_ranged(TrainConfig, "batch_size"), default=_train_default("batch_size"),
               help="Parallel contiguous streams per batch.")
 @click.option("--batch-ramp", type=_ranged(TrainConfig, "batch_ramp"), default=_train_default("batch_ramp"),
-              metavar="N", help="Steps start on 1/2^N of the streams and take twice as many at each of N even "
-                                "shares of the run (0: every step takes them all).")
+              metavar="N", help="Steps start on 1/2^N of each batch's window, carrying the state from piece "
+                                "to piece, and take twice as much at each of N even shares of the run "
+                                "(0: every step takes the whole window).")
 @click.option("--lr", type=_ranged(TrainConfig, "lr"), default=_train_default("lr"), help="Peak learning rate (AdamW).")
 @click.option("--weight-decay", type=_ranged(TrainConfig, "weight_decay"), default=_train_default("weight_decay"),
               help="AdamW weight decay on weight matrices.")

@@ -76,10 +76,9 @@ class TrainConfig:
     # short runs optimizer steps are scarce, so small batches and one wide layer win.
     seq_len: int = ranged(64, 1)
     batch_size: int = ranged(16, 1)
-    # Steps start on a quarter of the streams and use them all from two thirds of the run on: early
-    # on, many small steps learn more than a few large ones (tiny Shakespeare, 105 s in fp32: 0.011
-    # nats better in three seeds; level in bf16 and on War and Peace: benchmarks/README.md).
-    # N halvings, undone at even shares of the run; 0: off.
+    # Steps start on a quarter of the window (16 of its 64 tokens, the state carried from the piece
+    # before) and take all of it from two thirds of the run on: early on, many small steps learn more
+    # than a few large ones (benchmarks/README.md). N halvings, undone at even shares of the run; 0: off.
     batch_ramp: int = ranged(2, 0, 6)
     lr: float = ranged(1e-2, 0, 10**6, min_open=True)  # a bound: torch turns it into float32 (beyond 3e38 it fails)
     # 0.1: 0.03 nats better than none on tiny Shakespeare's unseen last plays in 105 s (benchmarks/README.md)
@@ -151,8 +150,8 @@ class Progress:
     step: int = ranged(0, 0, COUNT)
     epoch: int = ranged(1, 1, COUNT)  # the epoch in progress, from 1
     batch: int = ranged(0, 0, COUNT)  # batches of that epoch already trained
-    group: int = ranged(0, 0, COUNT)  # steps already taken on the next batch, a share of its streams each (batch_ramp)
-    groups: int = ranged(1, 1, COUNT)  # the shares it is split into
+    group: int = ranged(0, 0, COUNT)  # steps already taken on the next batch, a piece of its window each (batch_ramp)
+    groups: int = ranged(1, 1, COUNT)  # the pieces it is split into
     tokens: int = ranged(0, 0, COUNT)
     elapsed: float = ranged(0.0, 0)  # wall-clock seconds of training, summed over resumed sessions
     best_val_loss: float | None = ranged(None, 0)

@@ -295,17 +295,17 @@ class Trainer:
 
     def _ramp(self) -> int:
         """The halvings of --batch-ramp this run can take: none without a limit to take shares
-        of, and no more than leave whole streams to every share in each process."""
-        ramp, rows = self.cfg.batch_ramp, len(self.rows)
+        of, and no more than leave a token to every piece of a window."""
+        ramp = self.cfg.batch_ramp
         if self._done() is None:
             return 0
-        while rows % 2**ramp:
+        while 2**ramp > self.cfg.seq_len:
             ramp -= 1
         return ramp
 
     def _groups(self) -> int:
-        """The shares of its streams the next batch is trained in, one step each (--batch-ramp):
-        2^N at the start, halved at each of N even shares of the run, 1 from then on."""
+        """The pieces the next batch's window is trained in, one step each (--batch-ramp): 2^N at
+        the start, halved at each of N even shares of the run, 1 from then on."""
         ramp = self._ramp()
         return 2 ** (ramp - min(ramp, int(self._done_fraction() * (ramp + 1)))) if ramp else 1
 
@@ -367,13 +367,13 @@ class Trainer:
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    # The step's streams: every groups-th from the group-th (all of them when groups
-                    # is 1), under several processes the same ones as in one.
-                    share = slice(p.group, None, p.groups)
-                    x, y, steer = x[share], y[share], None if steer is None else steer[share]
-                    loss, self.carry[:, :, share] = train_step(self.stepper, self.optimizer, x, y,
-                                                               self.carry[:, :, share].contiguous(), cfg.clip,
-                                                               self.autocast, steer)
+                    # The step's piece of the window: the group-th of groups, the state carried from the
+                    # piece before (the whole window when groups is 1).
+                    t = x.shape[1]
+                    piece = slice(p.group * t // p.groups, (p.group + 1) * t // p.groups)
+                    x, y, steer = x[:, piece], y[:, piece], None if steer is None else steer[:, piece]
+                    loss, self.carry = train_step(self.stepper, self.optimizer, x, y, self.carry, cfg.clip,
+                                                  self.autocast, steer)
                     p.step, p.tokens, p.group = p.step + 1, p.tokens + y.numel() * self.world.size, p.group + 1
                     if p.group == p.groups:
                         p.batch, p.group = p.batch + 1, 0
@@ -523,10 +523,6 @@ class Trainer:
         # Everything is checked before anything is loaded: a bad file changes nothing.
         optimizer_state = checkpoint.resume_state(ckpt, self.model, self.optimizer, self.cfg.batch_size)
         progress = from_dict(Progress, ckpt.meta.get("progress", {}))
-        if progress.group and len(self.rows) % progress.groups:
-            raise SeqgenError(f"this run stopped partway through a batch it trains in {progress.groups} shares; "
-                              f"resume it on a number of processes that leaves a multiple of {progress.groups} "
-                              "streams to each", exit_code=2)
         checkpoint.restore_rng(ckpt, self.device)
         self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt.group("model.").items()})
         self.optimizer.load_state_dict(optimizer_state)
@@ -548,7 +544,7 @@ class Trainer:
             where += f" ({self.threads.count} thread{'s' if self.threads.count > 1 else ''}{' each' if w.size > 1 else ''})"
         batch = f"batch {c.batch_size} x {c.seq_len}" if w.size == 1 else (
             f"global batch {c.batch_size} x {c.seq_len} ({len(self.rows)} streams per process)")
-        ramp = f", steps on 1/{2 ** self._ramp()} of each at first" if self._ramp() else ""
+        ramp = f", steps on {c.seq_len // 2 ** self._ramp()}-token pieces at first" if self._ramp() else ""
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
             f"{m.vocab_size}{f', {m.control_inputs} control inputs' if m.control_inputs else ''}, on {where}; "

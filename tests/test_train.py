@@ -40,29 +40,33 @@ def rows(run):
         return list(csv.DictReader(f))
 
 
-def test_the_batch_ramp_steps_on_every_other_stream_then_on_all(corpus_text, tmp_path, monkeypatch):
-    """--batch-ramp 2 over 30 steps: a quarter of the streams a step while under a third of the
-    run is done, then half (to two thirds), then all; each step of a batch takes every groups-th stream from its
-    own, so the streams of a batch are each trained once, and a resume partway through one (after
-    step 10 of the batch of steps 8 to 11, or step 2 of the first) continues bit for bit."""
+def test_the_batch_ramp_steps_on_pieces_of_the_window_then_on_all_of_it(corpus_text, tmp_path, monkeypatch):
+    """--batch-ramp 2 over 30 steps: a quarter of the window a step while under a third of the
+    run is done, then half (to two thirds), then all; a batch's pieces are its window in order,
+    each step starting from the state the one before ended with, and a resume partway through a
+    batch (after step 10 of the batch of steps 8 to 11, or step 2 of the first) continues bit for bit."""
     corpus = TextCorpus("d", "d", "test", corpus_text)
     config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 100})
     model_config = ModelConfig(vocab_size=0, **TINY_MODEL)
-    taken, step = [], train_mod.train_step
+    taken, carried_in, carried_out, step = [], [], [], train_mod.train_step
 
     def recording(model, optimizer, x, y, carry, *args):
-        taken.append(x[:, 0].tolist())  # each stream's first id in this window
-        return step(model, optimizer, x, y, carry, *args)
+        taken.append(x.clone())
+        carried_in.append(carry.clone())
+        loss, state = step(model, optimizer, x, y, carry, *args)
+        carried_out.append(state.clone())
+        return loss, state
 
     monkeypatch.setattr(train_mod, "train_step", recording)
     trainer = Trainer(corpus, model_config, config, tmp_path / "straight")
     trainer.run()
-    assert [len(ids) for ids in taken] == [2] * 12 + [4] * 8 + [8] * 10  # 3, 4 and 10 batches
+    assert [x.shape for x in taken] == [(8, 8)] * 12 + [(8, 16)] * 8 + [(8, 32)] * 10  # 3, 4 and 10 batches
     streams = trainer._epoch_streams(1)
-    for batch in range(3):  # the four steps of a batch: streams 0 and 4, 1 and 5, 2 and 6, 3 and 7
-        first = streams.batch(batch)[0][:, 0].tolist()
-        assert taken[4 * batch : 4 * batch + 4] == [first[g::4] for g in range(4)]
-    assert sorted(sum(taken[12:14], [])) == sorted(streams.batch(3)[0][:, 0].tolist())
+    for batch in range(3):
+        assert torch.equal(torch.cat(taken[4 * batch : 4 * batch + 4], dim=1), streams.batch(batch)[0])
+    assert torch.equal(torch.cat(taken[12:14], dim=1), streams.batch(3)[0])
+    assert not carried_in[0].any()  # the epoch starts from zeros; every later step from the last one's state
+    assert all(torch.equal(carried_in[i + 1], carried_out[i]) for i in range(29))
 
     a = checkpoint.read(tmp_path / "straight" / checkpoint.LAST)
     for stop, where in ((10, (2, 2, 4)), (2, (0, 2, 4))):  # partway through the third batch, and the first
@@ -81,7 +85,24 @@ def test_the_batch_ramp_steps_on_every_other_stream_then_on_all(corpus_text, tmp
     off = TrainConfig(**{**TINY_TRAIN, "max_steps": 6, "batch_ramp": 0})
     taken.clear()
     Trainer(corpus, model_config, off, tmp_path / "off").run()
-    assert [len(ids) for ids in taken] == [8] * 6  # every step takes every stream
+    assert [x.shape for x in taken] == [(8, 32)] * 6  # every step takes the whole window
+
+
+def test_the_batch_ramp_cuts_any_window_as_evenly_as_it_can(corpus_text, tmp_path, monkeypatch):
+    """6 tokens in four pieces of 1, 2, 1 and 2; a 2-token window in no more than two."""
+    corpus = TextCorpus("d", "d", "test", corpus_text)
+    widths, step = [], train_mod.train_step
+
+    def recording(model, optimizer, x, *args):
+        widths.append(x.shape[1])
+        return step(model, optimizer, x, *args)
+
+    monkeypatch.setattr(train_mod, "train_step", recording)
+    config = TrainConfig(**{**TINY_TRAIN, "seq_len": 6, "max_steps": 4})
+    Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), config, tmp_path / "six").run()
+    assert widths == [1, 2, 1, 2]
+    config = TrainConfig(**{**TINY_TRAIN, "seq_len": 2, "batch_ramp": 3})
+    assert Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), config, tmp_path / "two")._ramp() == 1
 
 
 def test_epoch_limit_ends_with_an_evaluation(corpus_text, tmp_path):
