@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece")
     parser.add_argument("--temperature", type=float, default=0.8, help="seqgen sample's default")
     parser.add_argument("--any-event", action="store_true", help="sample without the event rules")
+    parser.add_argument("--sample-seed", type=int, default=1,
+                        help="seqgen sample's seed (another seed shows how much the statistics move by the draw alone)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the run and the samples in DIR/run and DIR/samples (default: a temporary folder)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
@@ -69,7 +71,7 @@ def main() -> None:
         info = json.loads(seqgen("info", run / "last.safetensors", "--json").stdout)
         samples = work / "samples"
         sampled = seqgen("sample", run, "-k", args.samples, "--seconds", args.seconds, "--temperature",
-                         args.temperature, "--seed", 1, "--out", samples, "--force",
+                         args.temperature, "--seed", args.sample_seed, "--out", samples, "--force",
                          *(["--any-event"] if args.any_event else []))
         counts = [tuple(map(int, m)) for m in re.findall(r"decoder ignored (\d+) of (\d+)", sampled.stderr)]
         ignored, events = sum(c[0] for c in counts), sum(c[1] for c in counts)
@@ -88,7 +90,8 @@ def main() -> None:
              f"{' (' + ' '.join(args.extra) + ')' if args.extra else ''}.", "",
              f"Valid loss: {scores['loss']:.4f} nats/event ({scores['bits_per_event']:.3f} bits). "
              f"{args.samples} samples of {args.seconds:g} s at temperature {args.temperature:g}"
-             f"{', any event' if args.any_event else ''}:", "",
+             f"{', any event' if args.any_event else ''}"
+             f"{f', seed {args.sample_seed}' if args.sample_seed != 1 else ''}:", "",
              "| statistic | samples | held-out chorales | difference |", "|---|---|---|---|"]
     for k in ("pitch_class_entropy", "polyphony", "notes_per_second", "pitch_range"):
         lines.append(f"| {k.replace('_', ' ')} | {here[k]:.3f} | {ref[k]:.3f} | {here[k] / ref[k] - 1:+.1%} |")

@@ -46,7 +46,7 @@ def test_the_batch_ramp_steps_on_pieces_of_the_window_then_on_all_of_it(corpus_t
     each step starting from the state the one before ended with, and a resume partway through a
     batch (after step 10 of the batch of steps 8 to 11, or step 2 of the first) continues bit for bit."""
     corpus = TextCorpus("d", "d", "test", corpus_text)
-    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 100})
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 30, "eval_every": 100, "batch_ramp": 2})
     model_config = ModelConfig(vocab_size=0, **TINY_MODEL)
     taken, carried_in, carried_out, step = [], [], [], train_mod.train_step
 
@@ -65,8 +65,10 @@ def test_the_batch_ramp_steps_on_pieces_of_the_window_then_on_all_of_it(corpus_t
     for batch in range(3):
         assert torch.equal(torch.cat(taken[4 * batch : 4 * batch + 4], dim=1), streams.batch(batch)[0])
     assert torch.equal(torch.cat(taken[12:14], dim=1), streams.batch(3)[0])
-    assert not carried_in[0].any()  # the epoch starts from zeros; every later step from the last one's state
-    assert all(torch.equal(carried_in[i + 1], carried_out[i]) for i in range(29))
+    # Each epoch starts from zeros (12 batches an epoch: the second at the 26th step), every other
+    # step from the state the step before ended with.
+    assert trainer.batches_per_epoch == 12 and [i for i in range(30) if not carried_in[i].any()] == [0, 25]
+    assert all(torch.equal(carried_in[i], carried_out[i - 1]) for i in range(1, 30) if i != 25)
 
     a = checkpoint.read(tmp_path / "straight" / checkpoint.LAST)
     for stop, where in ((10, (2, 2, 4)), (2, (0, 2, 4))):  # partway through the third batch, and the first
@@ -98,7 +100,7 @@ def test_the_batch_ramp_cuts_any_window_as_evenly_as_it_can(corpus_text, tmp_pat
         return step(model, optimizer, x, *args)
 
     monkeypatch.setattr(train_mod, "train_step", recording)
-    config = TrainConfig(**{**TINY_TRAIN, "seq_len": 6, "max_steps": 4})
+    config = TrainConfig(**{**TINY_TRAIN, "seq_len": 6, "max_steps": 4, "batch_ramp": 2})
     Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL), config, tmp_path / "six").run()
     assert widths == [1, 2, 1, 2]
     config = TrainConfig(**{**TINY_TRAIN, "seq_len": 2, "batch_ramp": 3})
