@@ -9,7 +9,8 @@ the previous window's, carried detached as keys and values), and out = h_t + W_o
 goes to the head. A prototype, not a seqgen model: it answers whether the feature would be worth
 building, in step-matched runs (quality per step) and timed runs (quality per second).
 With `--ramp 4,8,16`, the batch grows over the run (each stream splits in two, so every
-character is still read once an epoch): the probe behind seqgen's --batch-ramp.
+character is still read once an epoch): the probe that led to seqgen's --batch-ramp (which
+cuts each window into pieces instead).
 With `--mlstm H`, the model is instead a multiplicative LSTM of H units (Krause et al. 2016), as
 a plain autograd loop: the other architectural lever issue 18 names, compared per step.
 

@@ -363,7 +363,7 @@ class Trainer:
                     self.threads.check()  # between steps: another process may have taken a core, or left
                     if p.group == 0:
                         p.groups = self._groups()
-                    x, y, steer = on(self.device, *streams.batch(p.batch))
+                    x, y, steer = streams.batch(p.batch)
                     lr = learning_rate(cfg, p.step, self._done_fraction())
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
@@ -371,7 +371,7 @@ class Trainer:
                     # piece before (the whole window when groups is 1).
                     t = x.shape[1]
                     piece = slice(p.group * t // p.groups, (p.group + 1) * t // p.groups)
-                    x, y, steer = x[:, piece], y[:, piece], None if steer is None else steer[:, piece]
+                    x, y, steer = on(self.device, x[:, piece], y[:, piece], None if steer is None else steer[:, piece])
                     loss, self.carry = train_step(self.stepper, self.optimizer, x, y, self.carry, cfg.clip,
                                                   self.autocast, steer)
                     p.step, p.tokens, p.group = p.step + 1, p.tokens + y.numel() * self.world.size, p.group + 1
@@ -523,6 +523,9 @@ class Trainer:
         # Everything is checked before anything is loaded: a bad file changes nothing.
         optimizer_state = checkpoint.resume_state(ckpt, self.model, self.optimizer, self.cfg.batch_size)
         progress = from_dict(Progress, ckpt.meta.get("progress", {}))
+        if progress.group and progress.groups > self.cfg.seq_len:  # more pieces than the window has tokens
+            raise SeqgenError(f"{ckpt.path}: bad checkpoint metadata (progress groups = {progress.groups}: "
+                              f"more than --seq-len {self.cfg.seq_len})")
         checkpoint.restore_rng(ckpt, self.device)
         self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt.group("model.").items()})
         self.optimizer.load_state_dict(optimizer_state)
@@ -544,7 +547,9 @@ class Trainer:
             where += f" ({self.threads.count} thread{'s' if self.threads.count > 1 else ''}{' each' if w.size > 1 else ''})"
         batch = f"batch {c.batch_size} x {c.seq_len}" if w.size == 1 else (
             f"global batch {c.batch_size} x {c.seq_len} ({len(self.rows)} streams per process)")
-        ramp = f", steps on {c.seq_len // 2 ** self._ramp()}-token pieces at first" if self._ramp() else ""
+        shortest, longest = c.seq_len // 2 ** self._ramp(), -(-c.seq_len // 2 ** self._ramp())
+        ramp = (f", steps on {shortest}{'' if shortest == longest else f'- to {longest}'}-token pieces at first"
+                if self._ramp() else "")
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
             f"{m.vocab_size}{f', {m.control_inputs} control inputs' if m.control_inputs else ''}, on {where}; "

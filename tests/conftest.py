@@ -70,8 +70,8 @@ TINY_TRAIN = dict(seq_len=32, batch_size=8, lr=1e-2, warmup_steps=5, eval_every=
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, corpus_text):
-    """A tiny LSTM trained for 40 steps on whole windows (a batch ramp would read a third of the
-    text in as many), shared by the tests that only read it."""
+    """A tiny LSTM trained for 40 steps on whole windows (a batch ramp would read under half as
+    much text in as many), shared by the tests that only read it."""
     run = tmp_path_factory.mktemp("run")
     Trainer(TextCorpus("dickens", "dickens", "test", corpus_text), ModelConfig(vocab_size=0, **TINY_MODEL),
             TrainConfig(**{**TINY_TRAIN, "batch_ramp": 0}), run).run()

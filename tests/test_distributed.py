@@ -60,7 +60,8 @@ def assert_same_run(a, b, tol):
 
 def test_two_processes_train_as_one_and_hand_over_to_any_count(tmp_path, corpus_file):
     two, one = tmp_path / "two", tmp_path / "one"
-    result, (rank0, rank1) = torchrun(tmp_path, str(corpus_file), *TINY, "--max-steps", "20", "--out", str(two))
+    # 6 steps: partway through the first batch, which --batch-ramp 3 trains as 8 pieces.
+    result, (rank0, rank1) = torchrun(tmp_path, str(corpus_file), *TINY, "--max-steps", "6", "--out", str(two))
 
     assert result.stdout.split() == [str(two / checkpoint.BEST)]  # rank 0 alone prints
     for name, tensor in rank0.items():
@@ -71,17 +72,19 @@ def test_two_processes_train_as_one_and_hand_over_to_any_count(tmp_path, corpus_
     assert checkpoint.read(two / checkpoint.LAST).meta["processes"] == 2
 
     # The global batch is what counts: one process with the same batch takes the same steps.
-    single(str(corpus_file), *TINY, "--max-steps", "20", "--out", str(one))
+    single(str(corpus_file), *TINY, "--max-steps", "6", "--out", str(one))
     assert_same_run(two, one, tol=1e-4)
+    assert {"batch": 0, "group": 6, "groups": 8}.items() <= checkpoint.read(two / checkpoint.LAST).meta["progress"].items()
 
     # Resume 2 -> 1 -> 2 processes, against 1 -> 1 -> 1 (the same limits: --max-steps shapes the
-    # schedule). The saved state covers the whole batch, so each count takes its own rows.
+    # schedule), the first time partway through a batch. The saved state covers the whole batch,
+    # so each count takes its own rows.
     for run in (two, one):
         single("--out", str(run), "--resume", "--max-steps", "30")
     torchrun(tmp_path, "--out", str(two), "--resume", "--max-steps", "40")
     single("--out", str(one), "--resume", "--max-steps", "40")
     assert_same_run(two, one, tol=1e-4)
-    assert [row[0] for row in metrics(two)] == [10, 20, 30, 40]
+    assert [row[0] for row in metrics(two)] == [6, 10, 20, 30, 40]
 
 
 def test_the_batch_must_split_evenly_over_the_processes(corpus_file, tmp_path):

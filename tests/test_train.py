@@ -83,6 +83,11 @@ def test_the_batch_ramp_steps_on_pieces_of_the_window_then_on_all_of_it(corpus_t
     checkpoint.save(tmp_path / "bad.safetensors", last.meta, last.tensors)
     with pytest.raises(SeqgenError, match="bad checkpoint metadata.*group = 3: not below groups"):
         checkpoint.read_resumable(tmp_path / "bad.safetensors")
+    last.meta["progress"].update(group=1, groups=64)  # pieces of the 32-token window with no token
+    checkpoint.save(tmp_path / "bad.safetensors", last.meta, last.tensors)
+    with pytest.raises(SeqgenError, match=r"bad checkpoint metadata \(progress groups = 64: more than --seq-len 32\)"):
+        Trainer(corpus, model_config, config, tmp_path / "bad",
+                resume_from=checkpoint.read_resumable(tmp_path / "bad.safetensors"))
 
     off = TrainConfig(**{**TINY_TRAIN, "max_steps": 6, "batch_ramp": 0})
     taken.clear()
@@ -115,7 +120,9 @@ def test_epoch_limit_ends_with_an_evaluation(corpus_text, tmp_path):
     (row,) = rows(tmp_path)
     steps, batches = int(row["step"]), int(row["tokens"]) // (config.batch_size * config.seq_len)
     assert 2 * (trainer.batches_per_epoch - 1) <= batches <= 2 * trainer.batches_per_epoch
-    assert steps > batches  # --batch-ramp: the first batches took several steps each
+    # --batch-ramp 3: 8, 4, 2 and 1 steps a batch over the run's quarters, as the start-up line estimates
+    assert steps == pytest.approx(2 * trainer.batches_per_epoch * trainer._steps_per_batch(), rel=0.05)
+    assert trainer._steps_per_batch() == 15 / 4
     meta = checkpoint.read(tmp_path / checkpoint.LAST).meta
     assert meta["progress"]["epoch"] == 2 and meta["progress"]["best_step"] == steps  # epoch 2 complete
     assert math.isfinite(float(row["val_loss"]))
