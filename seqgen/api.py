@@ -257,14 +257,13 @@ def _number(x, low, high=math.inf, integer=False) -> bool:
 def check_sampling(*, num_samples, length, seconds, temperature, top_k, top_p, seed) -> None:
     """The settings of a sample as the CLI bounds them (it checks them itself, as options); one
     SeqgenError for the first out of range."""
-    number = _number
-    checks = [("num_samples", num_samples, number(num_samples, 1, integer=True), "a count of at least 1"),
-              ("length", length, length is None or number(length, 1, integer=True), "a count of at least 1"),
-              ("seconds", seconds, seconds is None or number(seconds, 1e-9), "a number of seconds above 0"),
-              ("temperature", temperature, number(temperature, 0), "0 (greedy) or more"),
-              ("top_k", top_k, top_k is None or number(top_k, 1, integer=True), "a count of at least 1"),
-              ("top_p", top_p, top_p is None or number(top_p, 1e-12, 1), "above 0, at most 1"),
-              ("seed", seed, seed is None or number(seed, SEED[0], SEED[1], integer=True), f"an integer {SEED[0]}..{SEED[1]}")]
+    checks = [("num_samples", num_samples, _number(num_samples, 1, integer=True), "a count of at least 1"),
+              ("length", length, length is None or _number(length, 1, integer=True), "a count of at least 1"),
+              ("seconds", seconds, seconds is None or _number(seconds, 1e-9), "a number of seconds above 0"),
+              ("temperature", temperature, _number(temperature, 0), "0 (greedy) or more"),
+              ("top_k", top_k, top_k is None or _number(top_k, 1, integer=True), "a count of at least 1"),
+              ("top_p", top_p, top_p is None or _number(top_p, 1e-12, 1), "above 0, at most 1"),
+              ("seed", seed, seed is None or _number(seed, SEED[0], SEED[1], integer=True), f"an integer {SEED[0]}..{SEED[1]}")]
     for name, value, ok, expected in checks:
         if not ok:
             raise SeqgenError(f"{name} = {value!r:.40}: expected {expected}")

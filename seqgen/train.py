@@ -307,7 +307,7 @@ class Trainer:
         """The pieces the next batch's window is trained in, one step each (--batch-ramp): 2^N at
         the start, halved at each of N even shares of the run, 1 from then on."""
         ramp = self._ramp()
-        return 2 ** (ramp - min(ramp, int(self._done_fraction() * (ramp + 1)))) if ramp else 1
+        return 2 ** (ramp - min(ramp, int(self._done_fraction() * (ramp + 1))))
 
     def _steps_per_batch(self) -> float:
         """Steps a batch takes on average over a run: 2^N, ..., 2, 1 over even shares of it."""
@@ -547,9 +547,10 @@ class Trainer:
             where += f" ({self.threads.count} thread{'s' if self.threads.count > 1 else ''}{' each' if w.size > 1 else ''})"
         batch = f"batch {c.batch_size} x {c.seq_len}" if w.size == 1 else (
             f"global batch {c.batch_size} x {c.seq_len} ({len(self.rows)} streams per process)")
-        shortest, longest = c.seq_len // 2 ** self._ramp(), -(-c.seq_len // 2 ** self._ramp())
+        pieces = 2 ** self._ramp()
+        shortest, longest = c.seq_len // pieces, -(-c.seq_len // pieces)
         ramp = (f", steps on {shortest}{'' if shortest == longest else f'- to {longest}'}-token pieces at first"
-                if self._ramp() else "")
+                if pieces > 1 else "")
         self.reporter.log(
             f"{action}: {m.layers} x {m.hidden} {m.cell.upper()}, {params:,} parameters, vocabulary "
             f"{m.vocab_size}{f', {m.control_inputs} control inputs' if m.control_inputs else ''}, on {where}; "
@@ -560,7 +561,7 @@ class Trainer:
         limits = [f"{c.max_steps:,} steps"] if c.max_steps else []
         if c.epochs:
             steps = c.epochs * self.batches_per_epoch * self._steps_per_batch()
-            limits.append(f"{c.epochs} epochs ({'about ' if self._ramp() else ''}{round(steps):,} steps)")
+            limits.append(f"{c.epochs} epochs ({'about ' if pieces > 1 else ''}{round(steps):,} steps)")
         if c.time_budget:
             limits.append(duration(c.time_budget))
         if p.step:
