@@ -31,6 +31,7 @@ from .config import (
     SAMPLE_DEFAULTS,
     SEED,
     TOKENIZER_NAMES,
+    WARMUP_BATCHES,
     MidiConfig,
     ModelConfig,
     TrainConfig,
@@ -245,6 +246,8 @@ def cache_options(command):
 @click.option("--weight-decay", type=_ranged(TrainConfig, "weight_decay"), default=_train_default("weight_decay"),
               help="AdamW weight decay on weight matrices.")
 @click.option("--warmup-steps", type=_ranged(TrainConfig, "warmup_steps"), default=_train_default("warmup_steps"),
+              show_default=f"the first {WARMUP_BATCHES} batches: {WARMUP_BATCHES * 2 ** _train_default('batch_ramp')} "
+                           f"steps at --batch-ramp {_train_default('batch_ramp')}, {WARMUP_BATCHES} at 0",
               help="Linear warmup steps before the cosine decay.")
 @click.option("--min-lr-ratio", type=_ranged(TrainConfig, "min_lr_ratio"), default=_train_default("min_lr_ratio"),
               help="The cosine decay ends at this fraction of --lr.")

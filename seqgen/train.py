@@ -26,7 +26,18 @@ import torch.nn.functional as F
 
 from . import checkpoint
 from .cache import Cache, History
-from .config import EVAL_EVERY, MIN_EVAL_EVERY, ModelConfig, Progress, TrainConfig, from_dict, seed_entropy, to_dict, torch_seed
+from .config import (
+    EVAL_EVERY,
+    MIN_EVAL_EVERY,
+    WARMUP_BATCHES,
+    ModelConfig,
+    Progress,
+    TrainConfig,
+    from_dict,
+    seed_entropy,
+    to_dict,
+    torch_seed,
+)
 from .corpora import Corpus
 from .curves import CURVES, TensorBoard, draw_run_curves
 from .data import Streams, check_trainable, eval_streams
@@ -63,9 +74,12 @@ def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
 
     `done` is the fraction of the run completed by whichever limit binds first (steps, epochs or
     the time budget), so a time-budgeted run reaches the low learning rate just as time runs out.
+    A config whose `warmup_steps` is None (the default, which Trainer resolves) warms up for
+    WARMUP_BATCHES steps.
     """
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+    warmup = WARMUP_BATCHES if cfg.warmup_steps is None else cfg.warmup_steps
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
@@ -259,6 +273,8 @@ class Trainer:
         self.stepper: Any = self.world.wrap(self.model)  # what a training step calls: DDP under several processes
         self.optimizer = make_optimizer(self.model, config)
         self.progress = Progress()
+        if config.warmup_steps is None:  # the first WARMUP_BATCHES batches, in the steps the ramp cuts them into
+            self.cfg = config = dataclasses.replace(config, warmup_steps=WARMUP_BATCHES * 2 ** self._ramp())
         self.carry: Any = None  # the recurrent state (L, S, B, H) carried into the next batch, this process' rows
         # A fine-tuning run (finetune.Base) starts from its base's weights; its lineage stays in every checkpoint.
         self.lineage = [] if init_from is None else init_from.lineage

@@ -52,7 +52,7 @@ def test_without_a_terminal_training_says_how_long_it_runs_and_logs_its_progress
     monkeypatch.setattr(progress, "FIRST_HEARTBEAT_S", 0.0)  # a line at every step, to see them all
     monkeypatch.setattr(progress, "HEARTBEAT_S", 0.0)
     result = invoke("train", corpus_file, "--out", tmp_path / "r", *TINY, "--time-budget", "600")
-    assert "Runs until 30 steps or 10m00s, whichever comes first; AdamW" in result.stderr
+    assert "Runs until 30 steps or 10m00s, whichever comes first; AdamW, lr 0.01 after 400 warmup steps" in result.stderr
     assert "batches/epoch, steps on 4-token pieces at first -> " in result.stderr  # --batch-ramp 3 of 32-token windows
     lines = [line for line in result.stderr.splitlines() if line.startswith("Step ")]
     assert [line.split(" (")[0] for line in lines] == [f"Step {n}" for n in range(1, 31)]

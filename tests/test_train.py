@@ -25,6 +25,26 @@ def test_warmup_then_cosine_to_the_floor():
     assert learning_rate(cfg, 99, 1.7) == pytest.approx(0.1)  # past the end it stays at the floor
 
 
+def test_the_default_warmup_is_the_first_50_batches_in_the_steps_the_ramp_cuts_them_into(corpus_text, tmp_path):
+    corpus = TextCorpus("d", "d", "test", corpus_text)
+    model_config = ModelConfig(vocab_size=0, **TINY_MODEL)
+
+    def warmup(**options) -> int:
+        config = TrainConfig(**{**TINY_TRAIN, "warmup_steps": None, **options})
+        return Trainer(corpus, model_config, config, tmp_path / "run").cfg.warmup_steps
+
+    assert warmup(batch_ramp=2) == 200  # 4 steps a batch at first
+    assert warmup(batch_ramp=0) == 50
+    assert warmup(batch_ramp=3, seq_len=4) == 200  # no more pieces than a window has tokens: 4
+    assert warmup(batch_ramp=3, max_steps=None, epochs=None) == 50  # no limit: no shares, no ramp
+    assert warmup(batch_ramp=3, warmup_steps=7) == 7  # given: kept
+    # The checkpoints keep the number, so a resumed run warms up as it began.
+    config = TrainConfig(**{**TINY_TRAIN, "warmup_steps": None, "max_steps": 2, "batch_ramp": 1})
+    Trainer(corpus, model_config, config, tmp_path / "saved").run()
+    assert checkpoint.read(tmp_path / "saved" / checkpoint.LAST).meta["train"]["warmup_steps"] == 100
+    assert learning_rate(TrainConfig(lr=1.0, warmup_steps=None), 9, 0.0) == pytest.approx(10 / 50)  # unresolved
+
+
 def test_the_schedule_follows_the_limit_that_binds_first(corpus_text, tmp_path):
     corpus = TextCorpus("d", "d", "test", corpus_text)
     trainer = Trainer(corpus, ModelConfig(vocab_size=0, **TINY_MODEL),
