@@ -246,8 +246,9 @@ def cache_options(command):
 @click.option("--weight-decay", type=_ranged(TrainConfig, "weight_decay"), default=_train_default("weight_decay"),
               help="AdamW weight decay on weight matrices.")
 @click.option("--warmup-steps", type=_ranged(TrainConfig, "warmup_steps"), default=_train_default("warmup_steps"),
-              show_default=f"the first {WARMUP_BATCHES} batches: {WARMUP_BATCHES * 2 ** _train_default('batch_ramp')} "
-                           f"steps at --batch-ramp {_train_default('batch_ramp')}, {WARMUP_BATCHES} at 0",
+              show_default=f"{WARMUP_BATCHES} batches in the first steps: {WARMUP_BATCHES * 2 ** _train_default('batch_ramp')} "
+                           f"at --batch-ramp {_train_default('batch_ramp')}, {WARMUP_BATCHES} at 0; at most a tenth "
+                           "of --max-steps or --epochs",
               help="Linear warmup steps before the cosine decay.")
 @click.option("--min-lr-ratio", type=_ranged(TrainConfig, "min_lr_ratio"), default=_train_default("min_lr_ratio"),
               help="The cosine decay ends at this fraction of --lr.")

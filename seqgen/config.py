@@ -87,8 +87,8 @@ class TrainConfig:
     lr: float = ranged(1e-2, 0, 10**6, min_open=True)  # a bound: torch turns it into float32 (beyond 3e38 it fails)
     # 0.1: 0.03 nats better than none on tiny Shakespeare's unseen last plays in 105 s (benchmarks/README.md)
     weight_decay: float = ranged(0.1, 0)
-    # None: the first WARMUP_BATCHES batches, however many steps the ramp cuts them into (400 at
-    # --batch-ramp 3, 50 without): the warmup that was tuned on whole-window steps, in the same
+    # None: WARMUP_BATCHES batches in the ramp's first steps (400 at --batch-ramp 3, 50 without; at
+    # most a tenth of a run of known steps): the warmup tuned on whole-window steps, in the same
     # tokens, measured 0.01 nats better than 50 steps on the ramp's small ones (benchmarks/README.md).
     warmup_steps: int | None = ranged(None, 0)
     min_lr_ratio: float = ranged(0.02, 0, 1)  # a low floor: the last few hundred steps at a small rate are worth 0.02 nats here

@@ -75,7 +75,7 @@ def learning_rate(cfg: TrainConfig, step: int, done: float) -> float:
     `done` is the fraction of the run completed by whichever limit binds first (steps, epochs or
     the time budget), so a time-budgeted run reaches the low learning rate just as time runs out.
     A config whose `warmup_steps` is None (the default, which Trainer resolves) warms up for
-    WARMUP_BATCHES steps.
+    WARMUP_BATCHES steps (for callers with whole-window steps: benchmarks/attention_probe.py).
     """
     warmup = WARMUP_BATCHES if cfg.warmup_steps is None else cfg.warmup_steps
     if step < warmup:
@@ -273,8 +273,8 @@ class Trainer:
         self.stepper: Any = self.world.wrap(self.model)  # what a training step calls: DDP under several processes
         self.optimizer = make_optimizer(self.model, config)
         self.progress = Progress()
-        if config.warmup_steps is None:  # the first WARMUP_BATCHES batches, in the steps the ramp cuts them into
-            self.cfg = config = dataclasses.replace(config, warmup_steps=WARMUP_BATCHES * 2 ** self._ramp())
+        if config.warmup_steps is None:
+            self.cfg = config = dataclasses.replace(config, warmup_steps=self._default_warmup())
         self.carry: Any = None  # the recurrent state (L, S, B, H) carried into the next batch, this process' rows
         # A fine-tuning run (finetune.Base) starts from its base's weights; its lineage stays in every checkpoint.
         self.lineage = [] if init_from is None else init_from.lineage
@@ -324,6 +324,17 @@ class Trainer:
         the start, halved at each of N even shares of the run, 1 from then on."""
         ramp = self._ramp()
         return 2 ** (ramp - min(ramp, int(self._done_fraction() * (ramp + 1))))
+
+    def _default_warmup(self) -> int:
+        """WARMUP_BATCHES batches in the ramp's first, smallest steps (400 at --batch-ramp 3), but no
+        more than a tenth of a run whose length in steps is known (--max-steps, --epochs), so that
+        a short run still reaches its peak learning rate."""
+        cfg, warmup = self.cfg, WARMUP_BATCHES * 2 ** self._ramp()
+        if cfg.max_steps:
+            warmup = min(warmup, cfg.max_steps // 10)
+        if cfg.epochs:
+            warmup = min(warmup, int(cfg.epochs * self.batches_per_epoch * self._steps_per_batch()) // 10)
+        return warmup
 
     def _steps_per_batch(self) -> float:
         """Steps a batch takes on average over a run: 2^N, ..., 2, 1 over even shares of it."""

@@ -52,7 +52,8 @@ def test_without_a_terminal_training_says_how_long_it_runs_and_logs_its_progress
     monkeypatch.setattr(progress, "FIRST_HEARTBEAT_S", 0.0)  # a line at every step, to see them all
     monkeypatch.setattr(progress, "HEARTBEAT_S", 0.0)
     result = invoke("train", corpus_file, "--out", tmp_path / "r", *TINY, "--time-budget", "600")
-    assert "Runs until 30 steps or 10m00s, whichever comes first; AdamW, lr 0.01 after 400 warmup steps" in result.stderr
+    # 3 warmup steps: a tenth of the 30
+    assert "Runs until 30 steps or 10m00s, whichever comes first; AdamW, lr 0.01 after 3 warmup steps" in result.stderr
     assert "batches/epoch, steps on 4-token pieces at first -> " in result.stderr  # --batch-ramp 3 of 32-token windows
     lines = [line for line in result.stderr.splitlines() if line.startswith("Step ")]
     assert [line.split(" (")[0] for line in lines] == [f"Step {n}" for n in range(1, 31)]
@@ -253,8 +254,9 @@ def test_a_run_from_before_the_batch_ramp_resumes_without_one(tmp_path, corpus_f
     a seqgen that stepped on whole batches: it goes on that way, to the weights of a run without
     the ramp, not with the default ramp."""
     old, plain = tmp_path / "old", tmp_path / "plain"
-    assert invoke("train", corpus_file, "--out", plain, *TINY, "--max-steps", "20", "--batch-ramp", "0").exit_code == 0
-    assert invoke("train", corpus_file, "--out", old, *TINY, "--max-steps", "10", "--batch-ramp", "0").exit_code == 0
+    WARMUP = ("--warmup-steps", "50")  # all 20 steps warm up: the schedule is the same however long the run is told it is
+    assert invoke("train", corpus_file, "--out", plain, *TINY, "--max-steps", "20", "--batch-ramp", "0", *WARMUP).exit_code == 0
+    assert invoke("train", corpus_file, "--out", old, *TINY, "--max-steps", "10", "--batch-ramp", "0", *WARMUP).exit_code == 0
     last = checkpoint.read(old / "last.safetensors")
     del last.meta["train"]["batch_ramp"], last.meta["progress"]["group"], last.meta["progress"]["groups"]
     checkpoint.save(old / "last.safetensors", last.meta, last.tensors)

@@ -25,23 +25,26 @@ def test_warmup_then_cosine_to_the_floor():
     assert learning_rate(cfg, 99, 1.7) == pytest.approx(0.1)  # past the end it stays at the floor
 
 
-def test_the_default_warmup_is_the_first_50_batches_in_the_steps_the_ramp_cuts_them_into(corpus_text, tmp_path):
+def test_the_default_warmup_is_50_batches_in_the_ramps_first_steps_and_a_tenth_of_a_short_run(corpus_text, tmp_path):
     corpus = TextCorpus("d", "d", "test", corpus_text)
     model_config = ModelConfig(vocab_size=0, **TINY_MODEL)
 
-    def warmup(**options) -> int:
-        config = TrainConfig(**{**TINY_TRAIN, "warmup_steps": None, **options})
-        return Trainer(corpus, model_config, config, tmp_path / "run").cfg.warmup_steps
+    def trainer(**options) -> Trainer:
+        config = TrainConfig(**{**TINY_TRAIN, "warmup_steps": None, "max_steps": 100_000, "epochs": None, **options})
+        return Trainer(corpus, model_config, config, tmp_path / "run")
 
-    assert warmup(batch_ramp=2) == 200  # 4 steps a batch at first
-    assert warmup(batch_ramp=0) == 50
-    assert warmup(batch_ramp=3, seq_len=4) == 200  # no more pieces than a window has tokens: 4
-    assert warmup(batch_ramp=3, max_steps=None, epochs=None) == 50  # no limit: no shares, no ramp
-    assert warmup(batch_ramp=3, warmup_steps=7) == 7  # given: kept
+    assert trainer(batch_ramp=2).cfg.warmup_steps == 200  # 4 steps a batch at first
+    assert trainer(batch_ramp=0).cfg.warmup_steps == 50
+    assert trainer(batch_ramp=3, seq_len=4).cfg.warmup_steps == 200  # no more pieces than a window has tokens: 4
+    assert trainer(batch_ramp=3, max_steps=None, time_budget=None).cfg.warmup_steps == 50  # no limit: no ramp
+    assert trainer(batch_ramp=3, warmup_steps=7).cfg.warmup_steps == 7  # given: kept
+    assert trainer(batch_ramp=3, warmup_steps=700, max_steps=40).cfg.warmup_steps == 700  # given: kept, however long
+    assert trainer(batch_ramp=3, max_steps=40).cfg.warmup_steps == 4  # a tenth of a short run
+    by_epochs = trainer(batch_ramp=2, max_steps=None, epochs=1)  # a tenth of the steps one epoch takes
+    assert by_epochs.cfg.warmup_steps == int(by_epochs.batches_per_epoch * 1.75) // 10 < 200
     # The checkpoints keep the number, so a resumed run warms up as it began.
-    config = TrainConfig(**{**TINY_TRAIN, "warmup_steps": None, "max_steps": 2, "batch_ramp": 1})
-    Trainer(corpus, model_config, config, tmp_path / "saved").run()
-    assert checkpoint.read(tmp_path / "saved" / checkpoint.LAST).meta["train"]["warmup_steps"] == 100
+    trainer(batch_ramp=1).run(stop_at_step=2)
+    assert checkpoint.read(tmp_path / "run" / checkpoint.LAST).meta["train"]["warmup_steps"] == 100
     assert learning_rate(TrainConfig(lr=1.0, warmup_steps=None), 9, 0.0) == pytest.approx(10 / 50)  # unresolved
 
 
