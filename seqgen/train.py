@@ -333,8 +333,12 @@ class Trainer:
         if cfg.max_steps:
             warmup = min(warmup, cfg.max_steps // 10)
         if cfg.epochs:
-            warmup = min(warmup, int(cfg.epochs * self.batches_per_epoch * self._steps_per_batch()) // 10)
+            warmup = min(warmup, int(self._epoch_limit_steps()) // 10)
         return warmup
+
+    def _epoch_limit_steps(self) -> float:
+        """About how many steps --epochs takes (the ramp's steps included); 0 without it."""
+        return (self.cfg.epochs or 0) * self.batches_per_epoch * self._steps_per_batch()
 
     def _steps_per_batch(self) -> float:
         """Steps a batch takes on average over a run: 2^N, ..., 2, 1 over even shares of it."""
@@ -587,7 +591,7 @@ class Trainer:
         )
         limits = [f"{c.max_steps:,} steps"] if c.max_steps else []
         if c.epochs:
-            steps = c.epochs * self.batches_per_epoch * self._steps_per_batch()
+            steps = self._epoch_limit_steps()
             limits.append(f"{c.epochs} epochs ({'about ' if pieces > 1 else ''}{round(steps):,} steps)")
         if c.time_budget:
             limits.append(duration(c.time_budget))
