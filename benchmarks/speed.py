@@ -28,6 +28,7 @@ import argparse
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,18 +64,27 @@ def timed(fn, repeat: int = 1) -> float:
     return best
 
 
-def interleaved(fns, rounds: int) -> list[float]:
-    """Best wall-clock seconds of each function, called in turn for `rounds` rounds after one
-    warm-up call each, so slow spells of a shared machine fall on all of them alike."""
+def interleaved(fns, rounds: int) -> list[list[float]]:
+    """Wall-clock seconds of each function in each of `rounds` rounds, the functions called in
+    turn after one warm-up call each, so a slow spell of a shared machine falls on neighbours
+    alike: compare them round by round (`paired`)."""
     for fn in fns:
         fn()
-    best = [float("inf")] * len(fns)
+    seconds: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
-        for i, fn in enumerate(fns):
+        for times, fn in zip(seconds, fns):
             start = time.perf_counter()
             fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
+            times.append(time.perf_counter() - start)
+    return seconds
+
+
+def paired(base: list[float], other: list[float]) -> float:
+    """How many times faster `other` ran than `base`: the median of the rounds' ratios, so that a
+    round where the machine slowed down counts once, for both. The best of three rounds each, as
+    before, gave the same code 1.12x in one run and 1.34x in the next on a 2-core VM; this still
+    moves by up to 0.1 from run to run there, as the machine's speed drifts (RESULTS.md)."""
+    return statistics.median(b / o for b, o in zip(base, other))
 
 
 def limits() -> dict:
@@ -161,10 +171,12 @@ TRAIN_SIZES = [("lstm", 1, 384, 65), ("gru", 1, 384, 65), ("rnn", 1, 384, 65), (
                ("rnn", 2, 512, 65), ("irnn", 2, 512, 65)]
 
 
-def training(steps: int, lim: dict, cells: list[str] | None = None) -> list[str]:
+def training(steps: int, rounds: int, lim: dict, cells: list[str] | None = None) -> list[str]:
     batch, seq_len = 16, 64
     auto = pick_precision("auto", torch.device("cpu"))  # bf16 where this CPU has it natively: the default then
-    rows = [f"| model (batch {batch} x {seq_len}) | word_language_model loop tok/s | seqgen fp32 tok/s | ratio | seqgen MFU "
+    rows = [f"Tokens/s: the median of {rounds} rounds of {steps} steps, the loops taking turns; ratios: the median of "
+            "the rounds' ratios.", "",
+            f"| model (batch {batch} x {seq_len}) | word_language_model loop tok/s | seqgen fp32 tok/s | ratio | seqgen MFU "
             "| seqgen `--precision auto` tok/s | ratio |",
             "|---|---|---|---|---|---|---|"]
     for cell, layers, hidden, vocab in TRAIN_SIZES:
@@ -197,13 +209,14 @@ def training(steps: int, lim: dict, cells: list[str] | None = None) -> list[str]
             for x, y in windows:
                 _, state = train_step(model, optimizer, x, y, state, clip=1.0, autocast=autocast)
 
-        # Alternate them, best of three each: the same code differs by 5% from run to run here.
         fns = [baseline, seqgen_steps] + ([lambda: seqgen_steps(auto)] if auto else [])
-        base, ours, *mixed = (steps * batch * seq_len / t for t in interleaved(fns, 3))
+        times = interleaved(fns, rounds)
+        base, ours, *mixed = (steps * batch * seq_len / statistics.median(t) for t in times)  # tokens/s
+        ratio, *mixed_ratio = (paired(times[0], t) for t in times[1:])
         params = sum(p.numel() for p in model.parameters())
         mfu = 6 * params * ours / (lim["gflops"] * 1e9)
-        auto_cells = f"{mixed[0]:,.0f} (bf16) | {mixed[0] / base:.2f}x" if mixed else "same as fp32 (no native bf16) |"
-        rows.append(f"| {layers} x {hidden} {cell.upper()}, V {vocab} | {base:,.0f} | {ours:,.0f} | {ours / base:.2f}x "
+        auto_cells = f"{mixed[0]:,.0f} (bf16) | {mixed_ratio[0]:.2f}x" if mixed else "same as fp32 (no native bf16) |"
+        rows.append(f"| {layers} x {hidden} {cell.upper()}, V {vocab} | {base:,.0f} | {ours:,.0f} | {ratio:.2f}x "
                     f"| {mfu:.0%} | {auto_cells} |")
         print(rows[-1], flush=True)
     return rows
@@ -432,7 +445,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sections = {
             "generation": lambda: generation(100 if args.quick else 400, lim),
-            "training": lambda: training(10 if args.quick else 40, lim, args.cells.split(",") if args.cells else None),
+            "training": lambda: training(10 if args.quick else 20, 3 if args.quick else 9, lim,
+                                         args.cells.split(",") if args.cells else None),
             "cli": lambda: cli(10 if args.quick else 100, Path(tmp)),
             "data": lambda: data(20 if args.quick else 100, Path(tmp)),
             "distributed": lambda: distributed(20 if args.quick else 100, Path(tmp)),
