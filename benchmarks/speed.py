@@ -81,9 +81,10 @@ def interleaved(fns, rounds: int) -> list[list[float]]:
 
 def paired(base: list[float], other: list[float]) -> float:
     """How many times faster `other` ran than `base`: the median of the rounds' ratios, so that a
-    round where the machine slowed down counts once, for both. The best of three rounds each, as
-    before, gave the same code 1.12x in one run and 1.34x in the next on a 2-core VM; this still
-    moves by up to 0.1 from run to run there, as the machine's speed drifts (RESULTS.md)."""
+    round where the machine slowed down counts once, for both. (The best of three rounds each, as
+    before, can pair one loop's best spell with the other's worst; it gave the same code 1.25x and
+    then 1.12x on a 2-core VM. This too moves by up to 0.1 between runs there, as the machine's
+    speed drifts over minutes: RESULTS.md.)"""
     return statistics.median(b / o for b, o in zip(base, other))
 
 
